@@ -1,0 +1,50 @@
+# Mission Control developer entry points. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEV_STAMP := $(VENV)/.installed-dev
+HOST ?= 127.0.0.1
+PORT ?= 8080
+export MC_DATABASE_PATH ?= ./var/mission-control.db
+export MC_STATE_DIR ?= ./var
+
+.PHONY: run test lint typecheck unit bench lock clean test-deps
+
+$(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
+	@scripts/bootstrap-venv.sh dev
+
+## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080
+run: $(DEV_STAMP)
+	@mkdir -p var
+	@$(BIN)/missionctl db migrate
+	@$(BIN)/missionctl first-run
+	@$(BIN)/missionctl serve --host $(HOST) --port $(PORT)
+
+## test: lint, type-check and the whole test suite (what CI runs)
+test: $(DEV_STAMP) test-deps lint typecheck unit
+
+test-deps:
+	@scripts/install-test-deps.sh
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest --cov=app --cov-report=term:skip-covered --cov-report=xml:build/coverage.xml
+
+## bench: benchmarks that print their figures
+bench: $(DEV_STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+## lock: regenerate the hash-pinned lock files (needs network to the package index)
+lock:
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Mission Control."""
+
+__version__ = "0.1.0"
