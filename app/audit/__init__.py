@@ -1,0 +1,1 @@
+"""HTTP view of the audit log."""

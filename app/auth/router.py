@@ -1,0 +1,127 @@
+"""Login, logout and the caller's own session and password."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app.auth import store
+from app.auth.schemas import LoginRequest, PasswordChange, SessionInfo
+from app.auth.sessions import clear_session_cookie, open_session, set_session_cookie
+from app.core.context import Ctx
+from app.core.errors import ApiError
+from app.core.ratelimit import RateLimiter
+from app.security import audit
+from app.security.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
+from app.security.passwords import PasswordPolicyError, hash_password, verify_password
+from app.security.principal import Scope
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+BAD_LOGIN = "invalid username or password"
+
+
+@router.post("/login", response_model=SessionInfo)
+async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> SessionInfo:
+    """Log in with a user name and password; sets an HttpOnly session cookie."""
+    client = client_address(request)
+    keys = ctx.login_throttle.keys(body.username, client)
+    wait = ctx.login_throttle.retry_after(*keys)
+    if wait > 0:
+        await audit.record(
+            ctx.db,
+            actor=f"user:{body.username[:64]}",
+            action="auth.login_locked",
+            client=client,
+            outcome="refused",
+        )
+        raise ApiError(
+            429,
+            "login_locked",
+            "too many failed logins; try again later",
+            headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+        )
+    user = await store.user_by_name(ctx.db, body.username)
+    password_ok = verify_password(user["password_hash"] if user else None, body.password)
+    if user is None or not password_ok or user["disabled"]:
+        ctx.login_throttle.failed(*keys)
+        await audit.record(
+            ctx.db,
+            actor=f"user:{body.username[:64]}",
+            action="auth.login_failed",
+            client=client,
+            outcome="refused",
+        )
+        raise ApiError(401, "invalid_login", BAD_LOGIN)
+    ctx.login_throttle.succeeded(*keys)
+    old_cookie = request.cookies.get(SESSION_COOKIE)
+    if old_cookie:
+        old = await store.session_for_auth(ctx.db, session_hash(old_cookie))
+        if old is not None:
+            async with ctx.db.write() as conn:
+                await store.delete_session(conn, int(old["id"]))
+    session = await open_session(ctx, int(user["id"]), client)
+    await audit.record(
+        ctx.db,
+        actor=f"user:{user['username']}",
+        action="auth.login",
+        client=client,
+        summary={"session": session.session_id},
+    )
+    set_session_cookie(response, request, ctx, session.cookie_value)
+    return SessionInfo(
+        username=str(user["username"]), role=Scope(user["role"]), csrf_token=session.csrf_token
+    )
+
+
+@router.post("/logout", status_code=204)
+async def logout(principal: Authenticated, request: Request, ctx: Ctx) -> Response:
+    """End the current session (cookie callers) and clear the cookie."""
+    if principal.session_id is not None:
+        async with ctx.db.write() as conn:
+            await store.delete_session(conn, principal.session_id)
+            await audit.append(
+                conn, actor=principal.actor, action="auth.logout", client=client_address(request)
+            )
+        ctx.usage.forget_session(principal.session_id)
+    response = Response(status_code=204)
+    clear_session_cookie(response)
+    return response
+
+
+@router.get("/session", response_model=SessionInfo)
+async def current_session(principal: Authenticated) -> SessionInfo:
+    """Who the cookie belongs to, and the CSRF token to send with changes."""
+    if principal.kind != "session" or principal.csrf_token is None:
+        raise ApiError(400, "not_a_session", "this endpoint is for cookie sessions")
+    return SessionInfo(
+        username=principal.name, role=principal.scope, csrf_token=principal.csrf_token
+    )
+
+
+@router.post("/password", status_code=204)
+async def change_own_password(
+    body: PasswordChange, principal: Authenticated, request: Request, ctx: Ctx
+) -> Response:
+    """Change the logged-in user's password; every session of the user ends."""
+    if principal.user_id is None:
+        raise ApiError(400, "not_a_user", "only a logged-in user can change a password")
+    user = await store.user_by_name(ctx.db, principal.name)
+    if user is None or not verify_password(user["password_hash"], body.current_password):
+        raise ApiError(403, "wrong_password", "the current password is wrong")
+    try:
+        new_hash = hash_password(body.new_password)
+    except PasswordPolicyError as exc:
+        raise ApiError(422, "weak_password", str(exc)) from None
+    async with ctx.db.write() as conn:
+        await store.set_password(conn, principal.user_id, new_hash)
+        await store.delete_user_sessions(conn, principal.user_id)
+        await audit.append(
+            conn,
+            actor=principal.actor,
+            action="user.password_changed",
+            target=f"user:{principal.name}",
+            client=client_address(request),
+        )
+    response = Response(status_code=204)
+    clear_session_cookie(response)
+    return response

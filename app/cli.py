@@ -1,0 +1,310 @@
+"""``missionctl``: the command line of Mission Control."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app import __version__
+from app.core.errors import ApiError
+from app.core.migrations import MigrationError, migrate
+from app.core.settings import Settings, load_settings
+from app.security.principal import Scope
+from app.security.secrets import SecretError, server_key
+
+T = TypeVar("T")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid{os.getuid()}"
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _with_db(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    from app.core.database import Database
+
+    migrate(settings.database_path, settings.backups_path)
+    db = Database(settings.database_path, readers=1, busy_timeout_ms=settings.busy_timeout_ms)
+    await db.open()
+    try:
+        return await action(db)
+    finally:
+        await db.close()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise SystemExit("missionctl: the passwords differ")
+    return first
+
+
+# commands --------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.core.logging import configure_logging
+    from app.core.serve import ListenRefused, build_server, check_listen, run_server
+
+    overrides: dict[str, Any] = {}
+    if args.uds:
+        overrides["listen_uds"] = Path(args.uds)
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.behind_proxy:
+        overrides["behind_proxy"] = True
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    try:
+        where = check_listen(settings)
+        server_key(settings.secrets_dir, settings.secret_key)
+        migrate(settings.database_path, settings.backups_path)
+    except (ListenRefused, SecretError, MigrationError) as exc:
+        print(f"missionctl serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    server, notifier = build_server(settings)
+    _run(run_server(server, notifier, where))
+    return 0
+
+
+def cmd_db_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    try:
+        report = migrate(settings.database_path, settings.backups_path)
+    except MigrationError as exc:
+        print(f"missionctl db migrate: {exc}", file=sys.stderr)
+        return 2
+    if report.backup:
+        print(f"backup taken before migrating: {report.backup}")
+    applied = ", ".join(f"{v:04d}" for v in report.applied) or "none"
+    print(f"schema version {report.current}; applied: {applied}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service
+
+    key = server_key(settings.secrets_dir, settings.secret_key)
+
+    async def action(db: Any) -> str:
+        created = await service.create_token(
+            db,
+            key,
+            name=args.name,
+            scope=Scope(args.scope),
+            expires_days=args.expires_days,
+            actor=_actor(),
+            client="cli",
+        )
+        return created.token
+
+    print(_run(_with_db(settings, action)))
+    return 0
+
+
+def cmd_token_list(_: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service, store
+    from app.core.pagination import PageParams
+
+    async def action(db: Any) -> int:
+        offset = 0
+        print(f"{'ID':<12} {'SCOPE':<8} {'NAME':<24} {'EXPIRES':<28} {'LAST USED':<28} STATE")
+        while True:
+            rows, total = await store.list_tokens(db, PageParams(limit=200, offset=offset))
+            for row in rows:
+                view = service.token_view(row)
+                state = "revoked" if view.revoked_at else "active"
+                print(
+                    f"{view.public_id:<12} {view.scope.value:<8} {view.name[:24]:<24}"
+                    f" {view.expires_at or 'never':<28} {view.last_used_at or '-':<28} {state}"
+                )
+            offset += len(rows)
+            if not rows or offset >= total:
+                return 0
+
+    return _run(_with_db(settings, action))
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service
+
+    async def action(db: Any) -> None:
+        await service.revoke_token(db, args.id, actor=_actor(), client="cli")
+
+    _run(_with_db(settings, action))
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service
+
+    password = _read_password(args.password_stdin)
+
+    async def action(db: Any) -> None:
+        await service.create_user(
+            db,
+            username=args.name,
+            password=password,
+            role=Scope(args.role),
+            actor=_actor(),
+            client="cli",
+        )
+
+    _run(_with_db(settings, action))
+    print(f"user {args.name} created with role {args.role}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service
+
+    password = _read_password(args.password_stdin)
+
+    async def action(db: Any) -> None:
+        await service.reset_password(
+            db, username=args.name, password=password, actor=_actor(), client="cli"
+        )
+
+    _run(_with_db(settings, action))
+    print(f"password of {args.name} changed; their sessions ended")
+    return 0
+
+
+def cmd_audit_verify(_: argparse.Namespace, settings: Settings) -> int:
+    from app.security import audit
+
+    report = _run(_with_db(settings, audit.verify))
+    if report.ok:
+        print(f"audit log intact: {report.checked} records verified")
+        return 0
+    print(
+        f"audit log TAMPERED at record {report.first_bad_id}: {report.reason}"
+        f" ({report.checked} records before it are intact)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_first_run(_: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_first_run import first_run
+
+    return _run(_with_db(settings, lambda db: first_run(db, settings)))
+
+
+def cmd_doctor(_: argparse.Namespace, settings: Settings) -> int:
+    from app.doctor import run_doctor
+
+    return run_doctor(settings)
+
+
+def cmd_scrub(args: argparse.Namespace, _: Settings) -> int:
+    from app.security.scrub import run_scrub
+
+    return run_scrub(args.file, sys.stdin, sys.stdout, sys.stderr)
+
+
+# parser ------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="missionctl", description="Mission Control")
+    parser.add_argument("--version", action="version", version=f"missionctl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the API (loopback or a unix socket)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--uds", help="listen on this unix socket instead of TCP")
+    serve.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="a TLS-terminating proxy fronts this server (allows a non-loopback address)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db.add_parser("migrate", help="apply pending schema migrations").set_defaults(
+        func=cmd_db_migrate
+    )
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", help="create a token and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    create.add_argument("--expires-days", type=int)
+    create.set_defaults(func=cmd_token_create)
+    token.add_parser("list", help="list tokens (never their secret)").set_defaults(
+        func=cmd_token_list
+    )
+    revoke = token.add_parser("revoke", help="revoke a token by its public id")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_token_revoke)
+
+    user = commands.add_parser("user", help="UI users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    ucreate = user.add_parser("create", help="create a user")
+    ucreate.add_argument("name")
+    ucreate.add_argument("--role", default="admin", choices=[s.value for s in Scope])
+    ucreate.add_argument("--password-stdin", action="store_true")
+    ucreate.set_defaults(func=cmd_user_create)
+    passwd = user.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(func=cmd_user_passwd)
+
+    audit = commands.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    audit.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit_verify)
+
+    commands.add_parser("doctor", help="security self-check of this install").set_defaults(
+        func=cmd_doctor
+    )
+    commands.add_parser(
+        "first-run", help="create a local admin on an empty database and say how to log in"
+    ).set_defaults(func=cmd_first_run)
+    scrub = commands.add_parser("scrub", help="redact credentials from a file or stdin")
+    scrub.add_argument("file", nargs="?")
+    scrub.set_defaults(func=cmd_scrub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except Exception as exc:  # settings errors are the user's to fix: say what, no trace
+        print(f"missionctl: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.func(args, settings)
+    except ApiError as exc:
+        print(f"missionctl: {exc.message}", file=sys.stderr)
+        return 1
+    except (SecretError, MigrationError) as exc:
+        print(f"missionctl: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

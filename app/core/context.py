@@ -1,0 +1,50 @@
+"""The per-process state every request needs, built once at start-up."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.core.database import Database
+from app.core.ratelimit import RateLimiter
+from app.core.settings import Settings
+from app.security.throttle import LoginThrottle
+from app.security.usage import UsageRecorder
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    server_key: bytes
+    credential_limiter: RateLimiter
+    login_throttle: LoginThrottle
+    usage: UsageRecorder
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database, server_key: bytes) -> AppContext:
+        return cls(
+            settings=settings,
+            db=db,
+            server_key=server_key,
+            credential_limiter=RateLimiter(
+                settings.rate_limit_per_credential, settings.rate_limit_burst_per_credential
+            ),
+            login_throttle=LoginThrottle(
+                failures_before_lockout=settings.login_failures_before_lockout,
+                max_lockout_s=settings.login_lockout_max_s,
+            ),
+            usage=UsageRecorder(db),
+        )
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]

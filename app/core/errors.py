@@ -1,0 +1,118 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``.
+
+Exception text never reaches the client; unexpected errors are logged with the
+request id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("mission_control.errors")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+class ApiError(Exception):
+    """An error meant for the client, with a stable machine-readable code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation details without the offending input (it may hold a secret)."""
+    cleaned: list[dict[str, Any]] = []
+    for err in errors:
+        cleaned.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "type": str(err.get("type", "invalid")),
+                "message": str(err.get("msg", "invalid value")),
+            }
+        )
+    return cleaned
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 400 and "parsing the body" in message:
+        code, message = "invalid_body", "the request body could not be decoded as JSON"
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, None, headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _clean_validation_errors(exc.errors())
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response(400, "invalid_json", "the request body is not valid JSON", details)
+    return error_response(422, "validation_failed", "the request is not valid", details)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled error",
+        extra={
+            "request_id": getattr(request.state, "request_id", None),
+            "exc_type": type(exc).__name__,
+        },
+        exc_info=exc,
+    )
+    return error_response(500, "internal_error", "the server could not complete the request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

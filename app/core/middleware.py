@@ -1,0 +1,233 @@
+"""The HTTP edge inside the app: request ids, credentials in URLs, rate limits,
+body limits, timeouts, security headers and the access log (F3, F4, F10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.clientip import ProxyTrust
+from app.core.errors import error_body
+from app.core.logging import request_id_var
+from app.core.ratelimit import RateLimiter
+from app.core.settings import Settings
+
+access_log = logging.getLogger("mission_control.access")
+
+CREDENTIAL_QUERY_NAMES = frozenset(
+    {
+        "token",
+        "access_token",
+        "accesstoken",
+        "refresh_token",
+        "id_token",
+        "auth",
+        "auth_token",
+        "authorization",
+        "bearer",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "secret",
+        "client_secret",
+        "password",
+        "passwd",
+        "pwd",
+        "session",
+        "sessionid",
+        "session_id",
+        "jwt",
+        "sig",
+        "signature",
+        "credential",
+        "credentials",
+    }
+)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+)
+
+LOGIN_PATHS = frozenset({"/api/auth/login", "/login"})
+STREAMING_PREFIXES = ("/api/events/stream",)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the body streams in; FastAPI passes HTTPException through."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds {limit} bytes")
+
+
+def credential_query_names(query_string: bytes) -> list[str]:
+    """Names of credential-like parameters in a raw query string."""
+    try:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    except ValueError:
+        return []
+    return sorted({name for name, _ in pairs if name.strip().lower() in CREDENTIAL_QUERY_NAMES})
+
+
+def apply_security_headers(headers: MutableHeaders, *, hsts: bool) -> None:
+    for name, value in SECURITY_HEADERS:
+        headers[name] = value
+    if "cache-control" not in headers:
+        headers["cache-control"] = "no-store"
+    if hsts:
+        headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+
+
+def _raw_json(status: int, code: str, message: str) -> tuple[int, bytes]:
+    import json
+
+    return status, json.dumps(error_body(code, message)).encode()
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.trust = ProxyTrust(settings.trusted_proxies)
+        self.client_limiter = RateLimiter(
+            settings.rate_limit_per_client, settings.rate_limit_burst_per_client
+        )
+        self.login_limiter = RateLimiter(
+            settings.login_rate_per_minute / 60.0, settings.login_rate_per_minute
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        client, scheme = self.trust.resolve(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_ip"] = client
+        state["secure"] = scheme == "https" or self.settings.tls
+        status_holder = {"status": 0, "started": False}
+        hsts = bool(state["secure"])
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                headers = MutableHeaders(scope=message)
+                apply_security_headers(headers, hsts=hsts)
+                headers["x-request-id"] = request_id
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope, client)
+            if refusal is not None:
+                status, code, message, extra = refusal
+                await self._send_error(send_wrapper, status, code, message, extra)
+                return
+            wrapped_receive = self._limit_body(receive)
+            path = str(scope.get("path", ""))
+            if path.startswith(STREAMING_PREFIXES):
+                await self.app(scope, wrapped_receive, send_wrapper)
+            else:
+                try:
+                    async with asyncio.timeout(self.settings.request_timeout_s):
+                        await self.app(scope, wrapped_receive, send_wrapper)
+                except TimeoutError:
+                    if not status_holder["started"]:
+                        await self._send_error(
+                            send_wrapper, 504, "timeout", "the request took too long", ()
+                        )
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status_holder["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client,
+                },
+            )
+            request_id_var.reset(token)
+
+    def _refusal(
+        self, scope: Scope, client: str
+    ) -> tuple[int, str, str, Iterable[tuple[str, str]]] | None:
+        names = credential_query_names(scope.get("query_string", b""))
+        if names:
+            return (
+                400,
+                "credential_in_url",
+                "credentials are accepted only in the Authorization header or the session "
+                f"cookie, never in the URL (refused parameter: {', '.join(names)})",
+                (),
+            )
+        limiter = self.login_limiter if scope.get("path") in LOGIN_PATHS else self.client_limiter
+        wait = limiter.check(client)
+        if wait > 0:
+            return (
+                429,
+                "rate_limited",
+                "too many requests; slow down",
+                (("retry-after", RateLimiter.retry_after_header(wait)),),
+            )
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return 400, "bad_request", "invalid Content-Length header", ()
+                if declared > self.settings.body_limit_bytes:
+                    limit = self.settings.body_limit_bytes
+                    return 413, "body_too_large", f"the request body exceeds {limit} bytes", ()
+        return None
+
+    def _limit_body(self, receive: Receive) -> Receive:
+        limit = self.settings.body_limit_bytes
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        return limited
+
+    @staticmethod
+    async def _send_error(
+        send: Send, status: int, code: str, message: str, extra: Iterable[tuple[str, str]]
+    ) -> None:
+        _, body = _raw_json(status, code, message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        headers.extend((k.encode(), v.encode()) for k, v in extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,105 @@
+"""The one settings object of the service (environment prefix ``MC_``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ENV_FILE = "/etc/mission-control/env"
+
+
+def _env_file() -> str | None:
+    """The env file to read: ``MC_ENV_FILE`` or the Pi default when it exists."""
+    explicit = os.environ.get("MC_ENV_FILE")
+    if explicit:
+        return explicit
+    return DEFAULT_ENV_FILE if Path(DEFAULT_ENV_FILE).is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every tunable of Mission Control. Secrets are ``SecretStr``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MC_", extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    # storage
+    database_path: Path = Path("./var/mission-control.db")
+    state_dir: Path = Path("./var")
+    backup_dir: Path | None = None
+    reader_pool_size: Annotated[int, Field(ge=1, le=16)] = 3
+    busy_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 5_000
+
+    # listening
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    listen_uds: Path | None = None
+    behind_proxy: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tls: bool = False
+
+    # HTTP edge
+    body_limit_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    rate_limit_per_client: Annotated[float, Field(gt=0)] = 50.0
+    rate_limit_burst_per_client: Annotated[int, Field(ge=1)] = 200
+    rate_limit_per_credential: Annotated[float, Field(gt=0)] = 50.0
+    rate_limit_burst_per_credential: Annotated[int, Field(ge=1)] = 200
+    login_rate_per_minute: Annotated[int, Field(ge=1)] = 10
+    login_failures_before_lockout: Annotated[int, Field(ge=1)] = 5
+    login_lockout_max_s: Annotated[int, Field(ge=1)] = 900
+
+    # sessions and tokens
+    session_idle_minutes: Annotated[int, Field(ge=1)] = 60
+    session_absolute_hours: Annotated[int, Field(ge=1)] = 12
+    token_max_expiry_days: Annotated[int, Field(ge=1)] = 3650
+    secret_key: SecretStr | None = None
+    last_used_flush_s: Annotated[float, Field(gt=0)] = 60.0
+
+    # operations
+    log_level: str = "INFO"
+    watchdog_db_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "unix":
+                ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def backups_path(self) -> Path:
+        return self.backup_dir or (self.state_dir / "backups")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, the env file and explicit overrides."""
+    return Settings(_env_file=_env_file(), **overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,140 @@
+"""``missionctl doctor``: a security self-check of this install, in plain words."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.migrations import bundled_migrations, schema_version
+from app.core.serve import ListenRefused, check_listen
+from app.core.settings import DEFAULT_ENV_FILE, Settings
+from app.security.secrets import SecretError, server_key
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _private(path: Path) -> bool:
+    return not stat.S_IMODE(path.stat().st_mode) & 0o077
+
+
+def check_listen_address(settings: Settings) -> Check:
+    try:
+        where = check_listen(settings)
+    except ListenRefused as exc:
+        return Check("listen address", False, str(exc))
+    return Check("listen address", True, f"listens on {where}")
+
+
+def check_proxy(settings: Settings) -> Check:
+    if settings.behind_proxy and not settings.trusted_proxies:
+        return Check("proxy", False, "behind a proxy but MC_TRUSTED_PROXIES is empty")
+    if settings.listen_uds is None and not settings.behind_proxy:
+        return Check("proxy", True, "direct loopback listener (development); no TLS proxy needed")
+    return Check("proxy", True, f"forwarded headers trusted from {settings.trusted_proxies}")
+
+
+def check_secrets(settings: Settings) -> Check:
+    try:
+        server_key(settings.secrets_dir, settings.secret_key)
+    except SecretError as exc:
+        return Check("server key", False, str(exc))
+    if settings.secret_key is None and not _private(settings.secrets_dir):
+        return Check("server key", False, f"{settings.secrets_dir} is readable by others")
+    return Check("server key", True, "present, private and not a placeholder")
+
+
+def check_database(settings: Settings) -> Check:
+    path = settings.database_path
+    if not path.exists():
+        return Check("database", False, f"{path} does not exist: run 'missionctl db migrate'")
+    if not _private(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        return Check("database", False, f"{path} has mode {mode:o}: run chmod 600 {path}")
+    latest = bundled_migrations()[-1].version
+    current = schema_version(path)
+    if current != latest:
+        return Check("database", False, f"schema {current}, expected {latest}: migrate")
+    return Check("database", True, f"{path} is private, schema version {current}")
+
+
+def check_env_file() -> Check:
+    path = Path(os.environ.get("MC_ENV_FILE") or DEFAULT_ENV_FILE)
+    if not path.exists():
+        return Check("env file", True, f"{path} not present (settings from the environment)")
+    if not _private(path):
+        return Check("env file", False, f"{path} is readable by others: run chmod 600 {path}")
+    return Check("env file", True, f"{path} is private")
+
+
+def check_credentials(settings: Settings) -> Check:
+    import sqlite3
+
+    path = settings.database_path
+    if not path.exists():
+        return Check("credentials", False, "no database yet, so nobody can log in")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        admins = conn.execute(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0"
+        ).fetchone()[0]
+        tokens = conn.execute(
+            "SELECT count(*) FROM api_tokens WHERE scope = 'admin' AND revoked_at IS NULL"
+        ).fetchone()[0]
+    except sqlite3.Error:
+        return Check("credentials", False, "the user tables are missing: migrate")
+    finally:
+        conn.close()
+    if admins + tokens == 0:
+        return Check("credentials", False, "no admin user or token: 'missionctl user create'")
+    return Check("credentials", True, f"{admins} admin user(s), {tokens} admin token(s)")
+
+
+def check_audit_chain(settings: Settings) -> Check:
+    from app.core.database import Database
+    from app.security import audit
+
+    if not settings.database_path.exists():
+        return Check("audit log", False, "no database")
+
+    async def verify() -> audit.ChainReport:
+        db = Database(settings.database_path, readers=1)
+        await db.open()
+        try:
+            return await audit.verify(db)
+        finally:
+            await db.close()
+
+    report = asyncio.run(verify())
+    if report.ok:
+        return Check("audit log", True, f"hash chain intact ({report.checked} records)")
+    return Check("audit log", False, f"tampered at record {report.first_bad_id}: {report.reason}")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [
+        check_listen_address(settings),
+        check_proxy(settings),
+        check_secrets(settings),
+        check_env_file(),
+        check_database(settings),
+        check_credentials(settings),
+        check_audit_chain(settings),
+    ]
+
+
+def run_doctor(settings: Settings) -> int:
+    checks = run_checks(settings)
+    for check in checks:
+        print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    failed = [c for c in checks if not c.ok]
+    print(f"\n{len(checks) - len(failed)} passed, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,44 @@
+"""Public ``/healthz`` (ok or degraded, nothing else) and the detailed view (F5)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.core.context import Ctx
+from app.health.probes import database_ok, system_figures
+from app.security.dependencies import ReadAccess
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", include_in_schema=True)
+async def healthz(ctx: Ctx) -> JSONResponse:
+    """Public. Only ``{"status": "ok"}`` (200) or ``{"status": "degraded"}`` (503)."""
+    if await database_ok(ctx.db):
+        return JSONResponse({"status": "ok"}, status_code=200)
+    return JSONResponse({"status": "degraded"}, status_code=503)
+
+
+@router.get("/api/health")
+async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
+    """Scope read. Database, disk, memory, load, temperature, uptime."""
+    db_ok = await database_ok(ctx.db)
+    settings = ctx.settings
+    figures = await asyncio.to_thread(
+        system_figures, str(settings.state_dir), str(settings.database_path)
+    )
+    return {
+        "status": "ok" if db_ok else "degraded",
+        "version": __version__,
+        "database": {"ok": db_ok, "bytes": figures.pop("database_bytes")},
+        "service_uptime_s": int(time.monotonic() - ctx.started_monotonic),
+        "system": figures,
+        "workers": [],
+        "last_backup_age_s": None,
+    }

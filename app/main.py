@@ -1,0 +1,99 @@
+"""Builds the FastAPI application: middleware, routers, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.audit.router import router as audit_router
+from app.auth import store as auth_store
+from app.auth.admin_router import router as admin_router
+from app.auth.router import router as auth_router
+from app.core.context import AppContext
+from app.core.database import Database
+from app.core.errors import install_error_handlers
+from app.core.middleware import EdgeMiddleware
+from app.core.migrations import migrate
+from app.core.settings import Settings, get_settings
+from app.health.router import router as health_router
+from app.security.dependencies import ReadAccess
+from app.security.secrets import server_key
+
+log = logging.getLogger("mission_control.app")
+
+# Routes that answer without a credential. Everything else must return 401.
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("GET", "/healthz"), ("HEAD", "/healthz"), ("POST", "/api/auth/login")}
+)
+
+
+async def _housekeeping(ctx: AppContext) -> None:
+    """Flush batched last-used times and purge ended sessions, forever."""
+    while True:
+        await asyncio.sleep(ctx.settings.last_used_flush_s)
+        try:
+            await ctx.usage.flush(ctx.settings.session_idle_minutes)
+            async with ctx.db.write() as conn:
+                await auth_store.purge_expired_sessions(conn)
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        key = server_key(settings.secrets_dir, settings.secret_key)
+        await asyncio.to_thread(migrate, settings.database_path, settings.backups_path)
+        db = Database(
+            settings.database_path,
+            readers=settings.reader_pool_size,
+            busy_timeout_ms=settings.busy_timeout_ms,
+        )
+        await db.open()
+        ctx = AppContext.build(settings, db, key)
+        app.state.context = ctx
+        task = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await ctx.usage.flush(settings.session_idle_minutes)
+            await db.close()
+
+    app = FastAPI(
+        title="Mission Control",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, settings=settings)
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(admin_router)
+    app.include_router(audit_router)
+
+    @app.get("/api/openapi.json", tags=["meta"], include_in_schema=False)
+    async def openapi_document(_: ReadAccess) -> JSONResponse:
+        """Scope read. The OpenAPI description of this API."""
+        schema: dict[str, Any] = get_openapi(
+            title=app.title, version=app.version, routes=app.routes
+        )
+        return JSONResponse(schema)
+
+    return app

@@ -1,0 +1,1 @@
+"""Security controls: credentials, scopes, CSRF, audit, credential gate."""
