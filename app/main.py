@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 
 from app import __version__
 from app.audit.router import router as audit_router
@@ -32,8 +33,17 @@ log = logging.getLogger("mission_control.app")
 
 # Routes that answer without a credential. Everything else must return 401.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/healthz"), ("HEAD", "/healthz"), ("POST", "/api/auth/login")}
+    {("GET", "/healthz"), ("POST", "/api/auth/login")}
 )
+
+
+def route_table(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the application answers, included routers too."""
+    table: list[tuple[str, str]] = []
+    for context in iter_route_contexts(app.routes):
+        methods = getattr(context.original_route, "methods", None) or set()
+        table.extend((method, str(context.path)) for method in sorted(methods))
+    return table
 
 
 async def _housekeeping(ctx: AppContext) -> None:

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.headers import apply_security_headers
+
 log = logging.getLogger("mission_control.errors")
 
 _STATUS_CODES = {
@@ -108,7 +110,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         },
         exc_info=exc,
     )
-    return error_response(500, "internal_error", "the server could not complete the request")
+    response = error_response(500, "internal_error", "the server could not complete the request")
+    # This answer comes from outside the edge middleware: add its headers here.
+    apply_security_headers(response.headers, hsts=bool(getattr(request.state, "secure", False)))
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.clientip import ProxyTrust
 from app.core.errors import error_body
+from app.core.headers import apply_security_headers
 from app.core.logging import request_id_var
 from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
@@ -53,22 +54,6 @@ CREDENTIAL_QUERY_NAMES = frozenset(
     }
 )
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-
-SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
-    ("content-security-policy", CONTENT_SECURITY_POLICY),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
-)
-
 LOGIN_PATHS = frozenset({"/api/auth/login", "/login"})
 STREAMING_PREFIXES = ("/api/events/stream",)
 
@@ -87,15 +72,6 @@ def credential_query_names(query_string: bytes) -> list[str]:
     except ValueError:
         return []
     return sorted({name for name, _ in pairs if name.strip().lower() in CREDENTIAL_QUERY_NAMES})
-
-
-def apply_security_headers(headers: MutableHeaders, *, hsts: bool) -> None:
-    for name, value in SECURITY_HEADERS:
-        headers[name] = value
-    if "cache-control" not in headers:
-        headers["cache-control"] = "no-store"
-    if hsts:
-        headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
 
 
 def _raw_json(status: int, code: str, message: str) -> tuple[int, bytes]:
