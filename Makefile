@@ -5,8 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8080
-export MC_DATABASE_PATH ?= ./var/mission-control.db
-export MC_STATE_DIR ?= ./var
+RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_STATE_DIR=$${MC_STATE_DIR:-./var}
 
 .PHONY: run test lint typecheck unit bench lock clean test-deps
 
@@ -16,9 +15,9 @@ $(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
 ## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080
 run: $(DEV_STAMP)
 	@mkdir -p var
-	@$(BIN)/missionctl db migrate
-	@$(BIN)/missionctl first-run
-	@$(BIN)/missionctl serve --host $(HOST) --port $(PORT)
+	@$(RUN_ENV) $(BIN)/missionctl db migrate
+	@$(RUN_ENV) $(BIN)/missionctl first-run
+	@$(RUN_ENV) exec $(BIN)/missionctl serve --host $(HOST) --port $(PORT)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: $(DEV_STAMP) test-deps lint typecheck unit

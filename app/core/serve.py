@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import signal
 from pathlib import Path
 from types import FrameType
 
@@ -60,6 +61,11 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.notifier.stopping()
+        if sig == signal.SIGTERM:
+            # systemd's normal stop: drain, then exit 0 (a second SIGTERM forces it).
+            self.force_exit = self.should_exit
+            self.should_exit = True
+            return
         super().handle_exit(sig, frame)
 
 
