@@ -37,6 +37,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Loggers that would print SQL parameters (hashes) or raw URLs at DEBUG.
+QUIET_LOGGERS = ("aiosqlite", "httpx", "httpcore", "asyncio", "multipart")
+
+
+def quiet_noisy_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # uvicorn's access log prints the raw query string: never enable it.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
@@ -47,5 +58,4 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # uvicorn's access log prints the raw query string: never enable it.
-    logging.getLogger("uvicorn.access").disabled = True
+    quiet_noisy_loggers()
