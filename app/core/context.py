@@ -11,6 +11,8 @@ from fastapi import Depends, Request
 from app.core.database import Database
 from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
+from app.events.bus import EventBus
+from app.security.alerts import AlertThrottle
 from app.security.throttle import LoginThrottle
 from app.security.usage import UsageRecorder
 
@@ -23,6 +25,8 @@ class AppContext:
     credential_limiter: RateLimiter
     login_throttle: LoginThrottle
     usage: UsageRecorder
+    bus: EventBus
+    alerts: AlertThrottle
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -39,6 +43,8 @@ class AppContext:
                 max_lockout_s=settings.login_lockout_max_s,
             ),
             usage=UsageRecorder(db),
+            bus=EventBus(),
+            alerts=AlertThrottle(),
         )
 
 

@@ -62,11 +62,43 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     last_used_flush_s: Annotated[float, Field(gt=0)] = 60.0
 
+    # domain: mission ceilings (F17), agent quota defaults (F15)
+    mission_max_cost_usd: Annotated[float, Field(gt=0)] = 10.0
+    mission_max_steps: Annotated[int, Field(ge=1)] = 10
+    mission_max_step_minutes: Annotated[int, Field(ge=1)] = 15
+    mission_max_tokens: Annotated[int, Field(ge=1)] = 500_000
+    agent_default_tokens_per_day: Annotated[int, Field(ge=0)] = 1_000_000
+    agent_default_cost_usd_per_day: Annotated[float, Field(ge=0)] = 20.0
+    agent_default_runs_per_day: Annotated[int, Field(ge=0)] = 200
+
+    # live events (F3) and trigger rules (F8)
+    event_ticket_ttl_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    event_streams_per_identity: Annotated[int, Field(ge=1, le=100)] = 4
+    event_heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
+    event_poll_s: Annotated[float, Field(gt=0)] = 1.0
+    rule_max_depth: Annotated[int, Field(ge=1, le=5)] = 3
+
+    # notifications: one optional outbound webhook, host allow-listed
+    notify_webhook_url: str | None = None
+    notify_webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # retention (F22), in days
+    retention_events_days: Annotated[int, Field(ge=1)] = 30
+    retention_notifications_days: Annotated[int, Field(ge=1)] = 180
+    retention_read_notifications_days: Annotated[int, Field(ge=1)] = 30
+    retention_transcripts_days: Annotated[int, Field(ge=1)] = 90
+    retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+
+    # runner (F11, F19, F27)
+    profiles_path: Path = Path("/etc/mission-control/profiles.toml")
+    worker_lease_s: Annotated[float, Field(gt=0)] = 60.0
+    stale_run_minutes: Annotated[int, Field(ge=1)] = 30
+
     # operations
     log_level: str = "INFO"
     watchdog_db_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "notify_webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):

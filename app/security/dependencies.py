@@ -19,6 +19,7 @@ from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security.principal import Principal, Scope
+from app.security.refusals import record_refusal
 from app.security.tokens import parse_public_id, token_matches
 
 SESSION_COOKIE = "mc_session"
@@ -95,8 +96,32 @@ def _check_csrf(request: Request, principal: Principal) -> None:
         raise ApiError(403, "csrf_failed", "missing or wrong CSRF token (X-CSRF-Token header)")
 
 
+def _route_name(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
 async def authenticate(request: Request, ctx: Ctx) -> Principal:
-    """Resolve the caller from the Authorization header or the session cookie."""
+    """Resolve the caller from the Authorization header or the session cookie.
+
+    A refused state-changing request is audited and raises a security alert.
+    """
+    try:
+        return await _authenticate(request, ctx)
+    except ApiError as exc:
+        if request.method not in SAFE_METHODS and exc.status in (401, 403):
+            await record_refusal(
+                ctx,
+                actor="anonymous",
+                client=client_address(request),
+                action=_route_name(request),
+                target=request.url.path,
+                reason=exc.code,
+            )
+        raise
+
+
+async def _authenticate(request: Request, ctx: Ctx) -> Principal:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.partition(" ")
@@ -124,9 +149,17 @@ async def authenticate(request: Request, ctx: Ctx) -> Principal:
 Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
-def require(needed: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def dependency(principal: Authenticated) -> Principal:
+def require(needed: Scope) -> Callable[[Principal, Request, AppContext], Awaitable[Principal]]:
+    async def dependency(principal: Authenticated, request: Request, ctx: Ctx) -> Principal:
         if not principal.scope.allows(needed):
+            await record_refusal(
+                ctx,
+                actor=principal.actor,
+                client=client_address(request),
+                action=_route_name(request),
+                target=request.url.path,
+                reason=f"needs scope {needed.value}, has {principal.scope.value}",
+            )
             raise ApiError(
                 403, "insufficient_scope", f"this action needs the '{needed.value}' scope"
             )
