@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 
 from app import __version__
+from app.agents.router import router as agents_router
 from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
@@ -58,6 +59,23 @@ async def _housekeeping(ctx: AppContext) -> None:
             log.exception("housekeeping failed")
 
 
+# Every router of the application, one line each.
+ROUTERS: list[APIRouter] = [
+    health_router,
+    auth_router,
+    admin_router,
+    audit_router,
+    # domain routers
+    agents_router,
+]
+
+# Long-running jobs of the API process, each ``async def job(ctx) -> None``.
+BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
+    _housekeeping,
+    # domain jobs
+]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -73,13 +91,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.open()
         ctx = AppContext.build(settings, db, key)
         app.state.context = ctx
-        task = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
+        tasks = [asyncio.create_task(job(ctx), name=job.__name__) for job in BACKGROUND_JOBS]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ctx.usage.flush(settings.session_idle_minutes)
             await db.close()
 
@@ -93,10 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, settings=settings)
-    app.include_router(health_router)
-    app.include_router(auth_router)
-    app.include_router(admin_router)
-    app.include_router(audit_router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/api/openapi.json", tags=["meta"], include_in_schema=False)
     async def openapi_document(_: ReadAccess) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""Agents: configuration, identity (system prompt) versions, memory, quotas."""

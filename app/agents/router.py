@@ -1,0 +1,161 @@
+"""HTTP endpoints of agents. Identity has its own admin-only endpoints (F7)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.agents import service, store
+from app.agents.schemas import (
+    AgentCreate,
+    AgentStatus,
+    AgentUpdate,
+    AgentView,
+    IdentityChange,
+    IdentityDiff,
+    IdentityRevert,
+    IdentityVersion,
+    MemoryCreate,
+    MemoryView,
+)
+from app.core.context import Ctx
+from app.core.errors import ApiError
+from app.core.pagination import Page, Pagination
+from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+
+@router.get("", response_model=Page[AgentView])
+async def list_agents(
+    _: ReadAccess,
+    page: Pagination,
+    ctx: Ctx,
+    status: Annotated[AgentStatus | None, Query()] = None,
+) -> Page[AgentView]:
+    rows, total = await store.list_agents(ctx.db, page, status.value if status else None)
+    return Page[AgentView].build([service.agent_view(r) for r in rows], total, page)
+
+
+@router.post("", status_code=201, response_model=AgentView)
+async def create_agent(
+    body: AgentCreate, principal: AdminAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    """Admin only: an agent's profile, tools and shell access are security settings."""
+    return await service.create_agent(ctx, body, principal, client_address(request))
+
+
+@router.get("/{agent_id}", response_model=AgentView)
+async def get_agent(agent_id: int, _: ReadAccess, ctx: Ctx) -> AgentView:
+    return await service.get_agent(ctx, agent_id)
+
+
+@router.patch("/{agent_id}", response_model=AgentView)
+async def update_agent(
+    agent_id: int, body: AgentUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    """Admin only. Cannot touch the identity: use PUT .../identity."""
+    return await service.update_agent(ctx, agent_id, body, principal, client_address(request))
+
+
+@router.post("/{agent_id}/pause", response_model=AgentView)
+async def pause_agent(
+    agent_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    return await service.set_status(
+        ctx, agent_id, AgentStatus.PAUSED, principal, client_address(request)
+    )
+
+
+@router.post("/{agent_id}/resume", response_model=AgentView)
+async def resume_agent(
+    agent_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    return await service.set_status(
+        ctx, agent_id, AgentStatus.ACTIVE, principal, client_address(request)
+    )
+
+
+@router.delete("/{agent_id}", status_code=204)
+async def retire_agent(
+    agent_id: int, principal: AdminAccess, request: Request, ctx: Ctx
+) -> Response:
+    """Admin only. Soft delete: history stays."""
+    await service.retire_agent(ctx, agent_id, principal, client_address(request))
+    return Response(status_code=204)
+
+
+@router.get("/{agent_id}/identity", response_model=IdentityVersion | None)
+async def current_identity(agent_id: int, _: ReadAccess, ctx: Ctx) -> IdentityVersion | None:
+    agent = await service.get_agent(ctx, agent_id)
+    if agent.identity_version == 0:
+        return None
+    row = await store.identity_version(ctx.db, agent_id, agent.identity_version)
+    return IdentityVersion(**dict(row)) if row else None
+
+
+@router.put("/{agent_id}/identity", response_model=AgentView)
+async def change_identity(
+    agent_id: int, body: IdentityChange, principal: AdminAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    """Admin only. Creates a new version, is audited and alerts the owner (F7)."""
+    await service.change_identity(
+        ctx,
+        agent_id,
+        body.text,
+        body.reason,
+        body.expected_version,
+        principal,
+        client_address(request),
+    )
+    return await service.get_agent(ctx, agent_id)
+
+
+@router.get("/{agent_id}/identity/versions", response_model=Page[IdentityVersion])
+async def identity_versions(
+    agent_id: int, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[IdentityVersion]:
+    await service.get_agent(ctx, agent_id)
+    rows, total = await store.identity_versions(ctx.db, agent_id, page)
+    return Page[IdentityVersion].build([IdentityVersion(**dict(r)) for r in rows], total, page)
+
+
+@router.get("/{agent_id}/identity/diff", response_model=IdentityDiff)
+async def identity_diff(
+    agent_id: int,
+    _: ReadAccess,
+    ctx: Ctx,
+    from_version: Annotated[int, Query(alias="from", ge=0)],
+    to_version: Annotated[int, Query(alias="to", ge=0)],
+) -> IdentityDiff:
+    await service.get_agent(ctx, agent_id)
+    return await service.identity_diff(ctx, agent_id, from_version, to_version)
+
+
+@router.post("/{agent_id}/identity/revert", response_model=AgentView)
+async def revert_identity(
+    agent_id: int, body: IdentityRevert, principal: AdminAccess, request: Request, ctx: Ctx
+) -> AgentView:
+    """Admin only. Writes the old text as a new version (history is never rewritten)."""
+    await service.revert_identity(
+        ctx, agent_id, body.to_version, body.reason, principal, client_address(request)
+    )
+    return await service.get_agent(ctx, agent_id)
+
+
+@router.get("/{agent_id}/memory", response_model=Page[MemoryView])
+async def list_memory(agent_id: int, _: ReadAccess, page: Pagination, ctx: Ctx) -> Page[MemoryView]:
+    await service.get_agent(ctx, agent_id)
+    rows, total = await store.list_memory(ctx.db, agent_id, page)
+    return Page[MemoryView].build([MemoryView(**dict(r)) for r in rows], total, page)
+
+
+@router.post("/{agent_id}/memory", status_code=201, response_model=MemoryView)
+async def add_memory(
+    agent_id: int, body: MemoryCreate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> MemoryView:
+    """Stored through the credential gate: secrets are redacted before storage (F14)."""
+    if not body.content.strip():
+        raise ApiError(422, "validation_failed", "memory content is empty")
+    return await service.add_memory(ctx, agent_id, body.content, principal, client_address(request))

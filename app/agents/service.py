@@ -1,0 +1,330 @@
+"""The rules of the agent domain: creation, changes, identity versions (F7), memory."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sqlite3
+from typing import Any
+
+from app.agents import store
+from app.agents.schemas import (
+    AgentCreate,
+    AgentStatus,
+    AgentUpdate,
+    AgentView,
+    IdentityDiff,
+    MemoryView,
+    Quotas,
+    Tool,
+)
+from app.core.clock import now_iso
+from app.core.context import AppContext
+from app.core.database import Row
+from app.core.errors import ApiError
+from app.events.transaction import Tx, transaction
+from app.events.types import EventType
+from app.policies.model import Category, Severity
+from app.runner.profiles import (
+    DEFAULT_PROFILES_PATH,
+    EXAMPLE_PROFILES_PATH,
+    ProfileError,
+    load_profiles,
+)
+from app.security.principal import Principal
+
+
+def agent_view(row: Row) -> AgentView:
+    return AgentView(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        model=row["model"],
+        status=AgentStatus(row["status"]),
+        profile=row["profile"],
+        shell_access=bool(row["shell_access"]),
+        allowed_tools=[Tool(t) for t in json.loads(row["allowed_tools"])],
+        quotas=Quotas(
+            tokens_per_day=row["quota_tokens_per_day"],
+            cost_usd_per_day=row["quota_cost_usd_per_day"],
+            runs_per_day=row["quota_runs_per_day"],
+        ),
+        think_interval_minutes=row["think_interval_minutes"],
+        identity_version=row["identity_version"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def known_profiles(ctx: AppContext) -> set[str]:
+    """Names of the command profiles the host defines (F27); the example set when
+    this host has no profiles file (development)."""
+    path = ctx.settings.profiles_path
+    try:
+        if path.exists():
+            return set(load_profiles(path, require_root_owned=path == DEFAULT_PROFILES_PATH))
+        return set(load_profiles(EXAMPLE_PROFILES_PATH, require_root_owned=False))
+    except ProfileError:
+        return set()
+
+
+def _check_profile(ctx: AppContext, profile: str) -> None:
+    if profile not in known_profiles(ctx):
+        raise ApiError(
+            422,
+            "unknown_profile",
+            f"no command profile named '{profile}' is defined on this host",
+            {"field": "profile"},
+        )
+
+
+async def get_agent(ctx: AppContext, agent_id: int) -> AgentView:
+    row = await store.agent_row(ctx.db, agent_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such agent")
+    return agent_view(row)
+
+
+async def create_agent(
+    ctx: AppContext, body: AgentCreate, principal: Principal, client: str
+) -> AgentView:
+    _check_profile(ctx, body.profile)
+    settings = ctx.settings
+    quotas = body.quotas or Quotas(
+        tokens_per_day=settings.agent_default_tokens_per_day,
+        cost_usd_per_day=settings.agent_default_cost_usd_per_day,
+        runs_per_day=settings.agent_default_runs_per_day,
+    )
+    values: dict[str, Any] = {
+        "name": body.name,
+        "role": body.role,
+        "model": body.model,
+        "profile": body.profile,
+        "shell_access": body.shell_access,
+        "allowed_tools": [t.value for t in body.allowed_tools],
+        "quota_tokens_per_day": quotas.tokens_per_day,
+        "quota_cost_usd_per_day": quotas.cost_usd_per_day,
+        "quota_runs_per_day": quotas.runs_per_day,
+        "think_interval_minutes": body.think_interval_minutes,
+    }
+    try:
+        async with transaction(ctx, principal.actor, client) as tx:
+            agent_id = await store.insert_agent(tx.conn, values)
+            if body.identity:
+                await store.insert_identity(
+                    tx.conn, agent_id, 1, body.identity, "initial identity", principal.actor
+                )
+                await store.update_agent(tx.conn, agent_id, 1, {"identity_version": 1})
+            summary = {k: v for k, v in values.items() if k != "name"} | {"name": body.name}
+            await tx.audit("agent.created", f"agent:{agent_id}", summary)
+            await tx.emit(EventType.AGENT_CREATED, "agent", agent_id, {"name": body.name})
+            if body.shell_access:
+                await tx.security_alert(
+                    f"Agent '{body.name}' created with shell access",
+                    f"{principal.actor} created an agent that may run shell commands.",
+                )
+    except sqlite3.IntegrityError:
+        raise ApiError(409, "conflict", "an agent with that name exists") from None
+    return await get_agent(ctx, agent_id)
+
+
+async def update_agent(
+    ctx: AppContext, agent_id: int, body: AgentUpdate, principal: Principal, client: str
+) -> AgentView:
+    changes: dict[str, Any] = {}
+    for field in ("role", "model", "profile", "shell_access", "think_interval_minutes"):
+        value = getattr(body, field)
+        if value is not None:
+            changes[field] = value
+    if body.allowed_tools is not None:
+        changes["allowed_tools"] = [t.value for t in body.allowed_tools]
+    if body.quotas is not None:
+        changes["quota_tokens_per_day"] = body.quotas.tokens_per_day
+        changes["quota_cost_usd_per_day"] = body.quotas.cost_usd_per_day
+        changes["quota_runs_per_day"] = body.quotas.runs_per_day
+    if "profile" in changes:
+        _check_profile(ctx, changes["profile"])
+    async with transaction(ctx, principal.actor, client) as tx:
+        current = await store.agent_row_tx(tx.conn, agent_id)
+        if current is None:
+            raise ApiError(404, "not_found", "no such agent")
+        shell = changes.get("shell_access", bool(current["shell_access"]))
+        tools = changes.get("allowed_tools", json.loads(current["allowed_tools"]))
+        if Tool.SHELL.value in tools and not shell:
+            raise ApiError(
+                422, "shell_not_enabled", "the shell tool needs shell_access: true", None
+            )
+        if not await store.update_agent(tx.conn, agent_id, body.version, changes):
+            raise ApiError(409, "conflict", "the agent changed since you read it; reload")
+        await tx.audit("agent.updated", f"agent:{agent_id}", changes)
+        await tx.emit(EventType.AGENT_UPDATED, "agent", agent_id, {"fields": sorted(changes)})
+        if changes.get("shell_access") and not current["shell_access"]:
+            await tx.security_alert(
+                f"Shell access granted to agent '{current['name']}'",
+                f"{principal.actor} enabled shell access.",
+            )
+    return await get_agent(ctx, agent_id)
+
+
+async def set_status(
+    ctx: AppContext, agent_id: int, status: AgentStatus, principal: Principal, client: str
+) -> AgentView:
+    async with transaction(ctx, principal.actor, client) as tx:
+        current = await store.agent_row_tx(tx.conn, agent_id)
+        if current is None:
+            raise ApiError(404, "not_found", "no such agent")
+        if current["status"] == AgentStatus.RETIRED:
+            raise ApiError(409, "invalid_transition", "a retired agent cannot change status")
+        changes: dict[str, Any] = {"status": status.value}
+        await store.update_agent(tx.conn, agent_id, int(current["version"]), changes)
+        await tx.audit("agent.status_changed", f"agent:{agent_id}", {"status": status.value})
+        await tx.emit(
+            EventType.AGENT_STATUS_CHANGED,
+            "agent",
+            agent_id,
+            {"status": status.value, "previous": current["status"]},
+        )
+    return await get_agent(ctx, agent_id)
+
+
+async def retire_agent(ctx: AppContext, agent_id: int, principal: Principal, client: str) -> None:
+    """Soft delete: the agent keeps its history but leaves every list."""
+    async with transaction(ctx, principal.actor, client) as tx:
+        current = await store.agent_row_tx(tx.conn, agent_id)
+        if current is None:
+            raise ApiError(404, "not_found", "no such agent")
+        await store.update_agent(
+            tx.conn,
+            agent_id,
+            int(current["version"]),
+            {"status": AgentStatus.RETIRED.value, "deleted_at": now_iso()},
+        )
+        await tx.audit("agent.deleted", f"agent:{agent_id}")
+        await tx.emit(EventType.AGENT_DELETED, "agent", agent_id, {"name": current["name"]})
+
+
+# identity (F7) ---------------------------------------------------------------
+async def _write_identity(
+    tx: Tx, agent: Row, text: str, reason: str, principal: Principal, action: str
+) -> int:
+    new_version = int(agent["identity_version"]) + 1
+    await store.insert_identity(
+        tx.conn, int(agent["id"]), new_version, text, reason, principal.actor
+    )
+    await store.update_agent(
+        tx.conn, int(agent["id"]), int(agent["version"]), {"identity_version": new_version}
+    )
+    await tx.audit(
+        action,
+        f"agent:{agent['id']}",
+        {"from_version": agent["identity_version"], "to_version": new_version, "reason": reason},
+    )
+    await tx.emit(
+        EventType.AGENT_IDENTITY_CHANGED,
+        "agent",
+        int(agent["id"]),
+        {"identity_version": new_version},
+    )
+    await tx.security_alert(
+        f"Identity of agent '{agent['name']}' changed",
+        f"{principal.actor} set identity version {new_version}"
+        + (f": {reason}" if reason else "")
+        + ". Review it under Agents; revert with one click if it was not you.",
+    )
+    await tx.notify(
+        Category.SYSTEM, Severity.INFO, f"Identity v{new_version} of {agent['name']}", reason
+    )
+    return new_version
+
+
+async def change_identity(
+    ctx: AppContext,
+    agent_id: int,
+    text: str,
+    reason: str,
+    expected_version: int,
+    principal: Principal,
+    client: str,
+) -> int:
+    async with transaction(ctx, principal.actor, client) as tx:
+        agent = await store.agent_row_tx(tx.conn, agent_id)
+        if agent is None:
+            raise ApiError(404, "not_found", "no such agent")
+        if int(agent["identity_version"]) != expected_version:
+            raise ApiError(
+                409,
+                "conflict",
+                f"the identity is at version {agent['identity_version']}, not {expected_version}",
+            )
+        return await _write_identity(tx, agent, text, reason, principal, "agent.identity_changed")
+
+
+async def revert_identity(
+    ctx: AppContext, agent_id: int, to_version: int, reason: str, principal: Principal, client: str
+) -> int:
+    async with transaction(ctx, principal.actor, client) as tx:
+        agent = await store.agent_row_tx(tx.conn, agent_id)
+        if agent is None:
+            raise ApiError(404, "not_found", "no such agent")
+        old = await store.identity_version_tx(tx.conn, agent_id, to_version)
+        if old is None:
+            raise ApiError(404, "not_found", f"no identity version {to_version}")
+        why = reason or f"revert to version {to_version}"
+        return await _write_identity(
+            tx, agent, str(old["text"]), why, principal, "agent.identity_reverted"
+        )
+
+
+async def identity_diff(
+    ctx: AppContext, agent_id: int, from_version: int, to_version: int
+) -> IdentityDiff:
+    texts: list[str] = []
+    for version in (from_version, to_version):
+        if version == 0:
+            texts.append("")
+            continue
+        row = await store.identity_version(ctx.db, agent_id, version)
+        if row is None:
+            raise ApiError(404, "not_found", f"no identity version {version}")
+        texts.append(str(row["text"]))
+    diff = difflib.unified_diff(
+        texts[0].splitlines(keepends=True),
+        texts[1].splitlines(keepends=True),
+        fromfile=f"v{from_version}",
+        tofile=f"v{to_version}",
+    )
+    return IdentityDiff(from_version=from_version, to_version=to_version, diff="".join(diff))
+
+
+# memory (through the credential gate, F14) -------------------------------------
+async def add_memory(
+    ctx: AppContext, agent_id: int, content: str, principal: Principal, client: str
+) -> MemoryView:
+    from app.security.credential_gate import redact
+
+    redaction = redact(content)
+    async with transaction(ctx, principal.actor, client) as tx:
+        if await store.agent_row_tx(tx.conn, agent_id) is None:
+            raise ApiError(404, "not_found", "no such agent")
+        memory_id = await store.insert_memory(tx.conn, agent_id, redaction.text, principal.actor)
+        await tx.audit(
+            "agent.memory_added",
+            f"agent:{agent_id}",
+            {"memory_id": memory_id, "redacted": {k.value: v for k, v in redaction.counts.items()}},
+        )
+        await tx.emit(EventType.MEMORY_ADDED, "agent", agent_id, {"memory_id": memory_id})
+        if redaction.found:
+            await tx.security_alert(
+                "Credential kept out of agent memory",
+                f"{principal.actor} tried to store a credential in the memory of agent"
+                f" {agent_id}; it was redacted.",
+            )
+    return MemoryView(
+        id=memory_id,
+        agent_id=agent_id,
+        content=redaction.text,
+        redacted=redaction.found,
+        created_by=principal.actor,
+        created_at=now_iso(),
+    )
