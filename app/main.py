@@ -27,6 +27,7 @@ from app.core.middleware import EdgeMiddleware
 from app.core.migrations import migrate
 from app.core.settings import Settings, get_settings
 from app.health.router import router as health_router
+from app.projects.router import router as projects_router
 from app.security.dependencies import ReadAccess
 from app.security.secrets import server_key
 
@@ -66,6 +67,7 @@ ROUTERS: list[APIRouter] = [
     admin_router,
     audit_router,
     # domain routers
+    projects_router,
     agents_router,
 ]
 

@@ -1,0 +1,1 @@
+"""Projects and the context documents agents load."""

@@ -1,0 +1,84 @@
+"""HTTP endpoints of projects and their context documents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app.core.context import Ctx
+from app.core.errors import ApiError
+from app.core.pagination import Page, Pagination
+from app.events.transaction import transaction
+from app.projects import service, store
+from app.projects.schemas import (
+    DocumentCreate,
+    DocumentView,
+    ProjectCreate,
+    ProjectUpdate,
+    ProjectView,
+)
+from app.security.dependencies import OperateAccess, ReadAccess, client_address
+
+router = APIRouter(prefix="/api/projects", tags=["projects"])
+
+
+@router.get("", response_model=Page[ProjectView])
+async def list_projects(_: ReadAccess, page: Pagination, ctx: Ctx) -> Page[ProjectView]:
+    rows, total = await store.list_projects(ctx.db, page)
+    return Page[ProjectView].build([ProjectView(**dict(r)) for r in rows], total, page)
+
+
+@router.post("", status_code=201, response_model=ProjectView)
+async def create_project(
+    body: ProjectCreate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> ProjectView:
+    return await service.create_project(ctx, body, principal, client_address(request))
+
+
+@router.get("/{project_id}", response_model=ProjectView)
+async def get_project(project_id: int, _: ReadAccess, ctx: Ctx) -> ProjectView:
+    return await service.get_project(ctx, project_id)
+
+
+@router.patch("/{project_id}", response_model=ProjectView)
+async def update_project(
+    project_id: int, body: ProjectUpdate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> ProjectView:
+    return await service.update_project(ctx, project_id, body, principal, client_address(request))
+
+
+@router.delete("/{project_id}", status_code=204)
+async def delete_project(
+    project_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+) -> Response:
+    await service.delete_project(ctx, project_id, principal, client_address(request))
+    return Response(status_code=204)
+
+
+@router.get("/{project_id}/documents", response_model=Page[DocumentView])
+async def list_documents(
+    project_id: int, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[DocumentView]:
+    await service.get_project(ctx, project_id)
+    rows, total = await store.list_documents(ctx.db, project_id, page)
+    return Page[DocumentView].build([DocumentView(**dict(r)) for r in rows], total, page)
+
+
+@router.post("/{project_id}/documents", status_code=201, response_model=DocumentView)
+async def add_document(
+    project_id: int, body: DocumentCreate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> DocumentView:
+    """Credentials in the text are redacted before storage (F14)."""
+    return await service.add_document(ctx, project_id, body, principal, client_address(request))
+
+
+@router.delete("/{project_id}/documents/{document_id}", status_code=204)
+async def delete_document(
+    project_id: int, document_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+) -> Response:
+    async with transaction(ctx, principal.actor, client_address(request)) as tx:
+        if not await store.soft_delete_document(tx.conn, project_id, document_id):
+            raise ApiError(404, "not_found", "no such document")
+        await tx.audit(
+            "project.document_deleted", f"project:{project_id}", {"document_id": document_id}
+        )
+    return Response(status_code=204)

@@ -1,0 +1,105 @@
+"""Projects: plain records, plus documents that reach agents only through the gate."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from app.core.context import AppContext
+from app.core.database import Database
+from app.core.errors import ApiError
+from app.events.transaction import transaction
+from app.events.types import EventType
+from app.projects import store
+from app.projects.schemas import (
+    DocumentCreate,
+    DocumentView,
+    ProjectCreate,
+    ProjectUpdate,
+    ProjectView,
+)
+from app.security.credential_gate import redact
+from app.security.principal import Principal
+
+
+async def get_project(ctx: AppContext, project_id: int) -> ProjectView:
+    row = await store.project_row(ctx.db, project_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such project")
+    return ProjectView(**dict(row))
+
+
+async def create_project(
+    ctx: AppContext, body: ProjectCreate, principal: Principal, client: str
+) -> ProjectView:
+    try:
+        async with transaction(ctx, principal.actor, client) as tx:
+            project_id = await store.insert_project(tx.conn, body.name, body.description)
+            await tx.audit("project.created", f"project:{project_id}", {"name": body.name})
+            await tx.emit(EventType.PROJECT_CREATED, "project", project_id, {"name": body.name})
+    except sqlite3.IntegrityError:
+        raise ApiError(409, "conflict", "a project with that name exists") from None
+    return await get_project(ctx, project_id)
+
+
+async def update_project(
+    ctx: AppContext, project_id: int, body: ProjectUpdate, principal: Principal, client: str
+) -> ProjectView:
+    try:
+        async with transaction(ctx, principal.actor, client) as tx:
+            if not await store.update_project(
+                tx.conn, project_id, body.version, body.name, body.description
+            ):
+                await get_project(ctx, project_id)  # 404 when it does not exist
+                raise ApiError(409, "conflict", "the project changed since you read it; reload")
+            await tx.audit(
+                "project.updated", f"project:{project_id}", body.model_dump(exclude_none=True)
+            )
+            await tx.emit(EventType.PROJECT_UPDATED, "project", project_id)
+    except sqlite3.IntegrityError:
+        raise ApiError(409, "conflict", "a project with that name exists") from None
+    return await get_project(ctx, project_id)
+
+
+async def delete_project(
+    ctx: AppContext, project_id: int, principal: Principal, client: str
+) -> None:
+    async with transaction(ctx, principal.actor, client) as tx:
+        if not await store.soft_delete_project(tx.conn, project_id):
+            raise ApiError(404, "not_found", "no such project")
+        await tx.audit("project.deleted", f"project:{project_id}")
+        await tx.emit(EventType.PROJECT_DELETED, "project", project_id)
+
+
+async def add_document(
+    ctx: AppContext, project_id: int, body: DocumentCreate, principal: Principal, client: str
+) -> DocumentView:
+    """Documents are redacted on the way in; the runner redacts again on load (F14)."""
+    await get_project(ctx, project_id)
+    redaction = redact(body.body)
+    async with transaction(ctx, principal.actor, client) as tx:
+        document_id = await store.insert_document(tx.conn, project_id, body.title, redaction.text)
+        await tx.audit(
+            "project.document_added",
+            f"project:{project_id}",
+            {"document_id": document_id, "redacted": redaction.found},
+        )
+        await tx.emit(
+            EventType.PROJECT_UPDATED, "project", project_id, {"document_id": document_id}
+        )
+        if redaction.found:
+            await tx.security_alert(
+                "Credential kept out of a project document",
+                f"{principal.actor} added a document to project {project_id} holding a"
+                " credential; it was redacted before storage.",
+            )
+    row = await store.document_row(ctx.db, document_id)
+    assert row is not None
+    return DocumentView(**dict(row), redacted=redaction.found)
+
+
+async def load_context(db: Database, project_id: int) -> str:
+    """Project context for a prompt, passed through the credential gate (F14)."""
+    parts = [
+        f"## {row['title']}\n{row['body']}" for row in await store.context_documents(db, project_id)
+    ]
+    return redact("\n\n".join(parts)).text
