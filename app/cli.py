@@ -218,6 +218,72 @@ def cmd_scrub(args: argparse.Namespace, _: Settings) -> int:
     return run_scrub(args.file, sys.stdin, sys.stdout, sys.stderr)
 
 
+def cmd_backup_create(_: argparse.Namespace, settings: Settings) -> int:
+    from app.backup.archive import BackupError, create_backup, rotate
+
+    try:
+        info = create_backup(settings.database_path, settings.backups_path)
+    except BackupError as exc:
+        print(f"missionctl backup create: {exc}", file=sys.stderr)
+        return 1
+    deleted = rotate(settings.backups_path, settings.backup_keep_daily, settings.backup_keep_weekly)
+    print(f"backup written: {info.path} ({info.size} bytes, integrity ok)")
+    if deleted:
+        print(f"rotated out: {', '.join(p.name for p in deleted)}")
+    return 0
+
+
+def cmd_backup_list(_: argparse.Namespace, settings: Settings) -> int:
+    from app.backup.archive import list_backups
+
+    for info in list_backups(settings.backups_path):
+        print(f"{info.taken_at.isoformat()}  {info.size:>12}  {info.path}")
+    return 0
+
+
+def cmd_backup_verify(args: argparse.Namespace, _: Settings) -> int:
+    import shutil
+
+    from app.backup.archive import BackupError, verify_backup
+
+    try:
+        copy = verify_backup(Path(args.file))
+    except BackupError as exc:
+        print(f"missionctl backup verify: {exc}", file=sys.stderr)
+        return 1
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    print(f"{args.file}: checksum and integrity ok")
+    return 0
+
+
+def cmd_backup_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from app.backup.archive import BackupError, restore_backup
+    from app.backup.service_control import ServiceControl
+
+    control = ServiceControl(None if args.no_service else args.service)
+    stopped = control.stop_if_running()
+    try:
+        safety = restore_backup(Path(args.file), settings.database_path, settings.backups_path)
+    except BackupError as exc:
+        print(
+            f"missionctl backup restore: {exc}; the live database was not changed", file=sys.stderr
+        )
+        if stopped:
+            control.start()
+        return 1
+    migrate(settings.database_path, settings.backups_path)
+    if stopped:
+        control.start()
+    print(f"restored {args.file}; the previous database is kept at {safety}")
+    return 0
+
+
+def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
+    from app.monitoring.run import monitor
+
+    return _run(_with_db(settings, lambda db: monitor(db, settings)))
+
+
 # parser ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="missionctl", description="Mission Control")
@@ -275,6 +341,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit_verify)
 
+    backup = commands.add_parser("backup", help="online backups").add_subparsers(
+        dest="backup_command", required=True, metavar="ACTION"
+    )
+    backup.add_parser("create", help="snapshot, verify, compress, rotate").set_defaults(
+        func=cmd_backup_create
+    )
+    backup.add_parser("list", help="backups, newest first").set_defaults(func=cmd_backup_list)
+    verify = backup.add_parser("verify", help="check a backup's checksum and integrity")
+    verify.add_argument("file")
+    verify.set_defaults(func=cmd_backup_verify)
+    restore = backup.add_parser("restore", help="restore a backup (stops the service meanwhile)")
+    restore.add_argument("file")
+    restore.add_argument("--service", default="mission-control.service")
+    restore.add_argument("--no-service", action="store_true", help="do not stop/start a unit")
+    restore.set_defaults(func=cmd_backup_restore)
+
+    commands.add_parser("monitor", help="host checks that raise notifications").set_defaults(
+        func=cmd_monitor
+    )
     commands.add_parser("doctor", help="security self-check of this install").set_defaults(
         func=cmd_doctor
     )

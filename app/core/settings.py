@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     stale_run_minutes: Annotated[int, Field(ge=1)] = 30
 
     # operations
+    tls_certificate_path: Path = Path("/etc/mission-control-tls/server.crt")
+    backup_keep_daily: Annotated[int, Field(ge=1, le=365)] = 7
+    backup_keep_weekly: Annotated[int, Field(ge=0, le=104)] = 4
     log_level: str = "INFO"
     watchdog_db_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 

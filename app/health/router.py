@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -10,11 +11,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.core.context import Ctx
+from app.backup.archive import newest_backup_age
+from app.core.context import AppContext, Ctx
 from app.health.probes import database_ok, system_figures
 from app.security.dependencies import ReadAccess
 
 router = APIRouter(tags=["health"])
+
+
+async def worker_heartbeats(ctx: AppContext) -> list[dict[str, Any]]:
+    rows = await ctx.db.fetch_all(
+        "SELECT worker_id, pid, hostname, started_at, seen_at, state FROM worker_heartbeats"
+        " ORDER BY seen_at DESC LIMIT 20"
+    )
+    return [{**dict(r), "state": json.loads(r["state"])} for r in rows]
 
 
 @router.get("/healthz", include_in_schema=True)
@@ -30,6 +40,7 @@ async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
     """Scope read. Database, disk, memory, load, temperature, uptime."""
     db_ok = await database_ok(ctx.db)
     settings = ctx.settings
+    age = await asyncio.to_thread(newest_backup_age, settings.backups_path)
     figures = await asyncio.to_thread(
         system_figures, str(settings.state_dir), str(settings.database_path)
     )
@@ -39,6 +50,6 @@ async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
         "database": {"ok": db_ok, "bytes": figures.pop("database_bytes")},
         "service_uptime_s": int(time.monotonic() - ctx.started_monotonic),
         "system": figures,
-        "workers": [],
-        "last_backup_age_s": None,
+        "workers": await worker_heartbeats(ctx),
+        "last_backup_age_s": int(age.total_seconds()) if age is not None else None,
     }

@@ -1,0 +1,1 @@
+"""Online backups with integrity check, rotation and a tested restore (F18)."""

@@ -1,0 +1,1 @@
+"""Periodic host checks that become notifications (layer 8, F20)."""

@@ -1,0 +1,30 @@
+"""``missionctl monitor``: run the checks and notify through the app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.core.context import AppContext
+from app.core.database import Database
+from app.core.settings import Settings
+from app.events.transaction import transaction
+from app.monitoring.checks import due, run_checks
+from app.policies.model import Category, Severity
+from app.security.secrets import server_key
+
+
+async def monitor(db: Database, settings: Settings) -> int:
+    findings = run_checks(settings, settings.tls_certificate_path)
+    for finding in findings:
+        print(f"{finding.severity.upper():8} {finding.check}: {finding.title}. {finding.body}")
+    if not findings:
+        print("all checks ok")
+    announce = due(settings.state_dir / "monitor-state.json", findings, datetime.now(UTC))
+    if announce:
+        ctx = AppContext.build(settings, db, server_key(settings.secrets_dir, settings.secret_key))
+        async with transaction(ctx, "system:monitor", "local") as tx:
+            for finding in announce:
+                await tx.notify(
+                    Category.SYSTEM, Severity(finding.severity), finding.title, finding.body
+                )
+    return 1 if any(f.severity == "critical" for f in findings) else 0
