@@ -50,7 +50,19 @@ class QuietHours(BaseModel):
         return hhmm >= self.start or hhmm < self.end
 
 
-class NotificationPolicy(BaseModel):
+# The fields of a policy that may never include or exclude ``security``, with
+# the reason a violation is refused. Used by the model and by the policy
+# service, which names the offending field in its 422 and records the attempt.
+SECURITY_LOCK: dict[str, str] = {
+    "muted_categories": "the security category cannot be muted",
+    "quiet_categories": "the security category cannot be quieted",
+    "webhook_categories": "the security category cannot be routed away from the webhook",
+}
+
+
+class NotificationPolicyFields(BaseModel):
+    """The shape of a notification policy, without the security lock."""
+
     model_config = ConfigDict(extra="forbid")
 
     muted_categories: Annotated[list[Category], Field(max_length=16)] = []
@@ -58,14 +70,26 @@ class NotificationPolicy(BaseModel):
     quiet_categories: Annotated[list[Category], Field(max_length=16)] = []
     webhook_categories: Annotated[list[Category], Field(max_length=16)] = list(Category)
 
+    def security_lock_violations(self) -> dict[str, str]:
+        """Field name -> reason, for every field that would silence security."""
+        found: dict[str, str] = {}
+        if Category.SECURITY in self.muted_categories:
+            found["muted_categories"] = SECURITY_LOCK["muted_categories"]
+        if Category.SECURITY in self.quiet_categories:
+            found["quiet_categories"] = SECURITY_LOCK["quiet_categories"]
+        if Category.SECURITY not in self.webhook_categories:
+            found["webhook_categories"] = SECURITY_LOCK["webhook_categories"]
+        return found
+
+
+class NotificationPolicy(NotificationPolicyFields):
+    """A stored, enforced notification policy: ``security`` always stays loud."""
+
     @model_validator(mode="after")
     def _security_stays_loud(self) -> NotificationPolicy:
-        if Category.SECURITY in self.muted_categories:
-            raise ValueError("the security category cannot be muted")
-        if Category.SECURITY in self.quiet_categories:
-            raise ValueError("the security category cannot be quieted")
-        if Category.SECURITY not in self.webhook_categories:
-            raise ValueError("the security category cannot be routed away from the webhook")
+        violations = self.security_lock_violations()
+        if violations:
+            raise ValueError("; ".join(violations.values()))
         return self
 
     def is_muted(self, category: Category) -> bool:

@@ -109,7 +109,7 @@ def test_corrupted_or_truncated_backup_is_refused_and_live_db_untouched(tmp_path
     garbage = tmp_path / "garbage.db.gz"
     with gzip.open(garbage, "wb") as handle:
         handle.write(b"this is not sqlite" * 100)
-    with pytest.raises(BackupError, match="damaged|not a Mission Control"):
+    with pytest.raises(BackupError, match=r"damaged|not a Mission Control"):
         restore_backup(garbage, db, tmp_path / "safety")
     assert count_users(db) == 5
     assert not (tmp_path / "safety").exists() or not list((tmp_path / "safety").iterdir())
