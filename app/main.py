@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import iter_route_contexts
 
 from app import __version__
@@ -20,14 +20,20 @@ from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
+from app.core.apidocs import render_operations
 from app.core.context import AppContext
 from app.core.database import Database
 from app.core.errors import install_error_handlers
 from app.core.middleware import EdgeMiddleware
 from app.core.migrations import migrate
 from app.core.settings import Settings, get_settings
+from app.escalations.router import router as escalations_router
+from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.notifications.delivery import webhook_job
+from app.notifications.router import router as notifications_router
 from app.projects.router import router as projects_router
+from app.retention.job import retention_job
 from app.security.dependencies import ReadAccess
 from app.security.secrets import server_key
 
@@ -67,6 +73,9 @@ ROUTERS: list[APIRouter] = [
     admin_router,
     audit_router,
     # domain routers
+    events_router,
+    notifications_router,
+    escalations_router,
     projects_router,
     agents_router,
 ]
@@ -75,6 +84,8 @@ ROUTERS: list[APIRouter] = [
 BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
     _housekeeping,
     # domain jobs
+    webhook_job,
+    retention_job,
 ]
 
 
@@ -125,5 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             title=app.title, version=app.version, routes=app.routes
         )
         return JSONResponse(schema)
+
+    @app.get("/api/docs", tags=["meta"], include_in_schema=False)
+    async def api_docs(_: ReadAccess) -> HTMLResponse:
+        """Scope read. A plain list of every operation (no CDN, no script)."""
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        return HTMLResponse(render_operations(schema))
 
     return app
