@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from functools import lru_cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -11,9 +14,13 @@ MAX_PASSWORD_LENGTH = 1024
 # Memory cost suits a Pi 4 (about 50 ms per hash there) while staying well
 # above OWASP's argon2id minimum of 19 MiB.
 _hasher = PasswordHasher(time_cost=2, memory_cost=32 * 1024, parallelism=2)
-# A fixed hash to verify against when the user does not exist, so a login
-# for an unknown name costs the same time as for a known one.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-used-for-timing")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so a login for an
+    unknown name costs the same time as for a known one (made on first use)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class PasswordPolicyError(ValueError):
@@ -35,6 +42,6 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant-ish time check; a missing user still costs one verification."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
