@@ -1,0 +1,1 @@
+"""Conversations: one agent run of a task (the worker writes them; read side here)."""

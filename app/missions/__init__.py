@@ -1,0 +1,1 @@
+"""Missions: structured, bounded proposals that a human approves (F17)."""

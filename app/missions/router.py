@@ -1,0 +1,88 @@
+"""HTTP endpoints of missions (F17). Approval needs a human who is not the proposer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from app.core.context import Ctx
+from app.core.pagination import Page, Pagination
+from app.missions import service
+from app.missions.schemas import MAX_ID, MissionCreate, MissionDecision, MissionStatus, MissionView
+from app.security.dependencies import OperateAccess, ReadAccess, client_address
+
+router = APIRouter(prefix="/api/missions", tags=["missions"])
+
+MissionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("", response_model=Page[MissionView])
+async def list_missions(
+    _: ReadAccess,
+    page: Pagination,
+    ctx: Ctx,
+    status: Annotated[MissionStatus | None, Query()] = None,
+) -> Page[MissionView]:
+    """Scope read. Newest first."""
+    items, total = await service.list_missions(ctx, page, status)
+    return Page[MissionView].build(items, total, page)
+
+
+@router.post("", status_code=201, response_model=MissionView)
+async def propose_mission(
+    body: MissionCreate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> MissionView:
+    """Scope operate. A structured proposal; bounds default to (and may not exceed)
+    the configured ceilings. 422 ``proposal_refused`` names every bound exceeded."""
+    return await service.propose_mission(
+        ctx, body, actor=principal.actor, client=client_address(request)
+    )
+
+
+@router.get("/{mission_id}", response_model=MissionView)
+async def get_mission(mission_id: MissionId, _: ReadAccess, ctx: Ctx) -> MissionView:
+    """Scope read. With spending against the bounds."""
+    return await service.get_mission(ctx, mission_id)
+
+
+@router.post("/{mission_id}/approve", response_model=MissionView)
+async def approve_mission(
+    mission_id: MissionId,
+    principal: OperateAccess,
+    request: Request,
+    ctx: Ctx,
+    body: MissionDecision | None = None,
+) -> MissionView:
+    """Scope operate, from a logged-in human session, never the proposer's."""
+    return await service.approve_mission(
+        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
+    )
+
+
+@router.post("/{mission_id}/reject", response_model=MissionView)
+async def reject_mission(
+    mission_id: MissionId,
+    principal: OperateAccess,
+    request: Request,
+    ctx: Ctx,
+    body: MissionDecision | None = None,
+) -> MissionView:
+    """Scope operate."""
+    return await service.reject_mission(
+        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
+    )
+
+
+@router.post("/{mission_id}/cancel", response_model=MissionView)
+async def cancel_mission(
+    mission_id: MissionId,
+    principal: OperateAccess,
+    request: Request,
+    ctx: Ctx,
+    body: MissionDecision | None = None,
+) -> MissionView:
+    """Scope operate. A running mission's open tasks and runs are cancelled too."""
+    return await service.cancel_mission(
+        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
+    )

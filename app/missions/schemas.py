@@ -1,0 +1,101 @@
+"""Bodies of the mission endpoints. Unknown fields are refused everywhere."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: Largest id accepted anywhere (SQLite integers are 64-bit; stay well inside).
+MAX_ID = 2**53
+
+Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Goal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
+Instructions = Annotated[str, StringConstraints(max_length=20_000)]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)]
+
+#: Hard cap on the length of a proposal's step list, so a huge list is a plain
+#: validation error; the real limit is the mission's ``steps`` bound (<= ceiling).
+MAX_LISTED_STEPS = 100
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MissionStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class MissionStep(Strict):
+    title: Title
+    agent_id: Id
+    instructions: Instructions = ""
+
+
+class MissionBounds(Strict):
+    """Requested bounds; a missing one defaults to the configured ceiling."""
+
+    cost_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    steps: Annotated[int, Field(strict=True, ge=1)] | None = None
+    step_minutes: Annotated[int, Field(strict=True, ge=1)] | None = None
+    tokens: Annotated[int, Field(strict=True, ge=1)] | None = None
+
+
+class MissionCreate(Strict):
+    title: Title
+    goal: Goal
+    steps: Annotated[list[MissionStep], Field(min_length=1, max_length=MAX_LISTED_STEPS)]
+    bounds: MissionBounds = MissionBounds()
+
+
+class MissionDecision(Strict):
+    """Optional body of approve / reject / cancel."""
+
+    comment: Comment = ""
+    version: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="if given, the decision applies only to this version"
+    )
+
+
+class MissionStepView(BaseModel):
+    index: int = Field(description="1-based; tasks name it as mission_step")
+    title: str
+    agent_id: int
+    instructions: str
+
+
+class BoundsView(BaseModel):
+    cost_usd: float
+    steps: int
+    step_minutes: int
+    tokens: int
+
+
+class MissionView(BaseModel):
+    id: int
+    title: str
+    goal: str
+    steps: list[MissionStepView]
+    status: MissionStatus
+    proposed_by: str
+    bounds: BoundsView
+    spent_cost_usd: float
+    spent_tokens: int
+    tasks_created: int = Field(
+        description="tasks ever created for this mission, deleted ones too (counted against steps)"
+    )
+    decided_by: str | None
+    decided_at: str | None
+    decision_comment: str | None
+    version: int
+    created_at: str
+    updated_at: str

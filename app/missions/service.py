@@ -1,0 +1,497 @@
+"""The rules of missions (F17): bounded proposals, human approval, lifecycle.
+
+Lifecycle::
+
+    proposed -> approved | rejected | cancelled
+    approved -> running (its first task is created) | cancelled
+    running  -> succeeded (every step has a succeeded task)
+              | failed (one of its tasks failed, or the worker ends it)
+              | cancelled (its open tasks and runs are cancelled too)
+
+Approval needs a human (a logged-in session) with scope operate or higher, and
+never the proposer: neither the same actor nor the user who created the API
+token that proposed it. A refused approval is audited and raises a security
+alert (``record_refusal``), then answers 403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.agents.store import agent_row_tx
+from app.core.context import AppContext
+from app.core.database import Row
+from app.core.errors import ApiError
+from app.core.pagination import PageParams
+from app.events.transaction import Tx, transaction
+from app.events.types import EventType
+from app.missions import store
+from app.missions.schemas import (
+    BoundsView,
+    MissionCreate,
+    MissionDecision,
+    MissionStatus,
+    MissionStepView,
+    MissionView,
+)
+from app.policies.model import Category, Severity
+from app.security.credential_gate import contains_credential, redact
+from app.security.principal import Principal
+from app.security.refusals import record_refusal
+from app.tasks import store as task_store
+from app.tasks import transitions
+from app.tasks.schemas import TaskStatus
+
+TRANSITIONS: dict[MissionStatus, frozenset[MissionStatus]] = {
+    MissionStatus.PROPOSED: frozenset(
+        {MissionStatus.APPROVED, MissionStatus.REJECTED, MissionStatus.CANCELLED}
+    ),
+    MissionStatus.APPROVED: frozenset({MissionStatus.RUNNING, MissionStatus.CANCELLED}),
+    MissionStatus.RUNNING: frozenset(
+        {MissionStatus.SUCCEEDED, MissionStatus.FAILED, MissionStatus.CANCELLED}
+    ),
+}
+
+_EVENTS = {
+    MissionStatus.APPROVED: EventType.MISSION_APPROVED,
+    MissionStatus.REJECTED: EventType.MISSION_REJECTED,
+    MissionStatus.RUNNING: EventType.MISSION_STARTED,
+    MissionStatus.SUCCEEDED: EventType.MISSION_SUCCEEDED,
+    MissionStatus.FAILED: EventType.MISSION_FAILED,
+    MissionStatus.CANCELLED: EventType.MISSION_CANCELLED,
+}
+
+
+def mission_view(row: Row) -> MissionView:
+    steps = json.loads(row["steps"])
+    return MissionView(
+        id=row["id"],
+        title=row["title"],
+        goal=row["goal"],
+        steps=[MissionStepView(index=i, **step) for i, step in enumerate(steps, start=1)],
+        status=MissionStatus(row["status"]),
+        proposed_by=row["proposed_by"],
+        bounds=BoundsView(
+            cost_usd=row["bound_cost_usd"],
+            steps=row["bound_steps"],
+            step_minutes=row["bound_step_minutes"],
+            tokens=row["bound_tokens"],
+        ),
+        spent_cost_usd=float(row["spent_cost_usd"]),
+        spent_tokens=int(row["spent_tokens"]),
+        tasks_created=int(row["tasks_created"]),
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        decision_comment=row["decision_comment"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "not_found", "no such mission")
+
+
+# --- proposals ----------------------------------------------------------------
+
+
+def bound_problems(
+    spec: MissionCreate, ctx: AppContext
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The effective bounds, and every bound above its ceiling (F17)."""
+    s = ctx.settings
+    ceilings: dict[str, float | int] = {
+        "cost_usd": s.mission_max_cost_usd,
+        "steps": s.mission_max_steps,
+        "step_minutes": s.mission_max_step_minutes,
+        "tokens": s.mission_max_tokens,
+    }
+    requested = spec.bounds.model_dump()
+    effective: dict[str, Any] = {}
+    problems: list[dict[str, Any]] = []
+    for name, ceiling in ceilings.items():
+        value = requested[name]
+        effective[name] = ceiling if value is None else value
+        if value is not None and value > ceiling:
+            problems.append(
+                {
+                    "check": "bound_within_ceiling",
+                    "bound": name,
+                    "ceiling": ceiling,
+                    "requested": value,
+                    "message": f"{name} {value} is above the ceiling {ceiling}",
+                }
+            )
+    if len(spec.steps) > effective["steps"]:
+        problems.append(
+            {
+                "check": "steps_within_bound",
+                "bound": "steps",
+                "ceiling": effective["steps"],
+                "requested": len(spec.steps),
+                "message": f"{len(spec.steps)} steps listed; the bound is {effective['steps']}",
+            }
+        )
+    return effective, problems
+
+
+def text_problems(spec: MissionCreate) -> list[dict[str, Any]]:
+    texts = {"title": spec.title, "goal": spec.goal}
+    for i, step in enumerate(spec.steps):
+        texts[f"steps[{i}].title"] = step.title
+        texts[f"steps[{i}].instructions"] = step.instructions
+    return [
+        {
+            "check": "no_credentials_in_text",
+            "field": name,
+            "message": "this text contains what looks like a credential; remove it",
+        }
+        for name, text in texts.items()
+        if text and contains_credential(text)
+    ]
+
+
+async def agent_problems(tx: Tx, spec: MissionCreate) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+    for i, step in enumerate(spec.steps):
+        row = await agent_row_tx(tx.conn, step.agent_id)
+        if row is None:
+            problems.append(
+                {
+                    "check": "agent_exists",
+                    "field": f"steps[{i}].agent_id",
+                    "message": f"there is no agent {step.agent_id}",
+                }
+            )
+        elif row["status"] != "active":
+            problems.append(
+                {
+                    "check": "agent_active",
+                    "field": f"steps[{i}].agent_id",
+                    "message": f"agent {step.agent_id} is {row['status']}, not active",
+                }
+            )
+    return problems
+
+
+async def propose_mission(
+    ctx: AppContext, spec: MissionCreate, *, actor: str, client: str
+) -> MissionView:
+    effective, problems = bound_problems(spec, ctx)
+    problems.extend(text_problems(spec))
+    async with transaction(ctx, actor, client) as tx:
+        problems.extend(await agent_problems(tx, spec))
+        mission_id = 0
+        if not problems:
+            mission_id = await store.insert_mission(
+                tx.conn,
+                {
+                    "title": spec.title,
+                    "goal": spec.goal,
+                    "steps": [step.model_dump() for step in spec.steps],
+                    "proposed_by": actor,
+                    "bound_cost_usd": float(effective["cost_usd"]),
+                    "bound_steps": int(effective["steps"]),
+                    "bound_step_minutes": int(effective["step_minutes"]),
+                    "bound_tokens": int(effective["tokens"]),
+                },
+            )
+            await tx.audit(
+                "mission.propose",
+                f"mission:{mission_id}",
+                {"steps": len(spec.steps), "bounds": effective},
+            )
+            await tx.emit(
+                EventType.MISSION_PROPOSED,
+                "mission",
+                mission_id,
+                {"title": spec.title, "steps": len(spec.steps), "bounds": effective},
+            )
+    if problems:
+        await _record_refused_proposal(ctx, actor, client, problems)
+        raise ApiError(422, "proposal_refused", "the mission proposal was refused", problems)
+    row = await store.mission_row(ctx.db, mission_id)
+    if row is None:  # pragma: no cover - just written
+        raise not_found()
+    return mission_view(row)
+
+
+async def _record_refused_proposal(
+    ctx: AppContext, actor: str, client: str, problems: list[dict[str, Any]]
+) -> None:
+    """Audit the refusal in its own transaction; a bound hit also needs a human (F21)."""
+    checks = sorted({p["check"] for p in problems})
+    bounds = [p for p in problems if "bound" in p]
+    async with transaction(ctx, actor, client) as tx:
+        await tx.audit("mission.propose", "mission", {"checks": checks}, outcome="refused")
+        if bounds:
+            await tx.escalate(
+                "mission_bound_exceeded",
+                "mission",
+                None,
+                f"a mission proposal by {actor} asked for more than the bounds allow",
+                {"bounds": bounds},
+            )
+
+
+# --- reading --------------------------------------------------------------------
+
+
+async def get_mission(ctx: AppContext, mission_id: int) -> MissionView:
+    row = await store.mission_row(ctx.db, mission_id)
+    if row is None:
+        raise not_found()
+    return mission_view(row)
+
+
+async def list_missions(
+    ctx: AppContext, page: PageParams, status: MissionStatus | None
+) -> tuple[list[MissionView], int]:
+    rows, total = await store.list_missions(ctx.db, page, status.value if status else None)
+    return [mission_view(r) for r in rows], total
+
+
+# --- decisions ----------------------------------------------------------------------
+
+
+async def _is_proposer(tx: Tx, principal: Principal, proposed_by: str) -> bool:
+    """The approver proposed it, or created the API token that proposed it."""
+    me = principal.actor.casefold()
+    if proposed_by.casefold() == me:
+        return True
+    if proposed_by.startswith("token:"):
+        creator = await store.token_creator(tx.conn, proposed_by.removeprefix("token:"))
+        return creator is not None and creator.casefold() == me
+    return False
+
+
+async def _refuse(
+    ctx: AppContext, principal: Principal, client: str, mission_id: int, code: str, message: str
+) -> ApiError:
+    await record_refusal(
+        ctx,
+        actor=principal.actor,
+        client=client,
+        action="mission.approve",
+        target=f"mission:{mission_id}",
+        reason=code,
+    )
+    return ApiError(403, code, message)
+
+
+def _invalid(current: MissionStatus, wanted: MissionStatus) -> ApiError:
+    return ApiError(
+        409,
+        "invalid_transition",
+        f"a {current.value} mission cannot become {wanted.value}",
+        {"from": current.value, "to": wanted.value},
+    )
+
+
+async def _load_for_change(
+    tx: Tx, mission_id: int, wanted: MissionStatus, version: int | None
+) -> Row:
+    row = await store.mission_row_tx(tx.conn, mission_id)
+    if row is None:
+        raise not_found()
+    current = MissionStatus(row["status"])
+    if wanted not in TRANSITIONS.get(current, frozenset()):
+        raise _invalid(current, wanted)
+    if version is not None and version != row["version"]:
+        raise ApiError(409, "conflict", "the mission changed since you read it; reload")
+    return row
+
+
+async def _move(
+    tx: Tx,
+    row: Row,
+    wanted: MissionStatus,
+    *,
+    decided_by: str | None = None,
+    comment: str | None = None,
+    payload: dict[str, Any] | None = None,
+    rule_depth: int = 0,
+) -> None:
+    moved = await store.set_status(
+        tx.conn,
+        int(row["id"]),
+        from_status=str(row["status"]),
+        to_status=wanted.value,
+        decided_by=decided_by,
+        comment=comment,
+    )
+    if not moved:  # pragma: no cover - the write lock makes this unreachable
+        raise ApiError(409, "conflict", "the mission changed meanwhile; reload")
+    await tx.audit(
+        f"mission.{wanted.value}",
+        f"mission:{row['id']}",
+        {"from": row["status"], "to": wanted.value, **(payload or {})},
+    )
+    await tx.emit(
+        _EVENTS[wanted],
+        "mission",
+        int(row["id"]),
+        {"from": row["status"], "to": wanted.value, "title": row["title"], **(payload or {})},
+        rule_depth=rule_depth,
+    )
+
+
+def _clean_comment(comment: str) -> str:
+    """Comments are stored redacted: a pasted secret never reaches the database."""
+    return redact(comment).text if comment else comment
+
+
+async def approve_mission(
+    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+) -> MissionView:
+    if principal.kind != "session":
+        raise await _refuse(
+            ctx,
+            principal,
+            client,
+            mission_id,
+            "approval_needs_human",
+            "a mission is approved by a logged-in human, never by an API token or automation",
+        )
+    refused = False
+    async with transaction(ctx, principal.actor, client) as tx:
+        row = await store.mission_row_tx(tx.conn, mission_id)
+        if row is None:
+            raise not_found()
+        if await _is_proposer(tx, principal, str(row["proposed_by"])):
+            refused = True
+        else:
+            row = await _load_for_change(tx, mission_id, MissionStatus.APPROVED, decision.version)
+            comment = _clean_comment(decision.comment)
+            await _move(
+                tx, row, MissionStatus.APPROVED, decided_by=principal.actor, comment=comment
+            )
+            await tx.notify(
+                Category.MISSION,
+                Severity.INFO,
+                f"Mission approved: {row['title']}",
+                f"approved by {principal.actor}",
+            )
+    if refused:
+        raise await _refuse(
+            ctx,
+            principal,
+            client,
+            mission_id,
+            "self_approval",
+            "the proposer of a mission cannot approve it; ask another operator",
+        )
+    return await get_mission(ctx, mission_id)
+
+
+async def reject_mission(
+    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+) -> MissionView:
+    async with transaction(ctx, principal.actor, client) as tx:
+        row = await _load_for_change(tx, mission_id, MissionStatus.REJECTED, decision.version)
+        await _move(
+            tx,
+            row,
+            MissionStatus.REJECTED,
+            decided_by=principal.actor,
+            comment=_clean_comment(decision.comment),
+        )
+        await tx.notify(
+            Category.MISSION,
+            Severity.INFO,
+            f"Mission rejected: {row['title']}",
+            f"rejected by {principal.actor}",
+        )
+    return await get_mission(ctx, mission_id)
+
+
+async def cancel_mission(
+    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+) -> MissionView:
+    """Cancel a mission; a running one's open tasks and their runs are cancelled too."""
+    async with transaction(ctx, principal.actor, client) as tx:
+        row = await _load_for_change(tx, mission_id, MissionStatus.CANCELLED, decision.version)
+        cancelled_tasks: list[int] = []
+        for open_task in await task_store.open_mission_tasks(tx.conn, mission_id):
+            # read each task afresh: cancelling one may have blocked the next
+            task = await task_store.task_row_tx(tx.conn, int(open_task["id"]))
+            if task is None or not transitions.allowed(
+                TaskStatus(task["status"]), TaskStatus.CANCELLED
+            ):
+                continue
+            await transitions.move(
+                tx, task, TaskStatus.CANCELLED, reason=f"mission {mission_id} cancelled"
+            )
+            await tx.audit(
+                "task.cancel", f"task:{task['id']}", {"because": f"mission:{mission_id}"}
+            )
+            cancelled_tasks.append(int(task["id"]))
+        await _move(
+            tx,
+            row,
+            MissionStatus.CANCELLED,
+            decided_by=principal.actor,
+            comment=_clean_comment(decision.comment),
+            payload={"tasks_cancelled": cancelled_tasks},
+        )
+    return await get_mission(ctx, mission_id)
+
+
+# --- hooks used by the task service and the worker ----------------------------------
+
+
+async def task_created(tx: Tx, mission_id: int, *, rule_depth: int = 0) -> None:
+    """An approved mission starts running with its first task."""
+    row = await store.mission_row_tx(tx.conn, mission_id)
+    if row is not None and row["status"] == MissionStatus.APPROVED.value:
+        await _move(tx, row, MissionStatus.RUNNING, rule_depth=rule_depth)
+
+
+async def task_finished(
+    tx: Tx, mission_id: int, task_status: TaskStatus, *, rule_depth: int = 0
+) -> None:
+    """A failed task fails its running mission; the last succeeded step completes it."""
+    row = await store.mission_row_tx(tx.conn, mission_id)
+    if row is None or row["status"] != MissionStatus.RUNNING.value:
+        return
+    if task_status is TaskStatus.FAILED:
+        await _move(
+            tx,
+            row,
+            MissionStatus.FAILED,
+            payload={"reason": "a task failed"},
+            rule_depth=rule_depth,
+        )
+        await tx.notify(
+            Category.MISSION, Severity.WARNING, f"Mission failed: {row['title']}", "a task failed"
+        )
+    elif task_status is TaskStatus.SUCCEEDED:
+        steps = len(json.loads(row["steps"]))
+        done = await store.steps_with_succeeded_task(tx.conn, mission_id)
+        if set(range(1, steps + 1)) <= done:
+            await _move(tx, row, MissionStatus.SUCCEEDED, rule_depth=rule_depth)
+            await tx.notify(Category.MISSION, Severity.INFO, f"Mission succeeded: {row['title']}")
+
+
+async def end_mission(
+    ctx: AppContext,
+    mission_id: int,
+    status: MissionStatus,
+    *,
+    actor: str,
+    client: str,
+    reason: str,
+) -> MissionView:
+    """For the worker: end a running mission (e.g. FAILED when a bound is hit)."""
+    if status not in (MissionStatus.SUCCEEDED, MissionStatus.FAILED):
+        raise ValueError("a mission ends succeeded or failed")
+    async with transaction(ctx, actor, client) as tx:
+        row = await _load_for_change(tx, mission_id, status, None)
+        await _move(tx, row, status, payload={"reason": reason[:500]})
+        if status is MissionStatus.FAILED:
+            await tx.escalate(
+                "mission_failed", "mission", mission_id, reason[:500], {"title": row["title"]}
+            )
+    return await get_mission(ctx, mission_id)

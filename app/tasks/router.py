@@ -1,0 +1,99 @@
+"""HTTP endpoints of tasks. Creation goes through pre-flight validation (F16)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from app.conversations import service as conversations
+from app.conversations.schemas import ConversationSummary
+from app.core.context import Ctx
+from app.core.pagination import Page, Pagination
+from app.security.dependencies import OperateAccess, ReadAccess, client_address
+from app.tasks import service
+from app.tasks.schemas import MAX_ID, TaskCreate, TaskStatus, TaskUpdate, TaskView
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("", response_model=Page[TaskView])
+async def list_tasks(
+    _: ReadAccess,
+    page: Pagination,
+    ctx: Ctx,
+    status: Annotated[TaskStatus | None, Query()] = None,
+    agent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    mission_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Page[TaskView]:
+    """Scope read. Newest first (by id, a stable order)."""
+    items, total = await service.list_tasks(
+        ctx, page, status=status, agent_id=agent_id, mission_id=mission_id
+    )
+    return Page[TaskView].build(items, total, page)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskView,
+    responses={200: {"description": "idempotent repeat: the existing task"}},
+)
+async def create_task(
+    body: TaskCreate, principal: OperateAccess, request: Request, response: Response, ctx: Ctx
+) -> TaskView:
+    """Scope operate. 422 ``preflight_failed`` lists every failed check; a repeat with
+    the same idempotency_key and content answers 200 with the existing task."""
+    view, created = await service.submit_task(
+        ctx, body, actor=principal.actor, client=client_address(request)
+    )
+    if not created:
+        response.status_code = 200
+    return view
+
+
+@router.get("/{task_id}", response_model=TaskView)
+async def get_task(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> TaskView:
+    """Scope read."""
+    return await service.get_task(ctx, task_id)
+
+
+@router.patch("/{task_id}", response_model=TaskView)
+async def update_task(
+    task_id: TaskId, body: TaskUpdate, principal: OperateAccess, request: Request, ctx: Ctx
+) -> TaskView:
+    """Scope operate. Queued or blocked tasks only; ``version`` must be current."""
+    return await service.update_task(
+        ctx, task_id, body, actor=principal.actor, client=client_address(request)
+    )
+
+
+@router.post("/{task_id}/cancel", response_model=TaskView)
+async def cancel_task(
+    task_id: TaskId, principal: OperateAccess, request: Request, ctx: Ctx
+) -> TaskView:
+    """Scope operate. Its queued or running conversation is cancelled too."""
+    return await service.cancel_task(
+        ctx, task_id, actor=principal.actor, client=client_address(request)
+    )
+
+
+@router.delete("/{task_id}", status_code=204)
+async def delete_task(
+    task_id: TaskId, principal: OperateAccess, request: Request, ctx: Ctx
+) -> Response:
+    """Scope operate. Soft delete; refused (409) while the task is in progress."""
+    await service.delete_task(ctx, task_id, actor=principal.actor, client=client_address(request))
+    return Response(status_code=204)
+
+
+@router.get("/{task_id}/conversations", response_model=Page[ConversationSummary])
+async def task_conversations(
+    task_id: TaskId, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[ConversationSummary]:
+    """Scope read. The runs of one task, newest first."""
+    await service.get_task(ctx, task_id)  # 404 for a missing or deleted task
+    items, total = await conversations.list_conversations(ctx, page, status=None, task_id=task_id)
+    return Page[ConversationSummary].build(items, total, page)
