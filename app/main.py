@@ -20,6 +20,7 @@ from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
+from app.conversations.router import router as conversations_router
 from app.core.apidocs import render_operations
 from app.core.context import AppContext
 from app.core.database import Database
@@ -30,12 +31,17 @@ from app.core.settings import Settings, get_settings
 from app.escalations.router import router as escalations_router
 from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.missions.router import router as missions_router
 from app.notifications.delivery import webhook_job
 from app.notifications.router import router as notifications_router
+from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
 from app.retention.job import retention_job
+from app.rules.engine import rules_engine
+from app.rules.router import router as rules_router
 from app.security.dependencies import ReadAccess
 from app.security.secrets import server_key
+from app.tasks.router import router as tasks_router
 
 log = logging.getLogger("mission_control.app")
 
@@ -73,6 +79,11 @@ ROUTERS: list[APIRouter] = [
     admin_router,
     audit_router,
     # domain routers
+    missions_router,
+    tasks_router,
+    conversations_router,
+    rules_router,
+    policies_router,
     events_router,
     notifications_router,
     escalations_router,
@@ -84,6 +95,7 @@ ROUTERS: list[APIRouter] = [
 BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
     _housekeeping,
     # domain jobs
+    rules_engine,
     webhook_job,
     retention_job,
 ]

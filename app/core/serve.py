@@ -61,6 +61,7 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.notifier.stopping()
+        self.app_state.shutting_down = True  # live streams end at once
         if sig == signal.SIGTERM:
             # systemd's normal stop: drain, then exit 0 (a second SIGTERM forces it).
             self.force_exit = self.should_exit

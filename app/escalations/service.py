@@ -1,0 +1,127 @@
+"""Rules of escalations (F21): open -> acknowledged -> resolved, each audited
+and published on the live feed."""
+
+from __future__ import annotations
+
+import json
+
+from app.core.context import AppContext
+from app.core.database import Row
+from app.core.errors import ApiError
+from app.escalations import store
+from app.escalations.schemas import EscalationStatus, EscalationSummary, EscalationView
+from app.events.transaction import transaction
+from app.events.types import EventType
+from app.security.credential_gate import redact
+from app.security.principal import Principal, Scope
+
+
+def escalation_view(row: Row) -> EscalationView:
+    try:
+        details = json.loads(row["details"] or "{}")
+    except ValueError:
+        details = {}
+    return EscalationView(
+        id=row["id"],
+        kind=row["kind"],
+        subject_type=row["subject_type"],
+        subject_id=row["subject_id"],
+        reason=row["reason"],
+        details=details if isinstance(details, dict) else {"value": details},
+        status=EscalationStatus(row["status"]),
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["acknowledged_at"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+        resolution_comment=row["resolution_comment"],
+        version=row["version"],
+        created_at=row["created_at"],
+    )
+
+
+async def get_escalation(ctx: AppContext, escalation_id: int) -> EscalationView:
+    row = await store.escalation_by_id(ctx.db, escalation_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such escalation")
+    return escalation_view(row)
+
+
+def _refusal(row: Row, wanted: EscalationStatus, version: int | None) -> ApiError:
+    if version is not None and int(row["version"]) != version:
+        return ApiError(
+            409,
+            "conflict",
+            "the escalation changed since you read it; reload",
+            {"version": row["version"]},
+        )
+    return ApiError(
+        409,
+        "invalid_transition",
+        f"an escalation that is {row['status']} cannot become {wanted.value}",
+        {"status": row["status"]},
+    )
+
+
+async def acknowledge(
+    ctx: AppContext, escalation_id: int, version: int | None, principal: Principal, client: str
+) -> EscalationView:
+    async with transaction(ctx, principal.actor, client) as tx:
+        row = await store.escalation_tx(tx.conn, escalation_id)
+        if row is None:
+            raise ApiError(404, "not_found", "no such escalation")
+        if not await store.acknowledge(tx.conn, escalation_id, principal.actor, version):
+            raise _refusal(row, EscalationStatus.ACKNOWLEDGED, version)
+        await tx.audit(
+            "escalation.acknowledged", f"escalation:{escalation_id}", {"kind": row["kind"]}
+        )
+        await tx.emit(
+            EventType.ESCALATION_ACKNOWLEDGED,
+            "escalation",
+            escalation_id,
+            {"kind": row["kind"], "by": principal.actor},
+            min_scope=Scope.OPERATE,
+        )
+    return await get_escalation(ctx, escalation_id)
+
+
+async def resolve(
+    ctx: AppContext,
+    escalation_id: int,
+    comment: str,
+    version: int | None,
+    principal: Principal,
+    client: str,
+) -> EscalationView:
+    comment = redact(comment).text  # a pasted secret is not kept (F14)
+    async with transaction(ctx, principal.actor, client) as tx:
+        row = await store.escalation_tx(tx.conn, escalation_id)
+        if row is None:
+            raise ApiError(404, "not_found", "no such escalation")
+        if not await store.resolve(tx.conn, escalation_id, principal.actor, comment, version):
+            raise _refusal(row, EscalationStatus.RESOLVED, version)
+        await tx.audit(
+            "escalation.resolved",
+            f"escalation:{escalation_id}",
+            {"kind": row["kind"], "from": row["status"], "comment_chars": len(comment)},
+        )
+        await tx.emit(
+            EventType.ESCALATION_RESOLVED,
+            "escalation",
+            escalation_id,
+            {"kind": row["kind"], "by": principal.actor},
+            min_scope=Scope.OPERATE,
+        )
+    return await get_escalation(ctx, escalation_id)
+
+
+async def summary(ctx: AppContext) -> EscalationSummary:
+    counts = await store.counts_by_status(ctx.db)
+    open_count = counts.get("open", 0)
+    acknowledged = counts.get("acknowledged", 0)
+    return EscalationSummary(
+        open=open_count,
+        acknowledged=acknowledged,
+        resolved=counts.get("resolved", 0),
+        needs_attention=open_count + acknowledged,
+        open_by_kind=await store.open_by_kind(ctx.db),
+    )

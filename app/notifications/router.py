@@ -1,0 +1,76 @@
+"""HTTP endpoints of notifications: list, mark read, the unread summary."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from app.core.context import Ctx
+from app.core.pagination import Page, Pagination
+from app.notifications import service, store
+from app.notifications.schemas import (
+    NotificationSummary,
+    NotificationView,
+    ReadAll,
+    ReadAllResult,
+)
+from app.policies.model import Category
+from app.security.dependencies import OperateAccess, ReadAccess, client_address
+
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+
+NotificationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("", response_model=Page[NotificationView])
+async def list_notifications(
+    _: ReadAccess,
+    page: Pagination,
+    ctx: Ctx,
+    unread: Annotated[bool | None, Query()] = None,
+    category: Annotated[Category | None, Query()] = None,
+    include_muted: Annotated[bool, Query()] = False,
+) -> Page[NotificationView]:
+    """Scope read. Newest first; muted ones only with ``include_muted=true``
+    (security notifications are never muted)."""
+    rows, total = await store.list_notifications(
+        ctx.db,
+        page,
+        unread=unread,
+        category=category.value if category else None,
+        include_muted=include_muted,
+    )
+    return Page[NotificationView].build([service.notification_view(r) for r in rows], total, page)
+
+
+@router.get("/summary", response_model=NotificationSummary)
+async def notification_summary(_: ReadAccess, ctx: Ctx) -> NotificationSummary:
+    """Scope read. Unread counts per category (muted ones counted apart)."""
+    return await service.summary(ctx)
+
+
+@router.post("/read-all", response_model=ReadAllResult)
+async def read_all(
+    principal: OperateAccess, request: Request, ctx: Ctx, body: ReadAll | None = None
+) -> ReadAllResult:
+    """Scope operate. Mark every unread notification (or one category) read."""
+    category = body.category if body else None
+    count = await service.mark_all_read(ctx, category, principal, client_address(request))
+    return ReadAllResult(marked_read=count)
+
+
+@router.get("/{notification_id}", response_model=NotificationView)
+async def get_notification(
+    notification_id: NotificationId, _: ReadAccess, ctx: Ctx
+) -> NotificationView:
+    """Scope read."""
+    return await service.get_notification(ctx, notification_id)
+
+
+@router.post("/{notification_id}/read", response_model=NotificationView)
+async def read_notification(
+    notification_id: NotificationId, principal: OperateAccess, request: Request, ctx: Ctx
+) -> NotificationView:
+    """Scope operate. Mark one notification read (idempotent)."""
+    return await service.mark_read(ctx, notification_id, principal, client_address(request))

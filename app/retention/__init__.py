@@ -1,0 +1,1 @@
+"""Retention (F22): old events, notifications and transcripts are removed."""
