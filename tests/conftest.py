@@ -48,6 +48,7 @@ def settings(tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
         "rate_limit_per_credential": 1000.0,
         "rate_limit_burst_per_credential": 1000,
         "login_rate_per_minute": 1000,
+        "ticket_rate_per_minute": 1000,
     }
     values.update(settings_overrides)
     return Settings(**values)

@@ -55,6 +55,7 @@ CREDENTIAL_QUERY_NAMES = frozenset(
 )
 
 LOGIN_PATHS = frozenset({"/api/auth/login", "/login"})
+TICKET_PATHS = frozenset({"/api/events/ticket"})
 STREAMING_PREFIXES = ("/api/events/stream",)
 
 
@@ -90,6 +91,9 @@ class EdgeMiddleware:
         )
         self.login_limiter = RateLimiter(
             settings.login_rate_per_minute / 60.0, settings.login_rate_per_minute
+        )
+        self.ticket_limiter = RateLimiter(
+            settings.ticket_rate_per_minute / 60.0, settings.ticket_rate_per_minute
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,8 +164,12 @@ class EdgeMiddleware:
                 f"cookie, never in the URL (refused parameter: {', '.join(names)})",
                 (),
             )
-        limiter = self.login_limiter if scope.get("path") in LOGIN_PATHS else self.client_limiter
-        wait = limiter.check(client)
+        path = scope.get("path")
+        wait = self.client_limiter.check(client)
+        if wait == 0 and path in LOGIN_PATHS:
+            wait = self.login_limiter.check(client)
+        elif wait == 0 and path in TICKET_PATHS:
+            wait = self.ticket_limiter.check(client)
         if wait > 0:
             return (
                 429,

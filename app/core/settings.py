@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     rate_limit_per_credential: Annotated[float, Field(gt=0)] = 50.0
     rate_limit_burst_per_credential: Annotated[int, Field(ge=1)] = 200
     login_rate_per_minute: Annotated[int, Field(ge=1)] = 10
+    ticket_rate_per_minute: Annotated[int, Field(ge=1)] = 30
     login_failures_before_lockout: Annotated[int, Field(ge=1)] = 5
     login_lockout_max_s: Annotated[int, Field(ge=1)] = 900
 

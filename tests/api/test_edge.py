@@ -168,3 +168,15 @@ async def test_pagination_defaults_and_hard_maximum(
         assert_error_shape(
             await client.get(f"/api/tokens?{bad}", headers=admin_headers), 422, "validation_failed"
         )
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ticket_rate_per_minute": 2}])
+async def test_ticket_endpoint_is_stricter_than_the_rest(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    statuses = [
+        (await client.post("/api/events/ticket", headers=admin_headers)).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert (await client.get("/api/health", headers=admin_headers)).status_code == 200
