@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_STATE_DIR=$${MC_STATE_DIR:-./var}
 
-.PHONY: run test lint typecheck unit bench lock clean test-deps
+.PHONY: run test lint typecheck unit bench lock clean test-deps provision-test
 
 $(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
 	@scripts/bootstrap-venv.sh dev
@@ -38,6 +38,10 @@ unit: $(DEV_STAMP)
 ## bench: benchmarks that print their figures
 bench: $(DEV_STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+## provision-test: apply provisioning/site.yml twice to a debootstrapped bookworm root (root)
+provision-test: $(DEV_STAMP)
+	@scripts/provision-chroot-test.sh
 
 ## lock: regenerate the hash-pinned lock files (needs network to the package index)
 lock:

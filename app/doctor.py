@@ -70,9 +70,15 @@ def check_env_file() -> Check:
     path = Path(os.environ.get("MC_ENV_FILE") or DEFAULT_ENV_FILE)
     if not path.exists():
         return Check("env file", True, f"{path} not present (settings from the environment)")
-    if not _private(path):
-        return Check("env file", False, f"{path} is readable by others: run chmod 600 {path}")
-    return Check("env file", True, f"{path} is private")
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    # 0600, or 0640 owned by root with the service's group (what provisioning writes)
+    group_read_ok = info.st_uid == 0 and not mode & 0o037
+    if mode & 0o077 and not group_read_ok:
+        return Check(
+            "env file", False, f"{path} has mode {mode:o}: run chmod 600 (or 640 root:group) {path}"
+        )
+    return Check("env file", True, f"{path} is private (mode {mode:o})")
 
 
 def check_credentials(settings: Settings) -> Check:

@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
 # Install the host packages the test suite drives for real (nginx, nftables,
 # WireGuard, Ansible, ...). Only as root on Debian; elsewhere the tests that
-# need them say they skipped and why.
+# need them say they skipped and why. Idempotent: when everything is there it
+# only asks dpkg (well under a second).
 set -euo pipefail
-packages=(nginx-light nftables iproute2 curl)
+packages=(
+    # nginx -t and a live nginx in a network namespace (tests/provisioning)
+    nginx-light
+    openssl
+    curl
+    # the nftables ruleset, network namespaces, probes
+    nftables
+    iproute2
+    iputils-ping
+    util-linux
+    # WireGuard: wg, wg-quick, a userspace interface (no kernel module in CI), QR codes
+    wireguard-tools
+    wireguard-go
+    qrencode
+    # systemd-analyze verify / security
+    systemd
+    # the playbook: Debian's ansible 7.7 (core 2.14) and ansible-lint 6.13
+    ansible
+    ansible-lint
+    # scripts/provision-chroot-test.sh
+    debootstrap
+)
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "test-deps: not root on Debian; tests needing host packages will skip" >&2
     exit 0
@@ -15,5 +37,6 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "test-deps: installing ${missing[*]}" >&2
     apt-get update -qq
+    # --no-install-recommends: wireguard-tools would otherwise pull in a kernel
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

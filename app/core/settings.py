@@ -19,7 +19,10 @@ def _env_file() -> str | None:
     explicit = os.environ.get("MC_ENV_FILE")
     if explicit:
         return explicit
-    return DEFAULT_ENV_FILE if Path(DEFAULT_ENV_FILE).is_file() else None
+    # Under systemd the unit's EnvironmentFile= has already loaded it; a user
+    # who may not read it (0640 root:mission-control) gets the environment only.
+    default = Path(DEFAULT_ENV_FILE)
+    return DEFAULT_ENV_FILE if default.is_file() and os.access(default, os.R_OK) else None
 
 
 class Settings(BaseSettings):
@@ -96,7 +99,12 @@ class Settings(BaseSettings):
     stale_run_minutes: Annotated[int, Field(ge=1)] = 30
 
     # operations
-    tls_certificate_path: Path = Path("/etc/mission-control-tls/server.crt")
+    monitor_cert_path: Path = Path("/etc/mission-control-tls/server.crt")
+    monitor_cert_warn_days: Annotated[int, Field(ge=1)] = 21
+    monitor_disk_warn_percent: Annotated[float, Field(gt=0, lt=100)] = 85.0
+    monitor_temperature_warn_celsius: Annotated[float, Field(gt=0)] = 75.0
+    monitor_backup_max_age_hours: Annotated[int, Field(ge=1)] = 36
+    vpn_status_path: Path = Path("/run/mission-control-vpn/peers.json")
     backup_keep_daily: Annotated[int, Field(ge=1, le=365)] = 7
     backup_keep_weekly: Annotated[int, Field(ge=0, le=104)] = 4
     log_level: str = "INFO"

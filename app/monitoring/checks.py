@@ -17,10 +17,6 @@ from app.backup.archive import newest_backup_age
 from app.core.settings import Settings
 from app.health.probes import cpu_temperature_c
 
-DISK_FREE_MIN_PERCENT = 10.0
-TEMPERATURE_MAX_C = 80.0
-BACKUP_MAX_AGE = timedelta(hours=36)
-CERT_MIN_DAYS = 14
 REPEAT_AFTER = timedelta(hours=24)
 
 
@@ -36,7 +32,7 @@ def check_disk(settings: Settings) -> Finding | None:
     target = settings.state_dir if settings.state_dir.exists() else Path("/")
     usage = shutil.disk_usage(target)
     free_percent = usage.free * 100 / usage.total
-    if free_percent < DISK_FREE_MIN_PERCENT:
+    if 100 - free_percent >= settings.monitor_disk_warn_percent:
         return Finding(
             "disk",
             "critical" if free_percent < 3 else "warning",
@@ -46,9 +42,9 @@ def check_disk(settings: Settings) -> Finding | None:
     return None
 
 
-def check_temperature() -> Finding | None:
+def check_temperature(settings: Settings) -> Finding | None:
     celsius = cpu_temperature_c()
-    if celsius is not None and celsius >= TEMPERATURE_MAX_C:
+    if celsius is not None and celsius >= settings.monitor_temperature_warn_celsius:
         return Finding("temperature", "warning", "CPU is hot", f"{celsius:.0f} °C.")
     return None
 
@@ -79,13 +75,15 @@ def check_backup_age(settings: Settings) -> Finding | None:
     age = newest_backup_age(settings.backups_path)
     if age is None:
         return Finding("backup", "warning", "No backup yet", "No backup archive was found.")
-    if age > BACKUP_MAX_AGE:
+    if age > timedelta(hours=settings.monitor_backup_max_age_hours):
         hours = int(age.total_seconds() // 3600)
         return Finding("backup", "warning", "Backup is old", f"The newest backup is {hours} h old.")
     return None
 
 
-def check_certificate(cert_path: Path, now: datetime | None = None) -> Finding | None:
+def check_certificate(
+    cert_path: Path, warn_days: int, now: datetime | None = None
+) -> Finding | None:
     if not cert_path.exists():
         return None
     from cryptography import x509
@@ -95,7 +93,7 @@ def check_certificate(cert_path: Path, now: datetime | None = None) -> Finding |
     except (ValueError, OSError):
         return Finding("certificate", "warning", "TLS certificate unreadable", str(cert_path))
     left = cert.not_valid_after_utc - (now or datetime.now(UTC))
-    if left < timedelta(days=CERT_MIN_DAYS):
+    if left < timedelta(days=warn_days):
         return Finding(
             "certificate",
             "critical" if left.days < 3 else "warning",
@@ -146,13 +144,13 @@ def due(state_file: Path, findings: list[Finding], now: datetime) -> list[Findin
     return announce
 
 
-def run_checks(settings: Settings, cert_path: Path) -> list[Finding]:
+def run_checks(settings: Settings) -> list[Finding]:
     results = [
         check_disk(settings),
-        check_temperature(),
+        check_temperature(settings),
         check_throttling(),
         check_backup_age(settings),
-        check_certificate(cert_path),
+        check_certificate(settings.monitor_cert_path, settings.monitor_cert_warn_days),
         check_failed_units(),
     ]
     return [r for r in results if r is not None]

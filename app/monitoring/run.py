@@ -14,7 +14,7 @@ from app.security.secrets import server_key
 
 
 async def monitor(db: Database, settings: Settings) -> int:
-    findings = run_checks(settings, settings.tls_certificate_path)
+    findings = run_checks(settings)
     for finding in findings:
         print(f"{finding.severity.upper():8} {finding.check}: {finding.title}. {finding.body}")
     if not findings:
