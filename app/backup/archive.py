@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -145,6 +146,11 @@ def restore_backup(archive: Path, database: Path, safety_dir: Path) -> Path:
         staged = database.with_name(database.name + ".restoring")
         shutil.copyfile(copy, staged)
         staged.chmod(0o600)
+        if database.exists():
+            # keep the owner (root restoring for the service user must not take it)
+            owner = database.stat()
+            if os.geteuid() == 0:
+                os.chown(staged, owner.st_uid, owner.st_gid)
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 database.with_name(database.name + suffix).unlink()

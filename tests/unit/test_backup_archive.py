@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import sqlite3
 import threading
 import time
@@ -141,3 +142,13 @@ def test_backup_refuses_when_space_is_short(
     monkeypatch.setattr(shutil_module, "disk_usage", lambda _: usage(100, 100, 0))
     with pytest.raises(BackupError, match="free space"):
         create_backup(db, tmp_path / "b")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as another user")
+def test_restore_as_root_keeps_the_service_user_as_owner(tmp_path: Path) -> None:
+    db = tmp_path / "mc.db"
+    make_db(db, 2)
+    info = create_backup(db, tmp_path / "backups")
+    os.chown(db, 65534, 65534)
+    restore_backup(info.path, db, tmp_path / "backups")
+    assert (db.stat().st_uid, db.stat().st_gid) == (65534, 65534)
