@@ -278,6 +278,14 @@ def cmd_backup_restore(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.core.logging import configure_logging
+    from app.runner.worker import run_worker
+
+    configure_logging(settings.log_level)
+    return _run(run_worker(settings, name=args.name, once=args.once, stop_grace_s=args.stop_grace))
+
+
 def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
     from app.monitoring.run import monitor
 
@@ -356,6 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--service", default="mission-control.service")
     restore.add_argument("--no-service", action="store_true", help="do not stop/start a unit")
     restore.set_defaults(func=cmd_backup_restore)
+
+    worker = commands.add_parser("worker", help="claim queued conversations and run agents")
+    worker.add_argument("--name", default="worker", help="worker id is <hostname>:<name>")
+    worker.add_argument("--once", action="store_true", help="run at most one conversation")
+    worker.add_argument(
+        "--stop-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long a run in flight may finish before it is cancelled",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     commands.add_parser("monitor", help="host checks that raise notifications").set_defaults(
         func=cmd_monitor

@@ -9,6 +9,8 @@ card: ``FULL`` would fsync the WAL on every commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +32,11 @@ async def _open(path: Path, busy_timeout_ms: int, *, readonly: bool) -> aiosqlit
     else:
         await conn.execute("PRAGMA journal_mode=WAL")
     return conn
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.OperationalError):
+        await conn.execute("ROLLBACK")
 
 
 class Database:
@@ -61,19 +68,21 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One serialised write transaction; rolled back on any exception."""
+        """One serialised write transaction; rolled back on any exception,
+        including a cancellation while BEGIN or COMMIT is still in flight."""
         if self._writer is None:
             raise RuntimeError("database is not open")
         async with self._write_lock:
             conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
                 await conn.execute("COMMIT")
+            except BaseException:
+                # aiosqlite runs statements in order on one thread, so this
+                # ROLLBACK lands after a BEGIN/COMMIT that was cancelled mid-way.
+                await asyncio.shield(_rollback(conn))
+                raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -19,10 +19,20 @@ class Notifier:
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
+        if self._notifier is not None and self._notifier.socket is None:
+            self._notifier = None  # NOTIFY_SOCKET set but not reachable
+        if self._notifier is not None:
+            # never block the event loop if nobody drains the notify socket
+            self._notifier.socket.setblocking(False)
 
     def send(self, message: str) -> None:
         if self._notifier is not None:
-            self._notifier.notify(message)
+            try:
+                self._notifier.socket.sendall(message.encode())
+            except BlockingIOError:
+                log.warning("systemd notify socket is full; message dropped")
+            except OSError:
+                log.warning("systemd notify socket is not reachable")
 
     def ready(self, status: str) -> None:
         self.send(f"READY=1\nSTATUS={status}")

@@ -1,0 +1,73 @@
+"""Which command profiles this worker may run (F27): host configuration, loaded once.
+
+``settings.profiles_path`` is used when it exists; a file under ``/etc`` (the Pi's
+``/etc/mission-control/profiles.toml``) must then be owned by root, and so must the
+credential files its profiles name. When the configured file does not exist, the
+bundled ``profiles.example.toml`` is used (development: ``make run``, tests); that
+fallback is logged, so a Pi whose profiles file went missing says so.
+
+Nothing here comes from the API or the database: an agent row only *names* a profile.
+A change to the file takes effect when the worker restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.settings import Settings
+from app.runner.environment import ChildEnv, build_child_env
+from app.runner.profiles import EXAMPLE_PROFILES_PATH, Profile, load_profiles
+
+log = logging.getLogger("mission_control.runner.catalog")
+
+_ETC = Path("/etc")
+
+
+def under_etc(path: Path) -> bool:
+    """True when ``path`` is in ``/etc``, literally or once symlinks are resolved."""
+    literal = Path(os.path.abspath(path))  # noqa: PTH100 - normalise '..' without resolving
+    candidates = [literal]
+    with contextlib.suppress(OSError):
+        candidates.append(path.resolve())
+    return any(candidate == _ETC or _ETC in candidate.parents for candidate in candidates)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The loaded profiles and where they came from."""
+
+    path: Path
+    profiles: Mapping[str, Profile]
+    #: the profiles file had to be root-owned (it lives under /etc)
+    root_owned: bool
+    bundled: bool
+
+    def get(self, name: str) -> Profile | None:
+        return self.profiles.get(name)
+
+    def child_env(self, profile: Profile) -> ChildEnv:
+        """The allow-listed environment of one run; raises ``CredentialError``."""
+        require_root = self.root_owned or (
+            profile.credential_file is not None and under_etc(profile.credential_file)
+        )
+        return build_child_env(profile, require_root_owned=require_root)
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """Load the profiles; raises :class:`~app.runner.profiles.ProfileError` with the reason."""
+    configured = settings.profiles_path
+    if configured.exists() or configured.is_symlink():
+        root_owned = under_etc(configured)
+        profiles = load_profiles(configured, require_root_owned=root_owned)
+        return Catalog(configured, profiles, root_owned=root_owned, bundled=False)
+    log.warning(
+        "profiles file not found; using the bundled example profiles",
+        extra={"configured": str(configured), "bundled": str(EXAMPLE_PROFILES_PATH)},
+    )
+    profiles = load_profiles(EXAMPLE_PROFILES_PATH, require_root_owned=False)
+    return Catalog(EXAMPLE_PROFILES_PATH, profiles, root_owned=False, bundled=True)

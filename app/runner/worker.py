@@ -1,0 +1,1047 @@
+"""``missionctl worker``: the process that runs agents (issue #4). The API never does.
+
+Lifecycle (docs/runner.md):
+
+1. check that resource limits can be set (else refuse to start: agents would not
+   be confined), take the worker-id lock, migrate, open the database, make the process
+   non-dumpable (``harden_worker_process``), recover this worker's own orphaned
+   runs, sweep stale runs, write the heartbeat row, ``READY=1``;
+2. loop: claim the oldest QUEUED conversation atomically (``claims``), refuse it
+   when a quota, a mission bound or the profile's circuit breaker says no
+   (``accounting``), else build the gated prompt (``prompt``) and run the agent
+   confined (``run_confined``) while a guard renews the lease and stops the run
+   when the API cancels it, the lease is lost or a quota/bound is reached by
+   others; then store the redacted transcript, the usage, the outcome and its
+   consequences in one transaction;
+3. beside it: the heartbeat row (every ``HEARTBEAT_S`` and on every change), the
+   stale-run sweep (every minute), the systemd watchdog;
+4. SIGTERM: ``STOPPING=1``, no new claims, the run in flight gets
+   ``stop_grace_s`` to finish, then it is cancelled and recorded as interrupted
+   and re-queued once (``recovery``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import stat
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.core.clock import now_iso, utcnow
+from app.core.context import AppContext
+from app.core.database import Database
+from app.core.migrations import MigrationError, migrate
+from app.core.settings import Settings
+from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
+from app.events.transaction import Tx, transaction
+from app.events.types import EventType
+from app.health.probes import database_ok
+from app.runner import accounting, claims, recovery
+from app.runner.accounting import AgentQuota, Refusal
+from app.runner.catalog import Catalog, load_catalog
+from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
+from app.runner.claims import Claim, RunRecord
+from app.runner.environment import ChildEnv, CredentialError
+from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
+from app.runner.output import AgentReply, reply_from_run
+from app.runner.process import (
+    RunResult,
+    check_rlimits_settable,
+    harden_worker_process,
+    run_confined,
+    truncation_marker,
+)
+from app.runner.profiles import Limits, Profile, ProfileError, render_argv
+from app.runner.prompt import Prompt, build_prompt
+from app.security.credential_gate import redact
+
+log = logging.getLogger("mission_control.runner.worker")
+
+CLIENT = "worker"
+HEARTBEAT_S = 10.0
+#: replaces an exact value from the profile's credential file in stored output
+PROFILE_SECRET_MARKER = "[REDACTED:profile_credential]"  # noqa: S105 - a marker
+RAW_EXCERPT_CHARS = 64 * 1024
+STDERR_TAIL_CHARS = 4 * 1024
+MAX_REASON_CHARS = 500
+_FINISH_ATTEMPTS = 5
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Tunables of one worker process (tests shorten them)."""
+
+    name: str = "worker"
+    #: idle wait between two looks at the queue
+    poll_s: float = 1.0
+    heartbeat_s: float = HEARTBEAT_S
+    #: how often a run checks whether the API cancelled it
+    cancel_poll_s: float = 1.0
+    stale_check_s: float = 60.0
+    #: after SIGTERM, how long a run in flight may take to finish before it is cancelled
+    stop_grace_s: float = 10.0
+    breaker_failures: int = 5
+    breaker_cool_down_s: float = 300.0
+    #: overrides the profiles' SIGTERM-to-SIGKILL grace (tests)
+    term_grace_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one claimed conversation ended (as far as this worker is concerned)."""
+
+    conversation_id: int
+    #: SUCCEEDED, FAILED or CANCELLED (set by someone else), as stored
+    status: str
+    reason: str | None
+    #: an agent process was started
+    ran: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    profile: Profile
+    argv: list[str]
+    env: ChildEnv
+    cwd: Path
+    limits: Limits
+    prompt: Prompt
+
+
+class _PlanError(Exception):
+    def __init__(self, reason: str, *, escalation: str, breaker_failure: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.escalation = escalation
+        self.breaker_failure = breaker_failure
+
+
+class WorkspaceError(Exception):
+    pass
+
+
+class WorkerStartError(RuntimeError):
+    """The worker cannot confine agents here; it refuses to start rather than run them."""
+
+
+@dataclass
+class _Stop:
+    """Why the guard stopped a run: ``cancelled`` (by the API), ``lease_lost``,
+    ``worker_stopping`` or ``limit`` (a quota/bound reached while running)."""
+
+    kind: str | None = None
+    refusal: Refusal | None = None
+
+
+@dataclass
+class _Verdict:
+    status: str | None  # None: the row was ended by someone else; only attach the record
+    reason: str | None = None
+    escalation: str | None = None
+    escalation_details: dict[str, Any] = field(default_factory=dict)
+    breaker: str | None = None  # "success" | "failure" | None
+    requeue: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def effective_limits(
+    limits: Limits,
+    *,
+    mission_step_minutes: int | None,
+    ceiling_minutes: int,
+    term_grace_s: float | None = None,
+) -> Limits:
+    """The profile's limits, with the wall clock cut to the mission's step bound (and
+    the configured ceiling) when the task belongs to a mission (F17)."""
+    wall = limits.wall_clock_seconds
+    if mission_step_minutes is not None:
+        wall = min(wall, mission_step_minutes * 60.0, ceiling_minutes * 60.0)
+    update: dict[str, Any] = {"wall_clock_seconds": wall}
+    if term_grace_s is not None:
+        update["term_grace_seconds"] = term_grace_s
+    return limits.model_copy(update=update)
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` 0700, or accept it only if it is a real directory of ours."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise WorkspaceError(f"{path} is not a directory (a symlink?)")
+    if info.st_uid != os.geteuid():
+        raise WorkspaceError(f"{path} is not owned by the worker's user")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def workspace_for(state_dir: Path, *, project_id: int | None, agent_id: int) -> Path:
+    """``state_dir/workspaces/project-<id>`` (or ``agent-<id>``), created 0700. A symlink
+    planted in place of a workspace (by an earlier agent) is refused, never followed."""
+    root = state_dir.absolute()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    base = root / "workspaces"
+    _private_dir(base)
+    name = f"project-{project_id}" if project_id is not None else f"agent-{agent_id}"
+    path = base / name
+    _private_dir(path)
+    return path
+
+
+def _without_values(text: str, values: list[str]) -> str:
+    for value in values:
+        text = text.replace(value, PROFILE_SECRET_MARKER)
+    return text
+
+
+def transcript_of(
+    reply: AgentReply, run: RunResult, limits: Limits, secret_values: Iterable[str]
+) -> str:
+    """What is stored of a run (F12, F14 on output): the reply text; when the output
+    could not be used, a bounded excerpt of it and of stderr; the truncation marker
+    when stdout hit its cap. Exact credential-file values and everything the
+    credential gate recognises are redacted, excerpts *before* they are cut (with a
+    margin), so a secret across a cut is still recognised."""
+    values = sorted((v for v in secret_values if len(v) >= 4), key=len, reverse=True)
+
+    def gated(text: str) -> str:
+        return redact(_without_values(text, values)).text
+
+    parts = [reply.text]
+    if reply.is_error and reply.text.startswith("[agent error]"):
+        raw = run.stdout.decode("utf-8", "replace")
+        if raw.strip():
+            excerpt = gated(raw[: 2 * RAW_EXCERPT_CHARS])[:RAW_EXCERPT_CHARS]
+            parts.append(f"\n\n[agent output, first {RAW_EXCERPT_CHARS} characters]\n{excerpt}")
+    if reply.is_error and run.stderr.strip():
+        err = run.stderr.decode("utf-8", "replace")
+        tail = gated(err[-2 * STDERR_TAIL_CHARS :])[-STDERR_TAIL_CHARS:]
+        parts.append(f"\n\n[agent stderr, last {STDERR_TAIL_CHARS} characters]\n{tail}")
+    if run.truncated:
+        parts.append(truncation_marker(limits.stdout_cap_bytes).decode())
+    return gated("".join(parts))
+
+
+def _reason(text: str) -> str:
+    return redact(text).text[:MAX_REASON_CHARS]
+
+
+async def _retry(action: Callable[[], Awaitable[T]], what: str) -> T:
+    """Retry a write that met a locked database (another process held it too long)."""
+    delay = 0.2
+    for attempt in range(1, _FINISH_ATTEMPTS + 1):
+        try:
+            return await action()
+        except sqlite3.OperationalError:
+            if attempt == _FINISH_ATTEMPTS:
+                raise
+            log.warning("database busy; retrying", extra={"what": what, "attempt": attempt})
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class Worker:
+    """One worker process: claims and runs one conversation at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions | None = None,
+        *,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or WorkerOptions()
+        self.id = worker_id(self.options.name)
+        self.actor = f"worker:{self.id}"
+        self.catalog = catalog if catalog is not None else load_catalog(settings)
+        self._opened: list[BreakerSnapshot] = []
+        self.breakers = BreakerRegistry(
+            failure_threshold=self.options.breaker_failures,
+            cool_down_s=self.options.breaker_cool_down_s,
+            on_open=self._opened.append,
+        )
+        for name in sorted(self.catalog.profiles):
+            self.breakers.get(name)
+        self.notifier = Notifier()
+        self.started_at = now_iso()
+        self._lock = WorkerLock(settings.database_path, self.options.name)
+        self._ctx: AppContext | None = None
+        self._running: dict[int, asyncio.Event] = {}
+        self._stopping = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def ctx(self) -> AppContext:
+        if self._ctx is None:
+            raise RuntimeError("the worker is not started")
+        return self._ctx
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.db
+
+    @property
+    def running(self) -> list[int]:
+        return sorted(self._running)
+
+    async def start(self) -> None:
+        """Lock the id, migrate, open the database, recover, announce ourselves."""
+        problem = check_rlimits_settable()
+        if problem is not None:
+            raise WorkerStartError(problem)
+        self._lock.acquire()
+        try:
+            settings = self.settings
+            await asyncio.to_thread(migrate, settings.database_path, settings.backups_path)
+            db = Database(
+                settings.database_path, readers=2, busy_timeout_ms=settings.busy_timeout_ms
+            )
+            await db.open()
+            # The worker never loads the server key: it verifies no token, and what it
+            # does not hold, no agent can take from it.
+            self._ctx = AppContext.build(settings, db, b"")
+            if not harden_worker_process():
+                log.warning("could not make the worker non-dumpable (prctl unavailable)")
+            await recovery.recover_own(self.ctx, self.id, self.actor)
+            await self.sweep_stale()
+            await self.write_heartbeat()
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "worker started",
+            extra={"worker_id": self.id, "profiles": sorted(self.catalog.profiles)},
+        )
+
+    async def close(self) -> None:
+        if self._ctx is not None:
+            with contextlib.suppress(Exception):
+                await self.write_heartbeat()
+            await self._ctx.db.close()
+            self._ctx = None
+        self._lock.release()
+
+    def request_stop(self) -> None:
+        """SIGTERM: stop claiming; the run in flight gets ``stop_grace_s``."""
+        if not self._stopping.is_set():
+            self.notifier.stopping()
+            log.info("stopping", extra={"running": self.running})
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def serve(self, *, once: bool = False) -> Outcome | None:
+        """Claim and run until :meth:`request_stop` (``once``: at most one conversation,
+        then return its outcome)."""
+        helpers = [
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._stale_loop(), name="worker-stale-sweep"),
+        ]
+        interval = watchdog_interval_s()
+        if interval:
+            db = self.db
+
+            async def healthy() -> bool:
+                return await database_ok(db, timeout_s=interval / 2)
+
+            helpers.append(asyncio.create_task(watchdog_loop(self.notifier, interval, healthy)))
+        self.notifier.ready(f"worker {self.id} claiming work")
+        try:
+            if once:
+                return await self.run_once()
+            while not self.stopping:
+                try:
+                    outcome = await self.run_once()
+                except Exception:
+                    log.exception("worker loop error; backing off")
+                    outcome = None
+                if outcome is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), self.options.poll_s)
+        finally:
+            # the loops that write end at their next wake-up (cancelling one inside a
+            # write transaction would leave the shared connection mid-transaction);
+            # the watchdog only reads and is cancelled
+            self._closing.set()
+            self._changed.set()
+            for helper in helpers[2:]:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await helper
+        return None
+
+    # ----------------------------------------------------------------- periodic
+
+    def _circuit_state(self) -> dict[str, Any]:
+        return {snap.name: snap.as_dict() for snap in self.breakers.snapshots()}
+
+    async def write_heartbeat(self) -> None:
+        state = {"circuits": self._circuit_state(), "running": self.running}
+        await write_heartbeat(self.db, self.id, started_at=self.started_at, state=state)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.options.heartbeat_s)
+            if self._closing.is_set():
+                return  # close() writes the last one
+            self._changed.clear()
+            try:
+                await self.write_heartbeat()
+            except Exception:
+                log.warning("heartbeat write failed", exc_info=True)
+
+    async def sweep_stale(self) -> list[int]:
+        return await recovery.sweep_stale(
+            self.ctx, self.actor, stale_minutes=self.settings.stale_run_minutes
+        )
+
+    async def _stale_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.options.stale_check_s)
+            if self._closing.is_set():
+                return
+            try:
+                await self.sweep_stale()
+            except Exception:
+                log.warning("stale-run sweep failed", exc_info=True)
+
+    # ----------------------------------------------------------------- one conversation
+
+    async def run_once(self) -> Outcome | None:
+        """Claim the oldest runnable conversation and run it (or refuse it).
+        None when nothing is queued."""
+        if self.stopping:
+            return None
+        claimed = await self._claim()
+        if claimed is None or isinstance(claimed, Outcome):
+            return claimed
+        return await self._run(claimed)
+
+    async def _claim(self) -> Claim | Outcome | None:
+        # Look first on a read connection: an idle worker must not take SQLite's write
+        # lock every poll (the API's writes would queue behind it) nor touch the disk.
+        async with self.db.read() as conn:
+            if await claims.next_candidate(conn) is None:
+                return None
+        now = utcnow()
+        async with transaction(self.ctx, self.actor, CLIENT) as tx:
+            claim = await claims.next_candidate(tx.conn)
+            if claim is None:
+                return None
+            refusal = await self._refusal(tx, claim, now)
+            if refusal is not None:
+                await self._refuse(tx, claim, refusal)
+                outcome: Claim | Outcome = Outcome(
+                    claim.conversation_id, "FAILED", refusal.reason, ran=False
+                )
+            else:
+                if not await claims.mark_in_progress(
+                    tx.conn, claim.conversation_id, self.id, self.settings.worker_lease_s
+                ):
+                    return None  # cannot happen under BEGIN IMMEDIATE; never run it twice
+                await claims.set_task_status(tx, claim.task_id, ("queued",), "in_progress")
+                await tx.emit(
+                    EventType.CONVERSATION_STARTED,
+                    "conversation",
+                    claim.conversation_id,
+                    {
+                        "task_id": claim.task_id,
+                        "agent_id": claim.agent_id,
+                        "attempt": claim.attempt,
+                        "worker": self.id,
+                        "profile": claim.profile,
+                    },
+                )
+                await tx.audit(
+                    "conversation.started",
+                    f"conversation:{claim.conversation_id}",
+                    {"task_id": claim.task_id, "attempt": claim.attempt, "worker": self.id},
+                )
+                outcome = claim
+        if isinstance(outcome, Claim):
+            self._running[outcome.conversation_id] = asyncio.Event()
+        self._changed.set()
+        if isinstance(outcome, Outcome):
+            log.info(
+                "conversation refused",
+                extra={"conversation_id": outcome.conversation_id, "reason": outcome.reason},
+            )
+        return outcome
+
+    async def _refusal(self, tx: Tx, claim: Claim, now: datetime) -> Refusal | None:
+        """Quotas, mission bounds, profile, circuit breaker: may this run start?"""
+        if claim.mission_id is not None:
+            mission = await accounting.mission_state(tx.conn, claim.mission_id)
+            refusal = accounting.mission_refusal(mission, claim.mission_id)
+            if refusal is not None:
+                return refusal
+        usage = await accounting.agent_usage_today(tx.conn, claim.agent_id, now)
+        refusal = accounting.quota_refusal(_quota(claim), usage)
+        if refusal is not None:
+            return Refusal(
+                refusal.reason, refusal.escalation, {**refusal.details, "agent_id": claim.agent_id}
+            )
+        if self.catalog.get(claim.profile) is None:
+            return Refusal(
+                f"unknown_profile:{claim.profile}",
+                "profile_error",
+                {"profile": claim.profile, "profiles_file": str(self.catalog.path)},
+            )
+        # last: in half_open, allow() hands out the single trial run
+        if not self.breakers.get(claim.profile).allow():
+            snap = self.breakers.get(claim.profile).snapshot()
+            return Refusal("circuit_open", "circuit_open", snap.as_dict())
+        return None
+
+    async def _refuse(self, tx: Tx, claim: Claim, refusal: Refusal) -> None:
+        if not await claims.fail_queued(tx.conn, claim.conversation_id, refusal.reason):
+            return
+        await tx.emit(
+            EventType.CONVERSATION_FAILED,
+            "conversation",
+            claim.conversation_id,
+            {
+                "task_id": claim.task_id,
+                "agent_id": claim.agent_id,
+                "reason": refusal.reason,
+                "started": False,
+            },
+        )
+        summary = await claims.end_task(tx, claim.task_id, succeeded=False, reason=refusal.reason)
+        if refusal.escalation is not None:
+            await tx.escalate(
+                refusal.escalation,
+                "conversation",
+                claim.conversation_id,
+                f"conversation {claim.conversation_id} of task {claim.task_id} was not"
+                f" started: {refusal.reason}",
+                {"task_id": claim.task_id, **refusal.details},
+            )
+        await tx.audit(
+            "conversation.refused",
+            f"conversation:{claim.conversation_id}",
+            {"task_id": claim.task_id, "reason": refusal.reason, **summary},
+            outcome="refused",
+        )
+
+    async def _plan(self, claim: Claim) -> _Plan:
+        profile = self.catalog.get(claim.profile)
+        if profile is None:  # checked at claim time; the catalog does not change
+            raise _PlanError(
+                f"unknown_profile:{claim.profile}",
+                escalation="profile_error",
+                breaker_failure=False,
+            )
+        step_minutes = None
+        if claim.mission_id is not None:
+            async with self.db.read() as conn:
+                mission = await accounting.mission_state(conn, claim.mission_id)
+            if mission is not None:
+                step_minutes = mission.bound_step_minutes
+        limits = effective_limits(
+            profile.limits,
+            mission_step_minutes=step_minutes,
+            ceiling_minutes=self.settings.mission_max_step_minutes,
+            term_grace_s=self.options.term_grace_s,
+        )
+        try:
+            cwd = await asyncio.to_thread(
+                workspace_for,
+                self.settings.state_dir,
+                project_id=claim.project_id,
+                agent_id=claim.agent_id,
+            )
+        except (WorkspaceError, OSError) as exc:
+            raise _PlanError(
+                f"workspace_error: {exc}", escalation="workspace_error", breaker_failure=False
+            ) from None
+        try:
+            argv = render_argv(profile, workspace=cwd, model=claim.model, python=sys.executable)
+        except ProfileError as exc:
+            raise _PlanError(
+                f"profile_error: {exc}", escalation="profile_error", breaker_failure=False
+            ) from None
+        try:
+            env = self.catalog.child_env(profile)
+        except CredentialError as exc:
+            # the host's configuration is broken: every run of the profile would fail
+            raise _PlanError(
+                f"credential_error: {exc}", escalation="profile_error", breaker_failure=True
+            ) from None
+        prompt = await build_prompt(self.db, claim)
+        return _Plan(profile, argv, env, cwd, limits, prompt)
+
+    async def _run(self, claim: Claim) -> Outcome:
+        cancel = self._running.setdefault(claim.conversation_id, asyncio.Event())
+        try:
+            try:
+                plan = await self._plan(claim)
+            except _PlanError as exc:
+                return await self._finish_unstarted(claim, exc)
+            except Exception:
+                log.exception(
+                    "could not prepare a run", extra={"conversation_id": claim.conversation_id}
+                )
+                error = _PlanError(
+                    "internal_error: the worker could not prepare the run",
+                    escalation="worker_error",
+                    breaker_failure=False,
+                )
+                return await self._finish_unstarted(claim, error)
+            if plan.prompt.found:
+                log.warning(
+                    "credentials removed from a prompt",
+                    extra={"conversation_id": claim.conversation_id, "kinds": plan.prompt.redacted},
+                )
+            stop = _Stop()
+            ended = asyncio.Event()
+            guard = asyncio.create_task(self._guard(claim, cancel, stop, ended))
+            try:
+                result = await run_confined(
+                    plan.argv,
+                    stdin_data=plan.prompt.text.encode("utf-8", "replace"),
+                    env=plan.env,
+                    cwd=plan.cwd,
+                    limits=plan.limits,
+                    cancel=cancel,
+                )
+            finally:
+                # never cancelled: it may be inside a write transaction; it sees
+                # ``ended`` at its next wake-up (at most cancel_poll_s)
+                ended.set()
+                await guard
+            return await self._finish(claim, plan, result, stop)
+        finally:
+            self._running.pop(claim.conversation_id, None)
+            self._changed.set()
+
+    # ----------------------------------------------------------------- during a run
+
+    async def _guard(
+        self, claim: Claim, cancel: asyncio.Event, stop: _Stop, ended: asyncio.Event
+    ) -> None:
+        """Renew the lease; stop the run when it is cancelled, no longer ours, over a
+        quota or bound, or the worker is stopping and the grace is over. Returns soon
+        after ``ended`` is set."""
+        loop = asyncio.get_running_loop()
+        renew_every = self.settings.worker_lease_s / 3
+        next_renew = loop.time() + renew_every
+        stop_deadline: float | None = None
+        while True:
+            wait = min(self.options.cancel_poll_s, max(0.0, next_renew - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), wait)
+            if ended.is_set():
+                return
+            if self.stopping and stop_deadline is None:
+                stop_deadline = loop.time() + self.options.stop_grace_s
+            try:
+                async with self.db.read() as conn:
+                    status, owner = await claims.run_state(conn, claim.conversation_id)
+                if status == "CANCELLED":
+                    self._stop(stop, cancel, "cancelled")
+                    return
+                if status != "IN_PROGRESS" or owner != self.id:
+                    self._stop(stop, cancel, "lease_lost")
+                    return
+                if loop.time() >= next_renew:
+                    async with self.db.write() as conn:
+                        renewed = await claims.renew_lease(
+                            conn, claim.conversation_id, self.id, self.settings.worker_lease_s
+                        )
+                    next_renew = loop.time() + renew_every
+                    if renewed:
+                        refusal = await self._limits_while_running(claim)
+                        if refusal is not None:
+                            self._stop(stop, cancel, "limit", refusal)
+                            return
+            except Exception:
+                log.warning(
+                    "lease check failed; will retry",
+                    extra={"conversation_id": claim.conversation_id},
+                    exc_info=True,
+                )
+            if stop_deadline is not None and loop.time() >= stop_deadline:
+                self._stop(stop, cancel, "worker_stopping")
+                return
+
+    @staticmethod
+    def _stop(
+        stop: _Stop, cancel: asyncio.Event, kind: str, refusal: Refusal | None = None
+    ) -> None:
+        stop.kind = kind
+        stop.refusal = refusal
+        cancel.set()
+
+    async def _limits_while_running(self, claim: Claim) -> Refusal | None:
+        """Did other runs push the mission or the agent over while this one runs?"""
+        async with self.db.read() as conn:
+            if claim.mission_id is not None:
+                mission = await accounting.mission_state(conn, claim.mission_id)
+                refusal = accounting.mission_refusal(mission, claim.mission_id)
+                if refusal is not None:
+                    return refusal
+            usage = await accounting.agent_usage_today(conn, claim.agent_id, utcnow())
+        return accounting.quota_refusal(_quota(claim), usage, count_runs=False)
+
+    # ----------------------------------------------------------------- after a run
+
+    def _verdict(self, run: RunResult, reply: AgentReply, stop: _Stop, limits: Limits) -> _Verdict:
+        if not run.cancelled:
+            # the run ended by itself before the guard's cancel landed: judge the run; a
+            # conversation ended meanwhile by someone else is caught by ``finish``
+            stop = _Stop()
+        if stop.kind in ("cancelled", "lease_lost"):
+            return _Verdict(status=None)
+        if stop.kind == "worker_stopping":
+            return _Verdict("FAILED", recovery.STOP_REASON, requeue=True)
+        if stop.kind == "limit" and stop.refusal is not None:
+            return _Verdict(
+                "FAILED",
+                f"{stop.refusal.reason} (stopped while running)",
+                escalation=stop.refusal.escalation,
+                escalation_details=stop.refusal.details,
+            )
+        if run.timed_out:
+            return _Verdict(
+                "FAILED",
+                f"timeout: wall-clock limit of {limits.wall_clock_seconds:g} s reached",
+                escalation="run_timeout",
+                escalation_details={"wall_clock_seconds": limits.wall_clock_seconds},
+                breaker="failure",
+            )
+        if run.truncated:
+            return _Verdict(
+                "FAILED",
+                f"output_cap: stdout exceeded {limits.stdout_cap_bytes} bytes",
+                escalation="output_cap",
+                escalation_details={"stdout_cap_bytes": limits.stdout_cap_bytes},
+                breaker="failure",
+            )
+        if reply.is_error:
+            return _Verdict(
+                "FAILED", _reason(reply.error_reason or "agent error"), breaker="failure"
+            )
+        return _Verdict("SUCCEEDED", breaker="success")
+
+    def _record_breaker(
+        self, profile: str, verdict: _Verdict
+    ) -> tuple[list[BreakerSnapshot], bool]:
+        """Feed the breaker; returns (breakers that opened, whether it closed again)."""
+        breaker = self.breakers.get(profile)
+        before = breaker.state
+        if verdict.breaker == "failure":
+            breaker.record_failure()
+        elif verdict.breaker == "success":
+            breaker.record_success()
+        opened, self._opened[:] = list(self._opened), []
+        closed_again = verdict.breaker == "success" and before is not BreakerState.CLOSED
+        return opened, closed_again
+
+    async def _circuit_events(
+        self, tx: Tx, opened: list[BreakerSnapshot], closed_again: str | None
+    ) -> None:
+        for snap in opened:
+            await tx.emit(EventType.RUNNER_CIRCUIT_OPENED, "runner", None, snap.as_dict())
+            await tx.escalate(
+                "circuit_open",
+                "runner",
+                None,
+                f"the circuit breaker of profile '{snap.name}' opened after"
+                f" {snap.consecutive_failures} consecutive failed runs; runs of this profile"
+                " are refused until a trial run succeeds",
+                snap.as_dict(),
+            )
+            await tx.audit("runner.circuit_opened", f"profile:{snap.name}", snap.as_dict())
+        if closed_again is not None:
+            snap = self.breakers.get(closed_again).snapshot()
+            await tx.emit(EventType.RUNNER_CIRCUIT_CLOSED, "runner", None, snap.as_dict())
+
+    async def _finish(self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop) -> Outcome:
+        reply = reply_from_run(run)
+        verdict = self._verdict(run, reply, stop, plan.limits)
+        record = RunRecord(
+            transcript=transcript_of(reply, run, plan.limits, plan.env.secret_values),
+            truncated=run.truncated,
+            input_tokens=reply.total_input_tokens,
+            output_tokens=reply.output_tokens,
+            cost_usd=reply.cost_usd,
+            exit_code=run.exit_code,
+        )
+        opened, closed_again = self._record_breaker(claim.profile, verdict)
+        status = await _retry(
+            lambda: self._store_outcome(
+                claim, plan, run, reply, verdict, record, opened, closed_again
+            ),
+            "finish",
+        )
+        self._changed.set()
+        log.info(
+            "conversation finished",
+            extra={
+                "conversation_id": claim.conversation_id,
+                "status": status,
+                "exit_code": run.exit_code,
+                "duration_s": round(run.duration_s, 3),
+                "tokens": reply.total_tokens,
+            },
+        )
+        return Outcome(claim.conversation_id, status, verdict.reason, ran=run.started)
+
+    async def _store_outcome(
+        self,
+        claim: Claim,
+        plan: _Plan,
+        run: RunResult,
+        reply: AgentReply,
+        verdict: _Verdict,
+        record: RunRecord,
+        opened: list[BreakerSnapshot],
+        closed_again: bool,
+    ) -> str:
+        cid = claim.conversation_id
+        async with transaction(self.ctx, self.actor, CLIENT) as tx:
+            now = utcnow()
+            if run.started:
+                await accounting.record_usage(
+                    tx.conn,
+                    agent_id=claim.agent_id,
+                    mission_id=claim.mission_id,
+                    conversation_id=cid,
+                    tokens=reply.total_tokens,
+                    cost_usd=reply.cost_usd,
+                    now=now,
+                )
+            status = verdict.status
+            if status is not None and not await claims.finish(
+                tx.conn, cid, self.id, status=status, reason=verdict.reason, record=record
+            ):
+                status = None  # ended by someone else after the run ended
+            summary: dict[str, Any] = {}
+            if status is None:
+                await claims.attach_record(tx.conn, cid, self.id, record)
+                row = await tx.conn.execute_fetchall(
+                    "SELECT status FROM conversations WHERE id = ?", (cid,)
+                )
+                status = next((str(r[0]) for r in row), "MISSING")
+            elif status == "SUCCEEDED":
+                await tx.emit(
+                    EventType.CONVERSATION_SUCCEEDED,
+                    "conversation",
+                    cid,
+                    {
+                        "task_id": claim.task_id,
+                        "agent_id": claim.agent_id,
+                        "tokens": reply.total_tokens,
+                        "cost_usd": reply.cost_usd,
+                        "duration_s": round(run.duration_s, 3),
+                    },
+                )
+                summary = await claims.end_task(tx, claim.task_id, succeeded=True, reason=None)
+            else:
+                await tx.emit(
+                    EventType.CONVERSATION_FAILED,
+                    "conversation",
+                    cid,
+                    {
+                        "task_id": claim.task_id,
+                        "agent_id": claim.agent_id,
+                        "reason": verdict.reason,
+                    },
+                )
+                if verdict.requeue:
+                    new_id = await recovery.requeue_interrupted(
+                        tx,
+                        conversation_id=cid,
+                        task_id=claim.task_id,
+                        agent_id=claim.agent_id,
+                        attempt=claim.attempt,
+                        reason=recovery.STOP_REASON,
+                    )
+                    summary = {"requeued_as": new_id}
+                else:
+                    summary = await claims.end_task(
+                        tx, claim.task_id, succeeded=False, reason=verdict.reason
+                    )
+                if verdict.escalation is not None:
+                    await tx.escalate(
+                        verdict.escalation,
+                        "conversation",
+                        cid,
+                        f"conversation {cid} of task {claim.task_id} failed: {verdict.reason}",
+                        {"task_id": claim.task_id, **verdict.escalation_details},
+                    )
+            if not run.group_clean:
+                await tx.escalate(
+                    "run_leftovers",
+                    "conversation",
+                    cid,
+                    f"processes of conversation {cid} could not be verified gone after the run",
+                    {"task_id": claim.task_id},
+                )
+            if plan.prompt.found:
+                await tx.security_alert(
+                    "Credential kept out of an agent prompt",
+                    f"The prompt of conversation {cid} held credentials"
+                    f" ({', '.join(sorted(plan.prompt.redacted))}); they were redacted before"
+                    " the agent saw it.",
+                )
+            if claim.mission_id is not None and run.started:
+                mission = await accounting.mission_state(tx.conn, claim.mission_id)
+                if mission is not None:
+                    which = accounting.mission_overrun(mission)
+                    if which is not None:
+                        await accounting.fail_mission(tx, mission, which)
+            await self._circuit_events(tx, opened, claim.profile if closed_again else None)
+            await tx.audit(
+                "conversation.finished",
+                f"conversation:{cid}",
+                {
+                    "task_id": claim.task_id,
+                    "status": status,
+                    "reason": verdict.reason,
+                    "exit_code": run.exit_code,
+                    "tokens": reply.total_tokens,
+                    "cost_usd": reply.cost_usd,
+                    "truncated": run.truncated,
+                    "prompt_redacted": plan.prompt.redacted,
+                    **summary,
+                },
+                outcome={"SUCCEEDED": "ok", "CANCELLED": "cancelled"}.get(status, "failed"),
+            )
+        return status
+
+    async def _finish_unstarted(self, claim: Claim, error: _PlanError) -> Outcome:
+        """The run could not even be prepared (profile, credentials, workspace)."""
+        verdict = _Verdict(
+            "FAILED",
+            _reason(error.reason),
+            escalation=error.escalation,
+            breaker="failure" if error.breaker_failure else None,
+        )
+        opened, _ = self._record_breaker(claim.profile, verdict)
+        record = RunRecord("", False, 0, 0, 0.0, None)
+
+        async def store() -> str:
+            async with transaction(self.ctx, self.actor, CLIENT) as tx:
+                if not await claims.finish(
+                    tx.conn,
+                    claim.conversation_id,
+                    self.id,
+                    status="FAILED",
+                    reason=verdict.reason,
+                    record=record,
+                ):
+                    return "CANCELLED"
+                await tx.emit(
+                    EventType.CONVERSATION_FAILED,
+                    "conversation",
+                    claim.conversation_id,
+                    {
+                        "task_id": claim.task_id,
+                        "agent_id": claim.agent_id,
+                        "reason": verdict.reason,
+                    },
+                )
+                summary = await claims.end_task(
+                    tx, claim.task_id, succeeded=False, reason=verdict.reason
+                )
+                await tx.escalate(
+                    error.escalation,
+                    "conversation",
+                    claim.conversation_id,
+                    f"conversation {claim.conversation_id} of task {claim.task_id} could not"
+                    f" start: {verdict.reason}",
+                    {"task_id": claim.task_id, "profile": claim.profile},
+                )
+                await self._circuit_events(tx, opened, None)
+                await tx.audit(
+                    "conversation.finished",
+                    f"conversation:{claim.conversation_id}",
+                    {
+                        "task_id": claim.task_id,
+                        "status": "FAILED",
+                        "reason": verdict.reason,
+                        **summary,
+                    },
+                    outcome="failed",
+                )
+                return "FAILED"
+
+        status = await _retry(store, "finish")
+        log.warning(
+            "conversation could not start",
+            extra={"conversation_id": claim.conversation_id, "reason": verdict.reason},
+        )
+        return Outcome(claim.conversation_id, status, verdict.reason, ran=False)
+
+
+def _quota(claim: Claim) -> AgentQuota:
+    return AgentQuota(
+        tokens_per_day=claim.quota_tokens_per_day,
+        cost_usd_per_day=claim.quota_cost_usd_per_day,
+        runs_per_day=claim.quota_runs_per_day,
+    )
+
+
+# --------------------------------------------------------------------------- command
+
+
+async def run_worker(
+    settings: Settings, *, name: str, once: bool, stop_grace_s: float = 10.0
+) -> int:
+    """``missionctl worker``: 0 on a clean stop, 2 when it cannot start."""
+    if not 0 <= stop_grace_s <= 3600:
+        print("missionctl worker: --stop-grace must be between 0 and 3600", file=sys.stderr)
+        return 2
+    try:
+        worker = Worker(settings, WorkerOptions(name=name, stop_grace_s=stop_grace_s))
+        await worker.start()
+    except (ProfileError, WorkerIdentityError, WorkerStartError, MigrationError) as exc:
+        print(f"missionctl worker: {exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    try:
+        if once:
+            outcome = await worker.serve(once=True)
+            if outcome is None:
+                print("no queued conversation")
+            else:
+                reason = f" ({outcome.reason})" if outcome.reason else ""
+                print(f"conversation {outcome.conversation_id}: {outcome.status}{reason}")
+        else:
+            await worker.serve()
+    finally:
+        worker.notifier.stopping()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await worker.close()
+    return 0
