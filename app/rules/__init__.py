@@ -1,0 +1,1 @@
+"""Trigger rules (F8): a typed schema, a fixed allow-list of actions, a bounded engine."""

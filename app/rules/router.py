@@ -1,0 +1,103 @@
+"""Trigger rule endpoints (F8). HTTP only; the rules of the domain are in the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.core.context import Ctx
+from app.core.pagination import Page, Pagination
+from app.rules import service
+from app.rules.schemas import (
+    DryRunRequest,
+    DryRunResult,
+    FiringView,
+    RuleCreate,
+    RuleUpdate,
+    RuleVersion,
+    RuleView,
+    TriggerEvent,
+)
+from app.security.dependencies import AdminAccess, ReadAccess, client_address
+
+router = APIRouter(prefix="/api/rules", tags=["rules"])
+
+
+@router.get("", response_model=Page[RuleView])
+async def list_rules(
+    _: ReadAccess,
+    page: Pagination,
+    ctx: Ctx,
+    enabled: Annotated[bool | None, Query()] = None,
+    on: Annotated[TriggerEvent | None, Query()] = None,
+) -> Page[RuleView]:
+    """Scope read. Live rules, oldest first."""
+    items, total = await service.list_rules(
+        ctx, page, enabled=enabled, event_type=on.value if on else None
+    )
+    return Page[RuleView].build(items, total, page)
+
+
+@router.post("", status_code=201, response_model=RuleView)
+async def create_rule(
+    body: RuleCreate, principal: AdminAccess, request: Request, ctx: Ctx
+) -> RuleView:
+    """Admin only. A rule that would start an agent with shell access is stored
+    disabled, pending the approval of another admin."""
+    return await service.create_rule(
+        ctx, body, actor=principal.actor, client=client_address(request)
+    )
+
+
+@router.get("/{rule_id}", response_model=RuleView)
+async def get_rule(rule_id: int, _: ReadAccess, ctx: Ctx) -> RuleView:
+    """Scope read."""
+    return await service.get_rule(ctx, rule_id)
+
+
+@router.patch("/{rule_id}", response_model=RuleView)
+async def update_rule(
+    rule_id: int, body: RuleUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+) -> RuleView:
+    """Admin only. Change, enable or disable a rule (send its ``version``).
+
+    The whole rule is validated again; a change to what it does that reaches
+    an agent with shell access sets it back to pending approval (and disabled).
+    """
+    return await service.update_rule(
+        ctx, rule_id, body, actor=principal.actor, client=client_address(request)
+    )
+
+
+@router.delete("/{rule_id}", status_code=204)
+async def delete_rule(rule_id: int, principal: AdminAccess, request: Request, ctx: Ctx) -> Response:
+    """Admin only. Soft delete: the rule stops firing and leaves every list."""
+    await service.delete_rule(ctx, rule_id, actor=principal.actor, client=client_address(request))
+    return Response(status_code=204)
+
+
+@router.post("/{rule_id}/approve", response_model=RuleView)
+async def approve_rule(
+    rule_id: int, body: RuleVersion, principal: AdminAccess, request: Request, ctx: Ctx
+) -> RuleView:
+    """Admin only, in a human session, and never an author of the rule.
+
+    Approves the ``version`` the approver has read; the rule still has to be
+    enabled afterwards.
+    """
+    return await service.approve_rule(ctx, rule_id, body, principal, client_address(request))
+
+
+@router.post("/{rule_id}/dry-run", response_model=DryRunResult)
+async def dry_run(rule_id: int, body: DryRunRequest, _: AdminAccess, ctx: Ctx) -> DryRunResult:
+    """Admin only. Which conditions an event would match and what each action
+    would do. Nothing is written."""
+    return await service.dry_run(ctx, rule_id, body)
+
+
+@router.get("/{rule_id}/firings", response_model=Page[FiringView])
+async def list_firings(rule_id: int, _: ReadAccess, page: Pagination, ctx: Ctx) -> Page[FiringView]:
+    """Scope read. The rule's firings and their outcomes, newest first."""
+    items, total = await service.list_firings(ctx, rule_id, page)
+    return Page[FiringView].build(items, total, page)
