@@ -409,4 +409,16 @@ async def end_task(tx: Tx, task_id: int, *, succeeded: bool, reason: str | None)
         if await set_task_status(tx, task_id, ("in_progress", "queued"), "failed", extra):
             summary["task"] = "failed"
             summary["dependents_blocked"] = await block_dependents(tx, task_id)
+    if "task" in summary:
+        await _mission_follows(tx, task_id, summary["task"])
     return summary
+
+
+async def _mission_follows(tx: Tx, task_id: int, task_status: str) -> None:
+    """A mission's last succeeded step completes it; a failed task fails it."""
+    from app.missions.service import task_finished
+    from app.tasks.schemas import TaskStatus
+
+    row = await _one(tx.conn, "SELECT mission_id FROM tasks WHERE id = ?", (task_id,))
+    if row is not None and row["mission_id"] is not None:
+        await task_finished(tx, int(row["mission_id"]), TaskStatus(task_status))
