@@ -4,7 +4,9 @@
 * read notifications older than ``retention_read_notifications_days``;
 * every notification older than ``retention_notifications_days``;
 * the transcripts of conversations finished more than
-  ``retention_transcripts_days`` ago (the row stays, with a marker in ``reason``).
+  ``retention_transcripts_days`` ago (the row stays, with a marker in ``reason``);
+* rule firings older than ``retention_events_days`` (the rate limit looks back
+  one hour only).
 
 It works in bounded batches (``BATCH`` rows per statement, one short write
 transaction each, a pause between them so other writers are not starved, a
@@ -68,6 +70,7 @@ async def run_retention(
         ),
         ("notifications", store.delete_notifications, settings.retention_notifications_days),
         ("transcripts", store.blank_transcripts, settings.retention_transcripts_days),
+        ("rule_firings", store.delete_rule_firings, settings.retention_events_days),
     ]
     counts: dict[str, int] = {}
     for name, step, days in plan:

@@ -51,3 +51,12 @@ async def blank_transcripts(conn: aiosqlite.Connection, before: str, limit: int)
         (TRANSCRIPT_MARKER, TRANSCRIPT_MARKER, now_iso(), before, limit),
     )
     return cursor.rowcount
+
+
+async def delete_rule_firings(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+    cursor = await conn.execute(
+        "DELETE FROM rule_firings WHERE id IN"
+        " (SELECT id FROM rule_firings WHERE fired_at < ? ORDER BY id LIMIT ?)",
+        (before, limit),
+    )
+    return cursor.rowcount

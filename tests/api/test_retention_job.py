@@ -85,7 +85,13 @@ async def test_run_removes_only_what_is_too_old(ctx: AppContext) -> None:
     await fill(ctx)
     audit_before = await ctx.db.fetch_all("SELECT id, hash FROM audit_log ORDER BY id")
     counts = await run_retention(ctx, pause_s=0)
-    assert counts == {"events": 3, "read_notifications": 2, "notifications": 1, "transcripts": 2}
+    assert counts == {
+        "events": 3,
+        "read_notifications": 2,
+        "notifications": 1,
+        "transcripts": 2,
+        "rule_firings": 0,
+    }
     events = await ctx.db.fetch_all("SELECT created_at FROM events ORDER BY id")
     assert len(events) == 2 and all(e[0] > days_ago(30) for e in events)
     titles = {r[0] for r in await ctx.db.fetch_all("SELECT title FROM notifications")}
@@ -114,6 +120,7 @@ async def test_run_removes_only_what_is_too_old(ctx: AppContext) -> None:
         "read_notifications": 0,
         "notifications": 0,
         "transcripts": 0,
+        "rule_firings": 0,
     }
 
 
@@ -131,7 +138,13 @@ async def test_run_removes_only_what_is_too_old(ctx: AppContext) -> None:
 async def test_limits_come_from_the_settings(ctx: AppContext) -> None:
     await fill(ctx)
     counts = await run_retention(ctx, pause_s=0)
-    assert counts == {"events": 0, "read_notifications": 1, "notifications": 0, "transcripts": 1}
+    assert counts == {
+        "events": 0,
+        "read_notifications": 1,
+        "notifications": 0,
+        "transcripts": 1,
+        "rule_firings": 0,
+    }
 
 
 async def test_work_is_done_in_bounded_batches(
