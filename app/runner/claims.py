@@ -415,10 +415,19 @@ async def end_task(tx: Tx, task_id: int, *, succeeded: bool, reason: str | None)
 
 
 async def _mission_follows(tx: Tx, task_id: int, task_status: str) -> None:
-    """A mission's last succeeded step completes it; a failed task fails it."""
+    """A mission's last succeeded step completes it; a failed task fails it.
+
+    A mission over one of its bounds is left to the worker's bound check, which
+    fails it with the bound named and an escalation.
+    """
     from app.missions.service import task_finished
+    from app.runner.accounting import mission_overrun, mission_state
     from app.tasks.schemas import TaskStatus
 
     row = await _one(tx.conn, "SELECT mission_id FROM tasks WHERE id = ?", (task_id,))
-    if row is not None and row["mission_id"] is not None:
-        await task_finished(tx, int(row["mission_id"]), TaskStatus(task_status))
+    if row is None or row["mission_id"] is None:
+        return
+    mission = await mission_state(tx.conn, int(row["mission_id"]))
+    if mission is not None and mission_overrun(mission) is not None:
+        return
+    await task_finished(tx, int(row["mission_id"]), TaskStatus(task_status))
