@@ -42,12 +42,21 @@ from app.rules.router import router as rules_router
 from app.security.dependencies import ReadAccess
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
+from app.ui.router import router as ui_router
 
 log = logging.getLogger("mission_control.app")
 
 # Routes that answer without a credential. Everything else must return 401.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/healthz"), ("POST", "/api/auth/login")}
+    {
+        ("GET", "/healthz"),
+        ("POST", "/api/auth/login"),
+        # the web UI's login page and its assets (app/ui); every /ui/... needs a session
+        ("GET", "/"),
+        ("GET", "/static/app.css"),
+        ("GET", "/static/login.js"),
+        ("GET", "/static/icon.svg"),
+    }
 )
 
 
@@ -89,6 +98,7 @@ ROUTERS: list[APIRouter] = [
     escalations_router,
     projects_router,
     agents_router,
+    ui_router,
 ]
 
 # Long-running jobs of the API process, each ``async def job(ctx) -> None``.

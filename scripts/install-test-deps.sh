@@ -25,6 +25,8 @@ packages=(
     ansible-lint
     # scripts/provision-chroot-test.sh
     debootstrap
+    # the web UI's browser tests (tests/browser): Playwright drives Debian's chromium
+    chromium
 )
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "test-deps: not root on Debian; tests needing host packages will skip" >&2

@@ -289,12 +289,13 @@ async def identity_diff(
             raise ApiError(404, "not_found", f"no identity version {version}")
         texts.append(str(row["text"]))
     diff = difflib.unified_diff(
-        texts[0].splitlines(keepends=True),
-        texts[1].splitlines(keepends=True),
+        texts[0].splitlines(),
+        texts[1].splitlines(),
         fromfile=f"v{from_version}",
         tofile=f"v{to_version}",
+        lineterm="",
     )
-    return IdentityDiff(from_version=from_version, to_version=to_version, diff="".join(diff))
+    return IdentityDiff(from_version=from_version, to_version=to_version, diff="\n".join(diff))
 
 
 # memory (through the credential gate, F14) -------------------------------------

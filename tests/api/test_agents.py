@@ -147,7 +147,9 @@ async def test_identity_is_admin_only_versioned_diffable_and_revertible(
     versions = await client.get(f"{url}/versions", headers=admin_headers)
     assert [v["version"] for v in versions.json()["items"]] == [2, 1]
     diff = await client.get(f"{url}/diff?from=1&to=2", headers=admin_headers)
-    assert "+Be brief." in diff.json()["diff"]
+    lines = diff.json()["diff"].splitlines()
+    assert "+Be brief." in lines and "-You are Chad. You review every proposal carefully." in lines
+    assert all(not line.startswith("-") or "+" not in line[1:2] for line in lines)
     reverted = await client.post(f"{url}/revert", json={"to_version": 1}, headers=admin_headers)
     assert reverted.json()["identity_version"] == 3
     assert (await client.get(url, headers=admin_headers)).json()["text"] == AGENT["identity"]
