@@ -62,6 +62,7 @@ from app.runner.process import (
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_prompt
+from app.runner.think import schedule_think_cycles
 from app.security.credential_gate import redact
 
 log = logging.getLogger("mission_control.runner.worker")
@@ -428,8 +429,9 @@ class Worker:
                 return
             try:
                 await self.sweep_stale()
+                await schedule_think_cycles(self.ctx)
             except Exception:
-                log.warning("stale-run sweep failed", exc_info=True)
+                log.warning("stale-run sweep or think cycle failed", exc_info=True)
 
     # ----------------------------------------------------------------- one conversation
 
