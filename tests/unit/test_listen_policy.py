@@ -32,3 +32,8 @@ def test_default_is_loopback() -> None:
 
 def test_unix_socket_is_allowed(tmp_path: object) -> None:
     assert check_listen(Settings(listen_uds="/run/mission-control/api.sock")).startswith("unix:")
+
+
+def test_trusted_proxies_alone_do_not_open_a_public_address() -> None:
+    with pytest.raises(ListenRefused, match="unless a TLS-terminating proxy"):
+        check_listen(Settings(host="0.0.0.0", trusted_proxies=["10.0.0.1"]))
