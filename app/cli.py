@@ -292,6 +292,28 @@ def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
     return _run(_with_db(settings, lambda db: monitor(db, settings)))
 
 
+def cmd_support_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from app.support.bundle import BundleError, write_bundle
+
+    try:
+        report = write_bundle(
+            settings,
+            Path(args.output) if args.output else None,
+            log_lines=args.log_lines,
+        )
+    except (BundleError, OSError) as exc:
+        print(f"missionctl support-bundle: {exc}", file=sys.stderr)
+        return 1
+    redacted = ", ".join(f"{k} {v}" for k, v in sorted(report.redacted.items())) or "nothing"
+    print(f"support bundle written: {report.path} ({report.size} bytes, mode 0600)")
+    print(f"members: {', '.join(report.members)}")
+    print(f"redacted: {redacted}")
+    for error in report.errors:
+        print(f"not collected: {error}", file=sys.stderr)
+    print("read it before you send it; it holds no row contents and no secrets it could find")
+    return 0
+
+
 # parser ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="missionctl", description="Mission Control")
@@ -386,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "first-run", help="create a local admin on an empty database and say how to log in"
     ).set_defaults(func=cmd_first_run)
+    bundle = commands.add_parser(
+        "support-bundle", help="write one redacted archive for asking for help"
+    )
+    bundle.add_argument(
+        "--output", help="the archive to write (default: ./mission-control-support-...)"
+    )
+    bundle.add_argument(
+        "--log-lines", type=int, metavar="N", help="journal lines to include (default 3000)"
+    )
+    bundle.set_defaults(func=cmd_support_bundle)
     scrub = commands.add_parser("scrub", help="redact credentials from a file or stdin")
     scrub.add_argument("file", nargs="?")
     scrub.set_defaults(func=cmd_scrub)

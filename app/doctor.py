@@ -20,6 +20,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: a problem worth saying that is not a misconfiguration: WARN, exit status unchanged
+    warning: bool = False
 
 
 def _private(path: Path) -> bool:
@@ -125,6 +127,22 @@ def check_audit_chain(settings: Settings) -> Check:
     return Check("audit log", False, f"tampered at record {report.first_bad_id}: {report.reason}")
 
 
+def check_clock(settings: Settings) -> Check:
+    """A Pi has no battery clock: until NTP synchronised it, dates are wrong."""
+    from app.care.clock import clock_state
+
+    state = clock_state(settings)
+    if state.synchronised is True:
+        return Check("clock", True, f"synchronised ({state.source})")
+    return Check(
+        "clock",
+        False,
+        f"{state.detail} ({state.source}); retention waits for it."
+        " Check the network, then 'timedatectl timesync-status'",
+        warning=True,
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [
         check_listen_address(settings),
@@ -134,13 +152,17 @@ def run_checks(settings: Settings) -> list[Check]:
         check_database(settings),
         check_credentials(settings),
         check_audit_chain(settings),
+        check_clock(settings),
     ]
 
 
 def run_doctor(settings: Settings) -> int:
     checks = run_checks(settings)
     for check in checks:
-        print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
-    failed = [c for c in checks if not c.ok]
-    print(f"\n{len(checks) - len(failed)} passed, {len(failed)} failed", file=sys.stderr)
+        label = "PASS" if check.ok else "WARN" if check.warning else "FAIL"
+        print(f"{label}  {check.name}: {check.detail}")
+    failed = [c for c in checks if not c.ok and not c.warning]
+    warned = [c for c in checks if not c.ok and c.warning]
+    passed = len(checks) - len(failed) - len(warned)
+    print(f"\n{passed} passed, {len(warned)} warnings, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0

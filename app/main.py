@@ -20,6 +20,7 @@ from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
+from app.care.middleware import DiskGuardMiddleware
 from app.conversations.router import router as conversations_router
 from app.core.apidocs import render_operations
 from app.core.context import AppContext
@@ -31,6 +32,8 @@ from app.core.settings import Settings, get_settings
 from app.escalations.router import router as escalations_router
 from app.events.router import router as events_router
 from app.health.router import router as health_router
+from app.health.sampler import health_sampler
+from app.health.samples import router as health_samples_router
 from app.missions.router import router as missions_router
 from app.notifications.delivery import webhook_job
 from app.notifications.router import router as notifications_router
@@ -84,6 +87,7 @@ async def _housekeeping(ctx: AppContext) -> None:
 # Every router of the application, one line each.
 ROUTERS: list[APIRouter] = [
     health_router,
+    health_samples_router,
     auth_router,
     admin_router,
     audit_router,
@@ -108,6 +112,7 @@ BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
     rules_engine,
     webhook_job,
     retention_job,
+    health_sampler,
 ]
 
 
@@ -147,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     install_error_handlers(app)
+    # inner first: the disk guard's 507s pass through the edge (headers, request id, log)
+    app.add_middleware(DiskGuardMiddleware, settings=settings)
     app.add_middleware(EdgeMiddleware, settings=settings)
     for router in ROUTERS:
         app.include_router(router)

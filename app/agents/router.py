@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.agents import service, store
 from app.agents.schemas import (
@@ -22,9 +22,13 @@ from app.agents.schemas import (
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
+from app.missions.schemas import MAX_ID
 from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+#: bounded like every id, so a huge number is a 422, never an SQLite overflow (a 500)
+AgentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[AgentView])
@@ -47,13 +51,13 @@ async def create_agent(
 
 
 @router.get("/{agent_id}", response_model=AgentView)
-async def get_agent(agent_id: int, _: ReadAccess, ctx: Ctx) -> AgentView:
+async def get_agent(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> AgentView:
     return await service.get_agent(ctx, agent_id)
 
 
 @router.patch("/{agent_id}", response_model=AgentView)
 async def update_agent(
-    agent_id: int, body: AgentUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: AgentUpdate, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
     """Admin only. Cannot touch the identity: use PUT .../identity."""
     return await service.update_agent(ctx, agent_id, body, principal, client_address(request))
@@ -61,7 +65,7 @@ async def update_agent(
 
 @router.post("/{agent_id}/pause", response_model=AgentView)
 async def pause_agent(
-    agent_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> AgentView:
     return await service.set_status(
         ctx, agent_id, AgentStatus.PAUSED, principal, client_address(request)
@@ -70,7 +74,7 @@ async def pause_agent(
 
 @router.post("/{agent_id}/resume", response_model=AgentView)
 async def resume_agent(
-    agent_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> AgentView:
     return await service.set_status(
         ctx, agent_id, AgentStatus.ACTIVE, principal, client_address(request)
@@ -79,7 +83,7 @@ async def resume_agent(
 
 @router.delete("/{agent_id}", status_code=204)
 async def retire_agent(
-    agent_id: int, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> Response:
     """Admin only. Soft delete: history stays."""
     await service.retire_agent(ctx, agent_id, principal, client_address(request))
@@ -87,7 +91,7 @@ async def retire_agent(
 
 
 @router.get("/{agent_id}/identity", response_model=IdentityVersion | None)
-async def current_identity(agent_id: int, _: ReadAccess, ctx: Ctx) -> IdentityVersion | None:
+async def current_identity(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> IdentityVersion | None:
     agent = await service.get_agent(ctx, agent_id)
     if agent.identity_version == 0:
         return None
@@ -97,7 +101,7 @@ async def current_identity(agent_id: int, _: ReadAccess, ctx: Ctx) -> IdentityVe
 
 @router.put("/{agent_id}/identity", response_model=AgentView)
 async def change_identity(
-    agent_id: int, body: IdentityChange, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: IdentityChange, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
     """Admin only. Creates a new version, is audited and alerts the owner (F7)."""
     await service.change_identity(
@@ -114,7 +118,7 @@ async def change_identity(
 
 @router.get("/{agent_id}/identity/versions", response_model=Page[IdentityVersion])
 async def identity_versions(
-    agent_id: int, _: ReadAccess, page: Pagination, ctx: Ctx
+    agent_id: AgentId, _: ReadAccess, page: Pagination, ctx: Ctx
 ) -> Page[IdentityVersion]:
     await service.get_agent(ctx, agent_id)
     rows, total = await store.identity_versions(ctx.db, agent_id, page)
@@ -123,11 +127,11 @@ async def identity_versions(
 
 @router.get("/{agent_id}/identity/diff", response_model=IdentityDiff)
 async def identity_diff(
-    agent_id: int,
+    agent_id: AgentId,
     _: ReadAccess,
     ctx: Ctx,
-    from_version: Annotated[int, Query(alias="from", ge=0)],
-    to_version: Annotated[int, Query(alias="to", ge=0)],
+    from_version: Annotated[int, Query(alias="from", ge=0, le=MAX_ID)],
+    to_version: Annotated[int, Query(alias="to", ge=0, le=MAX_ID)],
 ) -> IdentityDiff:
     await service.get_agent(ctx, agent_id)
     return await service.identity_diff(ctx, agent_id, from_version, to_version)
@@ -135,7 +139,7 @@ async def identity_diff(
 
 @router.post("/{agent_id}/identity/revert", response_model=AgentView)
 async def revert_identity(
-    agent_id: int, body: IdentityRevert, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: IdentityRevert, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
     """Admin only. Writes the old text as a new version (history is never rewritten)."""
     await service.revert_identity(
@@ -145,7 +149,9 @@ async def revert_identity(
 
 
 @router.get("/{agent_id}/memory", response_model=Page[MemoryView])
-async def list_memory(agent_id: int, _: ReadAccess, page: Pagination, ctx: Ctx) -> Page[MemoryView]:
+async def list_memory(
+    agent_id: AgentId, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[MemoryView]:
     await service.get_agent(ctx, agent_id)
     rows, total = await store.list_memory(ctx.db, agent_id, page)
     return Page[MemoryView].build([MemoryView(**dict(r)) for r in rows], total, page)
@@ -153,7 +159,7 @@ async def list_memory(agent_id: int, _: ReadAccess, page: Pagination, ctx: Ctx) 
 
 @router.post("/{agent_id}/memory", status_code=201, response_model=MemoryView)
 async def add_memory(
-    agent_id: int, body: MemoryCreate, principal: OperateAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: MemoryCreate, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> MemoryView:
     """Stored through the credential gate: secrets are redacted before storage (F14)."""
     if not body.content.strip():

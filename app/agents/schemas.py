@@ -61,7 +61,7 @@ class AgentCreate(Strict):
 class AgentUpdate(Strict):
     """A change to an agent. Identity is not here: it has its own endpoint (F7)."""
 
-    version: int
+    version: Annotated[int, Field(ge=0, le=2**53)]
     role: ShortText | None = None
     model: ShortText | None = None
     profile: ProfileName | None = None
@@ -95,7 +95,7 @@ class IdentityChange(Strict):
 
 
 class IdentityRevert(Strict):
-    to_version: Annotated[int, Field(ge=1)]
+    to_version: Annotated[int, Field(ge=1, le=2**53)]
     reason: Reason = ""
 
 

@@ -98,10 +98,11 @@ async def update_agent(
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    assignments = ", ".join(f"{column} = ?" for column in changes)
+    # (no changes at all is valid too: the version still moves on)
+    assignments = "".join(f"{column} = ?, " for column in changes)
     values = [json.dumps(v) if isinstance(v, list) else v for v in changes.values()]
     cursor = await conn.execute(
-        f"UPDATE agents SET {assignments}, version = version + 1, updated_at = ?"
+        f"UPDATE agents SET {assignments}version = version + 1, updated_at = ?"
         f" WHERE id = ? AND version = ? AND {_LIVE}",
         (*values, now_iso(), agent_id, expected_version),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 
 from app.auth import service, store
 from app.auth.schemas import (
@@ -79,7 +81,11 @@ async def list_users(_: AdminAccess, page: Pagination, ctx: Ctx) -> Page[UserVie
 
 @router.patch("/users/{user_id}", response_model=UserView)
 async def update_user(
-    user_id: int, body: UserUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+    user_id: Annotated[int, Path(ge=1, le=2**53)],
+    body: UserUpdate,
+    principal: AdminAccess,
+    request: Request,
+    ctx: Ctx,
 ) -> UserView:
     """Admin only. Change a user's role or disable the account."""
     return await service.update_user(

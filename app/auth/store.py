@@ -102,7 +102,8 @@ async def insert_token(
 
 
 async def token_for_auth(db: Database, public_id: str) -> Row | None:
-    return await db.fetch_one(
+    """Every token-authenticated request: a unique-key read, done at once."""
+    return await db.fetch_one_quick(
         "SELECT id, public_id, name, scope, token_hash, expires_at, revoked_at"
         " FROM api_tokens WHERE public_id = ?",
         (public_id,),

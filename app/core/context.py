@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
-
-from fastapi import Depends, Request
+from typing import TYPE_CHECKING, Annotated
 
 from app.core.database import Database
 from app.core.ratelimit import RateLimiter
@@ -48,9 +46,25 @@ class AppContext:
         )
 
 
-def get_context(request: Request) -> AppContext:
+# async: FastAPI runs a plain ``def`` dependency in a thread pool, a thread hop per request
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
 
-Ctx = Annotated[AppContext, Depends(get_context)]
+if TYPE_CHECKING:
+    from fastapi import Depends, Request
+
+    Ctx = Annotated[AppContext, Depends(get_context)]
+else:
+
+    def __getattr__(name: str) -> object:
+        """``Ctx`` is built on first use, so FastAPI is imported by the API only: the
+        worker imports this module too and never serves HTTP (its memory, issue 8)."""
+        if name == "Ctx":
+            import fastapi
+
+            globals()["Request"] = fastapi.Request  # get_context's annotation
+            globals()["Ctx"] = Annotated[AppContext, fastapi.Depends(get_context)]
+            return globals()["Ctx"]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

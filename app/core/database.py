@@ -50,15 +50,25 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._pool: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
+        #: read-only, used from the event loop's thread only (fetch_all_quick)
+        self._quick: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         self._writer = await _open(self.path, self._busy_timeout_ms, readonly=False)
+        quick = sqlite3.connect(self.path, isolation_level=None)
+        quick.row_factory = sqlite3.Row
+        for pragma in ("busy_timeout=50", "foreign_keys=ON", "query_only=ON"):
+            quick.execute(f"PRAGMA {pragma}")
+        self._quick = quick
         for _ in range(self._readers_wanted):
             reader = await _open(self.path, self._busy_timeout_ms, readonly=True)
             self._all_readers.append(reader)
             self._pool.put_nowait(reader)
 
     async def close(self) -> None:
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
@@ -92,14 +102,43 @@ class Database:
         finally:
             self._pool.put_nowait(conn)
 
+    # One trip to the connection's thread per query (execute + fetch together):
+    # each trip costs far more than a small read itself (see docs/performance.md).
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self.read() as conn, conn.execute(sql, tuple(params)) as cursor:
-            row: Row | None = await cursor.fetchone()
+        """The first row (every caller's query selects one row by key or aggregate)."""
+        async with self.read() as conn:
+            rows = await conn.execute_fetchall(sql, tuple(params))
+        for row in rows:
             return row
+        return None
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self.read() as conn, conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        async with self.read() as conn:
+            return list(await conn.execute_fetchall(sql, tuple(params)))
+
+    async def fetch_one_quick(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """:meth:`fetch_all_quick` for a read of one row by a unique key."""
+        for row in await self.fetch_all_quick(sql, params):
+            return row
+        return None
+
+    async def fetch_all_quick(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """A small, index-bounded read of a hot path, done at once on the event loop's
+        own thread: no trip to a connection thread (which cost more than the read:
+        the thread hand-off, its wake-up and the GIL; docs/performance.md).
+
+        Only for queries bounded by an index and a LIMIT (a page of a list): the loop
+        waits for them. When the read cannot start at once (SQLITE_BUSY, rare in WAL
+        mode), it is done by the reader pool instead, without blocking the loop.
+        """
+        conn = self._quick
+        if conn is None:
+            return await self.fetch_all(sql, params)
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError):
+            # busy, or called from another thread than the one that opened it
+            return await self.fetch_all(sql, params)
 
     async def ping(self) -> bool:
         row = await self.fetch_one("SELECT 1")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Iterable
+from random import getrandbits
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
@@ -22,6 +22,20 @@ from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
 
 access_log = logging.getLogger("mission_control.access")
+
+
+class RequestCounter:
+    """HTTP requests seen by the edge since the process started: one integer
+    addition per request, no I/O. The health sampler (``app/health/sampler.py``)
+    turns the difference between two readings into requests per minute."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
+REQUESTS = RequestCounter()
 
 CREDENTIAL_QUERY_NAMES = frozenset(
     {
@@ -100,8 +114,10 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        REQUESTS.total += 1
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        # 128 random bits for correlation, not secrecy: no system call (uuid4 made one)
+        request_id = f"{getrandbits(128):032x}"
         token = request_id_var.set(request_id)
         client, scheme = self.trust.resolve(scope)
         state = scope.setdefault("state", {})
@@ -126,7 +142,8 @@ class EdgeMiddleware:
                 status, code, message, extra = refusal
                 await self._send_error(send_wrapper, status, code, message, extra)
                 return
-            wrapped_receive = self._limit_body(receive)
+            body_state = {"waiting": False}
+            wrapped_receive = self._limit_body(receive, body_state)
             path = str(scope.get("path", ""))
             if path.startswith(STREAMING_PREFIXES):
                 await self.app(scope, wrapped_receive, send_wrapper)
@@ -135,7 +152,19 @@ class EdgeMiddleware:
                     async with asyncio.timeout(self.settings.request_timeout_s):
                         await self.app(scope, wrapped_receive, send_wrapper)
                 except TimeoutError:
-                    if not status_holder["started"]:
+                    if status_holder["started"]:
+                        pass
+                    elif body_state["waiting"]:
+                        # the client's body is the slow part (slow-loris): its fault, and
+                        # the rest of it is not read, so the connection is closed too
+                        await self._send_error(
+                            send_wrapper,
+                            408,
+                            "request_timeout",
+                            "the request body arrived too slowly",
+                            (("connection", "close"),),
+                        )
+                    else:
                         await self._send_error(
                             send_wrapper, 504, "timeout", "the request took too long", ()
                         )
@@ -188,13 +217,15 @@ class EdgeMiddleware:
                     return 413, "body_too_large", f"the request body exceeds {limit} bytes", ()
         return None
 
-    def _limit_body(self, receive: Receive) -> Receive:
+    def _limit_body(self, receive: Receive, body_state: dict[str, bool]) -> Receive:
         limit = self.settings.body_limit_bytes
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
+            body_state["waiting"] = True  # stays set if the timeout cancels the wait
             message = await receive()
+            body_state["waiting"] = False
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
-from fastapi import Depends, Query
 from pydantic import BaseModel
 
 DEFAULT_LIMIT = 50
@@ -19,7 +18,8 @@ class PageParams(BaseModel):
     offset: int
 
 
-def page_params(
+# async: FastAPI runs a plain ``def`` dependency in a thread pool, a thread hop per request
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page, at most 200")] = (
         DEFAULT_LIMIT
     ),
@@ -28,7 +28,22 @@ def page_params(
     return PageParams(limit=limit, offset=offset)
 
 
-Pagination = Annotated[PageParams, Depends(page_params)]
+if TYPE_CHECKING:
+    from fastapi import Depends, Query
+
+    Pagination = Annotated[PageParams, Depends(page_params)]
+else:
+
+    def __getattr__(name: str) -> object:
+        """``Pagination`` is built on first use, so FastAPI is imported by the API only
+        (the worker and the CLI need PageParams and Page; their memory, issue 8)."""
+        if name == "Pagination":
+            import fastapi
+
+            globals()["Query"] = fastapi.Query  # page_params' annotations
+            globals()["Pagination"] = Annotated[PageParams, fastapi.Depends(page_params)]
+            return globals()["Pagination"]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Page(BaseModel, Generic[T]):

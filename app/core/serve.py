@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.datastructures import State
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.settings import Settings
 from app.core.systemd import Notifier, wait_until, watchdog_interval_s, watchdog_loop
@@ -53,6 +56,113 @@ def check_listen(settings: Settings) -> str:
     return f"http://{settings.host}:{settings.port} (behind proxy)"
 
 
+#: Largest request head (request line + headers) accepted: nginx's own ceiling
+#: (``large_client_header_buffers 4 8k``). uvicorn's httptools parser has none.
+MAX_HEAD_BYTES = 32 * 1024
+
+
+class _Refused(Exception):
+    """Stops the parser after a protocol-level refusal (uvicorn then answers nothing)."""
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the two limits it lacks (F10, slow-loris):
+
+    * a request head larger than ``MAX_HEAD_BYTES`` is answered 431 and the
+      connection closed (httptools buffers a header of any size otherwise);
+    * a request head, or a new connection that sends nothing, must arrive within
+      ``head_timeout_s`` (the request timeout), else 408 and the connection closed.
+      (Bodies are bounded in time by the request timeout in ``EdgeMiddleware``.)
+    """
+
+    head_timeout_s: float = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        # httptools buffers an incomplete header line of any size: bound the raw bytes
+        if self._in_head and not self.transport.is_closing():
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, "headers_too_large", "the request headers are too large")
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._raw_head_bytes = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        if self._head_bytes > MAX_HEAD_BYTES:  # a head that arrived in one piece
+            self._refuse(431, "headers_too_large", "the request headers are too large")
+            raise _Refused
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, "request_timeout", "the request headers arrived too slowly")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._refused = True
+        self._cancel_head_timer()
+        body = json.dumps({"error": {"code": code, "message": message, "details": None}})
+        reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n{body}".encode()
+        )
+        self.transport.close()
+        self.logger.warning("request refused at the protocol level", extra={"status": status})
+
+
+def bounded_protocol(settings: Settings) -> type[BoundedHttpProtocol]:
+    """The protocol class with this configuration's head timeout."""
+    timeout = settings.request_timeout_s
+    return type("BoundedHttp", (BoundedHttpProtocol,), {"head_timeout_s": timeout})
+
+
 class _Server(uvicorn.Server):
     """uvicorn server that tells systemd it is stopping as soon as a signal arrives."""
 
@@ -87,7 +197,7 @@ def build_server(settings: Settings) -> tuple[_Server, Notifier]:
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        http="httptools",
+        http=bounded_protocol(settings),
         loop="asyncio",
         lifespan="on",
         timeout_graceful_shutdown=10,

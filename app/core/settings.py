@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     retention_transcripts_days: Annotated[int, Field(ge=1)] = 90
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
+    # health samples: one row per interval for the Health page's 24-hour charts
+    health_sample_interval_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
+    health_sample_retention_days: Annotated[int, Field(ge=1, le=365)] = 7
+
     # runner (F11, F19, F27)
     profiles_path: Path = Path("/etc/mission-control/profiles.toml")
     worker_lease_s: Annotated[float, Field(gt=0)] = 60.0
@@ -109,6 +113,22 @@ class Settings(BaseSettings):
     backup_keep_weekly: Annotated[int, Field(ge=0, le=104)] = 4
     log_level: str = "INFO"
     watchdog_db_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    # appliance care (issue 9; docs/operations.md)
+    # writes are refused (507) when the free space of the state file system is below
+    # the smaller of these two: a percentage of its size and an absolute reserve
+    disk_reserve_percent: Annotated[float, Field(ge=0, lt=100)] = 5.0
+    disk_reserve_mb: Annotated[int, Field(ge=0)] = 200
+    disk_check_cache_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    disk_notify_every_s: Annotated[float, Field(gt=0)] = 3600.0
+    # hosts where no source can tell whether the clock is synchronised
+    clock_assume_synchronised: bool = False
+    # release layout: <release_root>/releases/<version>, links current and previous
+    release_root: Path = Path("/opt/mission-control")
+    repairs_cache_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    worker_heartbeat_quiet_max_s: Annotated[float, Field(gt=0, le=600)] = 120.0
+    support_log_lines: Annotated[int, Field(ge=0, le=100_000)] = 3000
+    support_audit_records: Annotated[int, Field(ge=0, le=10_000)] = 200
 
     @field_validator("trusted_proxies", "notify_webhook_allowed_hosts", mode="before")
     @classmethod

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
@@ -33,7 +32,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from app.core.clock import iso, now_iso, parse_iso
+from app.core.clock import now_iso
 from app.core.context import AppContext
 from app.core.database import Database, Row
 from app.core.pagination import PageParams
@@ -115,10 +114,6 @@ async def list_events(
 
 
 # the credential behind a stream -------------------------------------------------
-def _plus_minutes(text: str, minutes: int) -> str:
-    return iso(parse_iso(text) + timedelta(minutes=minutes))
-
-
 async def credential_problem(ctx: AppContext, principal: Principal) -> str | None:
     """Why the credential a stream was opened with no longer holds, or None."""
     now = now_iso()
@@ -141,9 +136,8 @@ async def credential_problem(ctx: AppContext, principal: Principal) -> str | Non
     )
     if row is None or row["disabled"]:
         return "session_ended"
-    seen = ctx.usage.session_last_seen(int(principal.session_id or 0))
-    idle_ok = row["idle_expires_at"] > now or (
-        seen is not None and _plus_minutes(seen, ctx.settings.session_idle_minutes) > now
+    idle_ok = row["idle_expires_at"] > now or ctx.usage.session_active(
+        int(principal.session_id or 0), ctx.settings.session_idle_minutes
     )
     if row["absolute_expires_at"] <= now or not idle_ok:
         return "session_ended"

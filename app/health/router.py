@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.backup.archive import newest_backup_age
+from app.care.repairs import current_repairs, release_info
 from app.core.context import AppContext, Ctx
 from app.health.probes import database_ok, system_figures
 from app.security.dependencies import ReadAccess
@@ -35,9 +36,8 @@ async def healthz(ctx: Ctx) -> JSONResponse:
     return JSONResponse({"status": "degraded"}, status_code=503)
 
 
-@router.get("/api/health")
-async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
-    """Scope read. Database, disk, memory, load, temperature, uptime."""
+async def health_report(ctx: AppContext) -> dict[str, Any]:
+    """The detailed report; also what ``missionctl support-bundle`` stores."""
     db_ok = await database_ok(ctx.db)
     settings = ctx.settings
     age = await asyncio.to_thread(newest_backup_age, settings.backups_path)
@@ -52,4 +52,14 @@ async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
         "system": figures,
         "workers": await worker_heartbeats(ctx),
         "last_backup_age_s": int(age.total_seconds()) if age is not None else None,
+        "release": await asyncio.to_thread(release_info, settings.release_root, __version__),
+        "repairs": await current_repairs(ctx.db, settings),
     }
+
+
+@router.get("/api/health")
+async def health_details(_: ReadAccess, ctx: Ctx) -> dict[str, Any]:
+    """Scope read. Database, disk, memory, load, temperature, uptime, the running and
+    previous release, and ``repairs``: each current problem with its plain-language
+    ``cause`` and the ``fix`` (a command or a page)."""
+    return await health_report(ctx)

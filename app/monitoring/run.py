@@ -8,15 +8,21 @@ from app.core.context import AppContext
 from app.core.database import Database
 from app.core.settings import Settings
 from app.events.transaction import transaction
-from app.monitoring.checks import due, run_checks
+from app.monitoring.checks import Finding, due, run_checks
 from app.policies.model import Category, Severity
 from app.security.secrets import server_key
 
 
+def _text(finding: Finding) -> str:
+    return f"{finding.body} Fix: {finding.fix}" if finding.fix else finding.body
+
+
 async def monitor(db: Database, settings: Settings) -> int:
-    findings = run_checks(settings)
+    from app.care.repairs import database_findings
+
+    findings = run_checks(settings) + await database_findings(db, settings)
     for finding in findings:
-        print(f"{finding.severity.upper():8} {finding.check}: {finding.title}. {finding.body}")
+        print(f"{finding.severity.upper():8} {finding.check}: {finding.title}. {_text(finding)}")
     if not findings:
         print("all checks ok")
     announce = due(settings.state_dir / "monitor-state.json", findings, datetime.now(UTC))
@@ -25,6 +31,6 @@ async def monitor(db: Database, settings: Settings) -> int:
         async with transaction(ctx, "system:monitor", "local") as tx:
             for finding in announce:
                 await tx.notify(
-                    Category.SYSTEM, Severity(finding.severity), finding.title, finding.body
+                    Category.SYSTEM, Severity(finding.severity), finding.title, _text(finding)
                 )
     return 1 if any(f.severity == "critical" for f in findings) else 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.events.transaction import transaction
+from app.missions.schemas import MAX_ID
 from app.projects import service, store
 from app.projects.schemas import (
     DocumentCreate,
@@ -19,6 +22,10 @@ from app.projects.schemas import (
 from app.security.dependencies import OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
+
+#: bounded like every id, so a huge number is a 422, never an SQLite overflow (a 500)
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+DocumentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[ProjectView])
@@ -35,20 +42,20 @@ async def create_project(
 
 
 @router.get("/{project_id}", response_model=ProjectView)
-async def get_project(project_id: int, _: ReadAccess, ctx: Ctx) -> ProjectView:
+async def get_project(project_id: ProjectId, _: ReadAccess, ctx: Ctx) -> ProjectView:
     return await service.get_project(ctx, project_id)
 
 
 @router.patch("/{project_id}", response_model=ProjectView)
 async def update_project(
-    project_id: int, body: ProjectUpdate, principal: OperateAccess, request: Request, ctx: Ctx
+    project_id: ProjectId, body: ProjectUpdate, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> ProjectView:
     return await service.update_project(ctx, project_id, body, principal, client_address(request))
 
 
 @router.delete("/{project_id}", status_code=204)
 async def delete_project(
-    project_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+    project_id: ProjectId, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> Response:
     await service.delete_project(ctx, project_id, principal, client_address(request))
     return Response(status_code=204)
@@ -56,7 +63,7 @@ async def delete_project(
 
 @router.get("/{project_id}/documents", response_model=Page[DocumentView])
 async def list_documents(
-    project_id: int, _: ReadAccess, page: Pagination, ctx: Ctx
+    project_id: ProjectId, _: ReadAccess, page: Pagination, ctx: Ctx
 ) -> Page[DocumentView]:
     await service.get_project(ctx, project_id)
     rows, total = await store.list_documents(ctx.db, project_id, page)
@@ -65,7 +72,11 @@ async def list_documents(
 
 @router.post("/{project_id}/documents", status_code=201, response_model=DocumentView)
 async def add_document(
-    project_id: int, body: DocumentCreate, principal: OperateAccess, request: Request, ctx: Ctx
+    project_id: ProjectId,
+    body: DocumentCreate,
+    principal: OperateAccess,
+    request: Request,
+    ctx: Ctx,
 ) -> DocumentView:
     """Credentials in the text are redacted before storage (F14)."""
     return await service.add_document(ctx, project_id, body, principal, client_address(request))
@@ -73,7 +84,11 @@ async def add_document(
 
 @router.delete("/{project_id}/documents/{document_id}", status_code=204)
 async def delete_document(
-    project_id: int, document_id: int, principal: OperateAccess, request: Request, ctx: Ctx
+    project_id: ProjectId,
+    document_id: DocumentId,
+    principal: OperateAccess,
+    request: Request,
+    ctx: Ctx,
 ) -> Response:
     async with transaction(ctx, principal.actor, client_address(request)) as tx:
         if not await store.soft_delete_document(tx.conn, project_id, document_id):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ProjectName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
@@ -24,7 +24,7 @@ class ProjectCreate(Strict):
 
 
 class ProjectUpdate(Strict):
-    version: int
+    version: Annotated[int, Field(ge=0, le=2**53)]
     name: ProjectName | None = None
     description: Description | None = None
 

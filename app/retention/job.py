@@ -13,6 +13,11 @@ transaction each, a pause between them so other writers are not starved, a
 cap on batches per run so one run cannot go on for ever), logs what it removed
 and appends a ``retention.run`` audit record with the counts. The audit log
 itself is never touched.
+
+The job deletes nothing while the wall clock is not known to be synchronised
+(``app/care/clock.py``): a Pi without a battery clock can boot with a wrong
+date, and every cutoff above is a wall-clock date. It logs why and tries again
+at the next interval.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import timedelta
 
 import aiosqlite
 
+from app.care.clock import clock_state
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext
 from app.events.transaction import transaction
@@ -87,7 +93,14 @@ async def retention_job(ctx: AppContext) -> None:
     await asyncio.sleep(min(FIRST_RUN_AFTER_S, ctx.settings.retention_interval_s))
     while True:
         try:
-            await run_retention(ctx)
+            clock = await asyncio.to_thread(clock_state, ctx.settings)
+            if clock.trusted:
+                await run_retention(ctx)
+            else:
+                log.warning(
+                    "retention skipped: the clock is not known to be synchronised",
+                    extra={"clock_source": clock.source, "clock_detail": clock.detail},
+                )
         except Exception:
             log.exception("retention run failed")
         await asyncio.sleep(ctx.settings.retention_interval_s)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
+from app.missions.schemas import MAX_ID
 from app.rules import service
 from app.rules.schemas import (
     DryRunRequest,
@@ -22,6 +23,9 @@ from app.rules.schemas import (
 from app.security.dependencies import AdminAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
+
+#: bounded like every id, so a huge number is a 422, never an SQLite overflow (a 500)
+RuleId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[RuleView])
@@ -51,14 +55,14 @@ async def create_rule(
 
 
 @router.get("/{rule_id}", response_model=RuleView)
-async def get_rule(rule_id: int, _: ReadAccess, ctx: Ctx) -> RuleView:
+async def get_rule(rule_id: RuleId, _: ReadAccess, ctx: Ctx) -> RuleView:
     """Scope read."""
     return await service.get_rule(ctx, rule_id)
 
 
 @router.patch("/{rule_id}", response_model=RuleView)
 async def update_rule(
-    rule_id: int, body: RuleUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+    rule_id: RuleId, body: RuleUpdate, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> RuleView:
     """Admin only. Change, enable or disable a rule (send its ``version``).
 
@@ -71,7 +75,9 @@ async def update_rule(
 
 
 @router.delete("/{rule_id}", status_code=204)
-async def delete_rule(rule_id: int, principal: AdminAccess, request: Request, ctx: Ctx) -> Response:
+async def delete_rule(
+    rule_id: RuleId, principal: AdminAccess, request: Request, ctx: Ctx
+) -> Response:
     """Admin only. Soft delete: the rule stops firing and leaves every list."""
     await service.delete_rule(ctx, rule_id, actor=principal.actor, client=client_address(request))
     return Response(status_code=204)
@@ -79,7 +85,7 @@ async def delete_rule(rule_id: int, principal: AdminAccess, request: Request, ct
 
 @router.post("/{rule_id}/approve", response_model=RuleView)
 async def approve_rule(
-    rule_id: int, body: RuleVersion, principal: AdminAccess, request: Request, ctx: Ctx
+    rule_id: RuleId, body: RuleVersion, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> RuleView:
     """Admin only, in a human session, and never an author of the rule.
 
@@ -90,14 +96,16 @@ async def approve_rule(
 
 
 @router.post("/{rule_id}/dry-run", response_model=DryRunResult)
-async def dry_run(rule_id: int, body: DryRunRequest, _: AdminAccess, ctx: Ctx) -> DryRunResult:
+async def dry_run(rule_id: RuleId, body: DryRunRequest, _: AdminAccess, ctx: Ctx) -> DryRunResult:
     """Admin only. Which conditions an event would match and what each action
     would do. Nothing is written."""
     return await service.dry_run(ctx, rule_id, body)
 
 
 @router.get("/{rule_id}/firings", response_model=Page[FiringView])
-async def list_firings(rule_id: int, _: ReadAccess, page: Pagination, ctx: Ctx) -> Page[FiringView]:
+async def list_firings(
+    rule_id: RuleId, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[FiringView]:
     """Scope read. The rule's firings and their outcomes, newest first."""
     items, total = await service.list_firings(ctx, rule_id, page)
     return Page[FiringView].build(items, total, page)

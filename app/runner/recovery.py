@@ -8,6 +8,9 @@ blocked) and a ``stale_run`` escalation opens. The UPDATE is conditional on the
 row still being IN_PROGRESS *with the heartbeat that was read*, inside
 ``BEGIN IMMEDIATE``: two workers sweeping at once, or a sweep racing the owner's
 renewal, change each row at most once. A sweep that finds nothing writes nothing.
+A worker never sweeps the runs it is running itself (``skip``): their heartbeat is
+a wall-clock stamp, and when NTP moves a Pi's clock forward after boot a live run
+would otherwise look stale until its next renewal.
 
 **Own orphans** (:func:`recover_own`, at start-up): IN_PROGRESS conversations whose
 ``lease_owner`` is this worker's id were interrupted by a crash or restart of
@@ -24,6 +27,7 @@ SIGTERM mid-run uses the same path with ``worker stopped during the run``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -160,8 +164,11 @@ def _minutes_since(stamp: str | None, now: datetime, fallback: int) -> int:
         return fallback
 
 
-async def sweep_stale(ctx: AppContext, actor: str, *, stale_minutes: int) -> list[int]:
-    """Fail IN_PROGRESS conversations without a heartbeat for ``stale_minutes``."""
+async def sweep_stale(
+    ctx: AppContext, actor: str, *, stale_minutes: int, skip: Collection[int] = ()
+) -> list[int]:
+    """Fail IN_PROGRESS conversations without a heartbeat for ``stale_minutes``
+    (except ``skip``: the sweeping worker's own live runs)."""
     now = utcnow()
     cutoff = iso(now - timedelta(minutes=stale_minutes))
     # read first: an idle sweep must not even open a write transaction (SD card)
@@ -170,7 +177,7 @@ async def sweep_stale(ctx: AppContext, actor: str, *, stale_minutes: int) -> lis
         " AND coalesce(heartbeat_at, started_at, updated_at) < ? ORDER BY id LIMIT ?",
         (cutoff, _SWEEP_BATCH),
     )
-    if not candidates:
+    if all(int(row[0]) in skip for row in candidates):
         return []
     failed: list[int] = []
     async with transaction(ctx, actor, CLIENT) as tx:
@@ -182,6 +189,8 @@ async def sweep_stale(ctx: AppContext, actor: str, *, stale_minutes: int) -> lis
         )
         for row in rows:
             conversation_id, task_id = int(row[0]), int(row[1])
+            if conversation_id in skip:
+                continue
             heartbeat = row[4]
             last = heartbeat if heartbeat is not None else (row[5] or row[6])
             minutes = _minutes_since(last, now, stale_minutes)

@@ -13,8 +13,10 @@ Lifecycle (docs/runner.md):
    when the API cancels it, the lease is lost or a quota/bound is reached by
    others; then store the redacted transcript, the usage, the outcome and its
    consequences in one transaction;
-3. beside it: the heartbeat row (every ``HEARTBEAT_S`` and on every change), the
-   stale-run sweep (every minute), the systemd watchdog;
+3. beside it: the heartbeat row (on every change, looked at every ``HEARTBEAT_S``;
+   unchanged, it is rewritten only every ``worker_heartbeat_quiet_max_s`` to prove
+   liveness, so an idle worker does not wear the SD card), the stale-run sweep
+   (every minute), the systemd watchdog;
 4. SIGTERM: ``STOPPING=1``, no new claims, the run in flight gets
    ``stop_grace_s`` to finish, then it is cancelled and recorded as interrupted
    and re-queued once (``recovery``).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -289,6 +292,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
         self._changed = asyncio.Event()
+        #: (state text, monotonic time) of the last heartbeat row written
+        self._last_beat: tuple[str, float] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -400,9 +405,22 @@ class Worker:
     def _circuit_state(self) -> dict[str, Any]:
         return {snap.name: snap.as_dict() for snap in self.breakers.snapshots()}
 
-    async def write_heartbeat(self) -> None:
+    async def write_heartbeat(self, *, only_if_changed: bool = False) -> bool:
+        """Write the heartbeat row; with ``only_if_changed``, skip it when the state is
+        the one last written less than ``worker_heartbeat_quiet_max_s`` ago."""
         state = {"circuits": self._circuit_state(), "running": self.running}
+        text = json.dumps(state, sort_keys=True)
+        now = asyncio.get_running_loop().time()
+        if (
+            only_if_changed
+            and self._last_beat is not None
+            and self._last_beat[0] == text
+            and now - self._last_beat[1] < self.settings.worker_heartbeat_quiet_max_s
+        ):
+            return False
         await write_heartbeat(self.db, self.id, started_at=self.started_at, state=state)
+        self._last_beat = (text, now)
+        return True
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -412,13 +430,16 @@ class Worker:
                 return  # close() writes the last one
             self._changed.clear()
             try:
-                await self.write_heartbeat()
+                await self.write_heartbeat(only_if_changed=True)
             except Exception:
                 log.warning("heartbeat write failed", exc_info=True)
 
     async def sweep_stale(self) -> list[int]:
         return await recovery.sweep_stale(
-            self.ctx, self.actor, stale_minutes=self.settings.stale_run_minutes
+            self.ctx,
+            self.actor,
+            stale_minutes=self.settings.stale_run_minutes,
+            skip=frozenset(self._running),
         )
 
     async def _stale_loop(self) -> None:

@@ -61,9 +61,9 @@ async def _session_principal(ctx: AppContext, cookie_value: str) -> Principal:
     if row is None or row["disabled"]:
         raise unauthenticated("the session has ended; log in again")
     now = now_iso()
-    seen = ctx.usage.session_last_seen(int(row["id"]))
-    idle_ok = row["idle_expires_at"] > now or (
-        seen is not None and _plus_minutes(seen, ctx.settings.session_idle_minutes) > now
+    # seen by this process since the last flush: idle time on the monotonic clock
+    idle_ok = row["idle_expires_at"] > now or ctx.usage.session_active(
+        int(row["id"]), ctx.settings.session_idle_minutes
     )
     if row["absolute_expires_at"] <= now or not idle_ok:
         raise unauthenticated("the session has ended; log in again")
@@ -76,14 +76,6 @@ async def _session_principal(ctx: AppContext, cookie_value: str) -> Principal:
         session_id=int(row["id"]),
         csrf_token=str(row["csrf_token"]),
     )
-
-
-def _plus_minutes(iso_text: str, minutes: int) -> str:
-    from datetime import timedelta
-
-    from app.core.clock import iso, parse_iso
-
-    return iso(parse_iso(iso_text) + timedelta(minutes=minutes))
 
 
 def _check_csrf(request: Request, principal: Principal) -> None:

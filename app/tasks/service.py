@@ -28,7 +28,8 @@ import logging
 import sqlite3
 from typing import Any
 
-from app.agents.schemas import Tool
+from pydantic import TypeAdapter
+
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Row
@@ -40,7 +41,6 @@ from app.missions import service as missions
 from app.tasks import preflight, store, transitions
 from app.tasks.preflight import Failure
 from app.tasks.schemas import (
-    Priority,
     TaskCreate,
     TaskStatus,
     TaskUpdate,
@@ -52,28 +52,32 @@ log = logging.getLogger("mission_control.tasks")
 EDITABLE = frozenset({TaskStatus.QUEUED, TaskStatus.BLOCKED})
 
 
+def _view_values(row: Row, depends_on: list[int]) -> dict[str, Any]:
+    values: dict[str, Any] = dict(zip(row.keys(), row, strict=True))
+    tools = values["required_tools"]
+    values["required_tools"] = json.loads(tools) if tools != "[]" else []
+    values["needs_shell"] = bool(values["needs_shell"])
+    values["depends_on"] = depends_on
+    return values
+
+
 def task_view(row: Row, depends_on: list[int]) -> TaskView:
-    return TaskView(
-        id=row["id"],
-        title=row["title"],
-        description=row["description"],
-        agent_id=row["agent_id"],
-        mission_id=row["mission_id"],
-        mission_step=row["mission_step"],
-        project_id=row["project_id"],
-        priority=Priority(row["priority"]),
-        status=TaskStatus(row["status"]),
-        required_tools=[Tool(t) for t in json.loads(row["required_tools"])],
-        needs_shell=bool(row["needs_shell"]),
-        due_at=row["due_at"],
-        idempotency_key=row["idempotency_key"],
-        depends_on=depends_on,
-        active_conversation_id=row["active_conversation_id"],
-        created_by=row["created_by"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    """The view of a stored row: a dict built in C from the row's own column names,
+    validated in one call (field by field was the list endpoint's largest cost;
+    docs/performance.md)."""
+    return TaskView.model_validate(_view_values(row, depends_on))
+
+
+_TASK_VIEWS = TypeAdapter(list[TaskView])
+
+
+def task_views(rows: list[Row]) -> list[TaskView]:
+    """Views of list rows carrying ``depends_on_json``, validated in one call."""
+    values = []
+    for row in rows:
+        deps = row["depends_on_json"]
+        values.append(_view_values(row, sorted(json.loads(deps)) if deps != "[]" else []))
+    return _TASK_VIEWS.validate_python(values)
 
 
 def not_found() -> ApiError:
@@ -278,8 +282,7 @@ async def list_tasks(
         agent_id=agent_id,
         mission_id=mission_id,
     )
-    deps = await store.dependencies_of(ctx.db, [int(r["id"]) for r in rows])
-    return [task_view(r, deps[int(r["id"])]) for r in rows], total
+    return task_views(rows), total
 
 
 # --- changes -------------------------------------------------------------------------

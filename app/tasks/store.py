@@ -105,15 +105,25 @@ async def list_tasks(
     agent_id: int | None,
     mission_id: int | None,
 ) -> tuple[list[Row], int]:
+    """One page, newest first, and the total, in one query read at once (a hot path:
+    the task list): the total is an uncorrelated subquery (evaluated once) and each
+    row carries its dependencies as ``depends_on_json``."""
     where, params = _LIVE, []
     for column, value in (("status", status), ("agent_id", agent_id), ("mission_id", mission_id)):
         if value is not None:
             where += f" AND t.{column} = ?"
             params.append(value)
-    rows = await db.fetch_all(
-        f"SELECT {TASK_COLUMNS} FROM tasks t WHERE {where} ORDER BY t.id DESC LIMIT ? OFFSET ?",
-        (*params, page.limit, page.offset),
+    counted = where.replace("t.", "n.")
+    rows = await db.fetch_all_quick(
+        f"SELECT {TASK_COLUMNS},"
+        " (SELECT json_group_array(d.depends_on) FROM task_dependencies d"
+        "  WHERE d.task_id = t.id) AS depends_on_json,"
+        f" (SELECT count(*) FROM tasks n WHERE {counted}) AS total_rows"
+        f" FROM tasks t WHERE {where} ORDER BY t.id DESC LIMIT ? OFFSET ?",
+        (*params, *params, page.limit, page.offset),
     )
+    if rows:
+        return rows, int(rows[0]["total_rows"])
     total = await db.fetch_one(f"SELECT count(*) FROM tasks t WHERE {where}", params)
     return rows, int(total[0]) if total else 0
 

@@ -15,11 +15,13 @@ import difflib
 import json
 import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup
 
 from app.agents import service as agents_service
 from app.agents import store as agents_store
@@ -28,7 +30,7 @@ from app.audit.router import list_audit
 from app.auth import service as auth_service
 from app.auth import store as auth_store
 from app.conversations import service as conversations_service
-from app.core.clock import utcnow
+from app.core.clock import iso, utcnow
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, PageParams, Pagination
@@ -36,7 +38,9 @@ from app.escalations import service as escalations_service
 from app.escalations import store as escalations_store
 from app.events.store import event_dict
 from app.events.stream import list_events
+from app.health.charts import health_charts
 from app.health.router import health_details
+from app.health.samples import samples_between
 from app.missions import service as missions_service
 from app.missions.schemas import MissionStatus
 from app.notifications import service as notifications_service
@@ -75,6 +79,7 @@ BOARD_COLUMNS: tuple[TaskStatus, ...] = (
 BOARD_PER_COLUMN = 20
 DASHBOARD_ROWS = 10
 FEED_ROWS = 20
+CHART_HOURS = 24
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -814,6 +819,18 @@ async def audit_page(
     )
 
 
+async def health_chart_views(ctx: AppContext) -> list[dict[str, Any]]:
+    """The four 24-hour charts (server-side SVG, app/health/charts.py) of stored samples."""
+    end = utcnow()
+    start = end - timedelta(hours=CHART_HOURS)
+    samples, _ = await samples_between(ctx.db, iso(start), iso(end))
+    charts = health_charts(
+        samples, start=start, end=end, interval_s=ctx.settings.health_sample_interval_s
+    )
+    # every text in the SVG is escaped by app/health/charts.py; it has no style attribute
+    return [{"chart": c, "svg": Markup(c.svg)} for c in charts]  # noqa: S704
+
+
 @router.get("/ui/health", response_class=HTMLResponse)
 async def health_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLResponse:
     return await ui_page(
@@ -824,6 +841,10 @@ async def health_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLR
         title="Health",
         section="health",
         health=await health_details(principal, ctx),
+        charts=await health_chart_views(ctx),
+        chart_hours=CHART_HOURS,
+        sample_interval_s=ctx.settings.health_sample_interval_s,
+        sample_keep_days=ctx.settings.health_sample_retention_days,
     )
 
 

@@ -185,6 +185,7 @@ async def test_the_job_is_registered_and_runs(
     assert retention_job in main.BACKGROUND_JOBS
     monkeypatch.setattr(job_module, "FIRST_RUN_AFTER_S", 0.0)
     ctx.settings.retention_interval_s = 0.05
+    ctx.settings.clock_assume_synchronised = True  # the job waits for a synced clock
     async with ctx.db.write() as conn:
         await conn.execute(
             "INSERT INTO events (type, subject_type, actor, created_at)"

@@ -1,0 +1,238 @@
+# shellcheck shell=bash
+# Shared pieces of the end-to-end harness (sourced by scripts/e2e-pi.sh and
+# scripts/e2e/arm64-smoke.sh): settings, logging with stage timings, the
+# package mirror, the cached bookworm root file system.
+#
+# Everything here is bounded in time and touches only what it made itself:
+# namespaces named "$E2E_PREFIX-*", files under $E2E_CACHE and the run's own
+# work directory, processes whose pid it recorded.
+
+E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+E2E_CACHE=${MC_E2E_CACHE:-${MC_TESTBED_CACHE:-/var/cache/mission-control-testbed}}
+E2E_SUITE=bookworm
+# scripts/provision-chroot-test.sh's pristine minbase root: reused when present
+E2E_PRISTINE=$E2E_CACHE/rootfs-$E2E_SUITE-minbase
+# ours: that root plus systemd, dbus, sudo and a "pi" user, i.e. a freshly
+# flashed Raspberry Pi OS Lite, on amd64
+E2E_ROOTFS=$E2E_CACHE/rootfs-$E2E_SUITE-nspawn
+E2E_ROOTFS_MARK=.mc-e2e-rootfs-v2
+E2E_PREFIX=${MC_E2E_PREFIX:-mc-e2e}
+
+# The stand-in network (see docs/e2e.md for the picture).
+E2E_NS_PI=$E2E_PREFIX-pi
+E2E_NS_LAPTOP=$E2E_PREFIX-laptop
+E2E_NS_LAN=$E2E_PREFIX-lan
+E2E_NS_OUTSIDE=$E2E_PREFIX-outside
+E2E_MACHINE=$E2E_PREFIX-pi
+E2E_LAN_SUBNET=192.168.50.0/24
+E2E_LAN_ROUTER=192.168.50.1
+E2E_PI_LAN=192.168.50.10
+E2E_LAPTOP_LAN=192.168.50.20
+E2E_WAN_ROUTER=198.51.100.1
+E2E_OUTSIDE_ADDR=198.51.100.2
+E2E_TUNNEL_ADDR=10.8.0.1
+E2E_WG_PORT=51820
+
+_e2e_t0=${_e2e_t0:-$(date +%s%N)}
+_e2e_stage=""
+_e2e_stage_t0=0
+
+e2e_say() { printf '== %s\n' "$*" >&2; }
+e2e_die() {
+    printf 'e2e: %s\n' "$*" >&2
+    exit 1
+}
+
+e2e_now_ns() { date +%s%N; }
+
+# tenths of seconds between two date +%s%N readings, printed as "12.3"
+e2e_secs() {
+    local tenths=$((($2 - $1) / 100000000))
+    printf '%d.%d' $((tenths / 10)) $((tenths % 10))
+}
+
+# e2e_stage NAME: end the previous stage (print and record its wall time)
+# and start NAME. e2e_stage "" ends the current one.
+e2e_stage() {
+    local now
+    now=$(e2e_now_ns)
+    if [ -n "$_e2e_stage" ]; then
+        local took
+        took=$(e2e_secs "$_e2e_stage_t0" "$now")
+        printf '== [%s] %s s\n' "$_e2e_stage" "$took" >&2
+        if [ -n "${E2E_TIMINGS:-}" ]; then
+            printf '%s %s\n' "$_e2e_stage" "$took" >>"$E2E_TIMINGS"
+        fi
+    fi
+    _e2e_stage=$1
+    _e2e_stage_t0=$now
+    if [ -n "$_e2e_stage" ]; then
+        printf '== [%s] ...\n' "$_e2e_stage" >&2
+    fi
+}
+
+# wait_until TIMEOUT_S DESCRIPTION COMMAND...: poll every 0.2 s, bounded
+e2e_wait_until() {
+    local timeout=$1 what=$2 deadline
+    shift 2
+    deadline=$(($(date +%s) + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            e2e_say "timed out after ${timeout} s waiting for: $what"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# The mirror this machine already uses (deb822 .sources or sources.list),
+# as in scripts/provision-chroot-test.sh.
+e2e_mirror() {
+    local uri=""
+    if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    fi
+    if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list)
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# host:port of an http:// URI
+e2e_uri_hostport() {
+    local rest=${1#http://}
+    rest=${rest%%/*}
+    case "$rest" in
+        *:*) echo "$rest" ;;
+        *) echo "$rest:80" ;;
+    esac
+}
+
+# Every apt source URI of a root (deb822 and one-line style), one per line.
+e2e_root_source_uris() {
+    local root=$1
+    cat "$root"/etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}'
+    cat "$root"/etc/apt/sources.list "$root"/etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}'
+}
+
+# Mount what apt and postinst scripts need in a chroot; e2e_chroot_umount undoes it.
+_E2E_CHROOT_MOUNTS=()
+e2e_chroot_mount() {
+    local root=$1
+    mount -t proc proc "$root/proc" && _E2E_CHROOT_MOUNTS+=("$root/proc")
+    mount --bind /dev "$root/dev" && _E2E_CHROOT_MOUNTS+=("$root/dev")
+    mount -t tmpfs tmpfs "$root/tmp" && _E2E_CHROOT_MOUNTS+=("$root/tmp")
+}
+e2e_chroot_umount() {
+    local i
+    for ((i = ${#_E2E_CHROOT_MOUNTS[@]} - 1; i >= 0; i--)); do
+        umount -l "${_E2E_CHROOT_MOUNTS[$i]}" 2>/dev/null || true
+    done
+    _E2E_CHROOT_MOUNTS=()
+}
+
+# The host's extra CAs (a CI machine may reach the mirror through a
+# TLS-inspecting proxy); plain-http apt does not need them, pip on the host does.
+e2e_copy_host_cas() {
+    local root=$1
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        mkdir -p "$root/usr/local/share/ca-certificates"
+        cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+        chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+    fi
+}
+
+# Build (or reuse) $E2E_ROOTFS: Debian bookworm minbase with systemd as init,
+# dbus, sudo and a "pi" user with passwordless sudo and no password (what
+# Raspberry Pi Imager makes: SSH keys only). Nothing of Mission Control.
+# A pristine root of scripts/provision-chroot-test.sh is reused if cached.
+e2e_rootfs_ensure() {
+    local rebuild=${1:-no} tmp mirror_uri log
+    if [ "$rebuild" != yes ] && [ -e "$E2E_ROOTFS/$E2E_ROOTFS_MARK" ]; then
+        e2e_say "using the cached root $E2E_ROOTFS"
+        return 0
+    fi
+    mkdir -p "$E2E_CACHE"
+    tmp=$E2E_ROOTFS.tmp
+    log=$E2E_CACHE/e2e-rootfs.log
+    rm -rf "$tmp" "$E2E_ROOTFS"
+    mirror_uri=$(e2e_mirror)
+    if [ -e "$E2E_PRISTINE/.mission-control-pristine" ]; then
+        e2e_say "deriving $E2E_ROOTFS from $E2E_PRISTINE"
+        cp -a "$E2E_PRISTINE" "$tmp"
+        rm -f "$tmp/.mission-control-pristine"
+    else
+        e2e_say "debootstrap $E2E_SUITE minbase from $mirror_uri (about 1.5-2 min)"
+        timeout 900 debootstrap --variant=minbase \
+            --include=systemd,systemd-sysv,dbus,sudo,python3,python3-apt,iproute2,ca-certificates \
+            "$E2E_SUITE" "$tmp" "$mirror_uri" >"$log" 2>&1 ||
+            e2e_die "debootstrap failed, see $log"
+        if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+            cp /etc/apt/sources.list.d/debian.sources "$tmp/etc/apt/sources.list.d/debian.sources"
+            : >"$tmp/etc/apt/sources.list"
+        fi
+    fi
+    # no service may start while we install into the chroot
+    printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
+    chmod 0755 "$tmp/usr/sbin/policy-rc.d"
+    cp -L /etc/resolv.conf "$tmp/etc/resolv.conf"
+    e2e_chroot_mount "$tmp"
+    if ! {
+        chroot "$tmp" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            chroot "$tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends systemd systemd-sysv dbus sudo python3 python3-apt \
+                iproute2 ca-certificates
+    } >>"$log" 2>&1; then
+        e2e_chroot_umount
+        e2e_die "installing systemd into the root failed, see $log"
+    fi
+    # the user Raspberry Pi Imager creates: keys only (locked password), sudo
+    # without a password (Raspberry Pi OS's /etc/sudoers.d/010_pi-nopasswd)
+    chroot "$tmp" useradd --create-home --shell /bin/bash --groups sudo pi >>"$log" 2>&1 ||
+        { e2e_chroot_umount; e2e_die "useradd pi failed, see $log"; }
+    chroot "$tmp" passwd --lock pi >>"$log" 2>&1 || true
+    printf 'pi ALL=(ALL) NOPASSWD: ALL\n' >"$tmp/etc/sudoers.d/010_pi-nopasswd"
+    chmod 0440 "$tmp/etc/sudoers.d/010_pi-nopasswd"
+    chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+    e2e_chroot_umount
+    # a flashed image: old (here: no) package lists, so the first run updates
+    # them; services start normally
+    rm -rf "$tmp"/var/lib/apt/lists/* "$tmp/var/lib/apt/periodic/update-success-stamp" \
+        "$tmp/usr/sbin/policy-rc.d"
+    mkdir -p "$tmp/var/lib/apt/lists/partial"
+    touch -d 2020-01-01 "$tmp/var/lib/apt/lists" "$tmp/var/lib/apt/lists/partial"
+    # a host name that resolves without DNS (sudo looks it up), as the Imager
+    # sets; no DNS server (the Pi needs none here; lookups fail at once)
+    echo mc-pi >"$tmp/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\tmc-pi\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+        >"$tmp/etc/hosts"
+    : >"$tmp/etc/resolv.conf"
+    touch "$tmp/$E2E_ROOTFS_MARK"
+    mv "$tmp" "$E2E_ROOTFS"
+}
+
+# The locked runtime dependencies, downloaded once per lock file: the Pi's
+# venv installs them offline (pip --no-index --find-links, hashes checked).
+# Sets E2E_WHEELS to the directory (call it directly, not in $(...): a
+# failure must stop the caller).
+e2e_wheelhouse() {
+    local lock=$1 python=$2 dir sum
+    sum=$(sha256sum "$lock" | cut -c1-16)
+    dir=$E2E_CACHE/wheels-$sum
+    if [ ! -e "$dir/.complete" ]; then
+        rm -rf "$dir.tmp"
+        mkdir -p "$dir.tmp"
+        # the lock's own files (hash-checked), then what builds an sdist
+        env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$python" -m pip download --quiet --no-deps \
+            --require-hashes -r "$lock" -d "$dir.tmp" >"$E2E_CACHE/e2e-wheels.log" 2>&1 ||
+            e2e_die "pip download of $lock failed, see $E2E_CACHE/e2e-wheels.log"
+        env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 300 "$python" -m pip download --quiet --no-deps \
+            --only-binary=:all: setuptools wheel -d "$dir.tmp" >>"$E2E_CACHE/e2e-wheels.log" 2>&1 ||
+            e2e_die "pip download of setuptools and wheel failed, see $E2E_CACHE/e2e-wheels.log"
+        touch "$dir.tmp/.complete"
+        rm -rf "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    E2E_WHEELS=$dir
+}

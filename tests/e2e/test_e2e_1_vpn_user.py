@@ -1,0 +1,12 @@
+"""Check 1: through the tunnel from the laptop, HTTPS verified against the Pi's
+CA, login with the password generated on the Pi, an agent, a demo task run by
+the worker, its result, and the run's events on the live feed (one-time ticket)."""
+
+from __future__ import annotations
+
+from e2e_checks import check_vpn_user_flow
+from e2e_support import Testbed
+
+
+def test_laptop_uses_the_ui_and_api_through_the_tunnel(testbed: Testbed) -> None:
+    print(check_vpn_user_flow(testbed, "first boot"))

@@ -1,0 +1,11 @@
+"""Check 2: a host on the Pi's LAN that is not a VPN peer reaches the health page
+and nothing else (every TCP port scanned, with services planted on the Pi)."""
+
+from __future__ import annotations
+
+from e2e_checks import check_lan
+from e2e_support import Testbed
+
+
+def test_lan_sees_only_the_health_page(testbed: Testbed) -> None:
+    print(check_lan(testbed))

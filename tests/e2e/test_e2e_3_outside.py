@@ -1,0 +1,12 @@
+"""Check 3: from the internet only WireGuard's UDP port is open (all TCP ports and
+the common UDP ports scanned, services planted on the Pi), and a handshake
+with an unknown key gets no answer."""
+
+from __future__ import annotations
+
+from e2e_checks import check_outside
+from e2e_support import Testbed
+
+
+def test_outside_sees_only_wireguard(testbed: Testbed) -> None:
+    print(check_outside(testbed))
