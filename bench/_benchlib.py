@@ -333,7 +333,7 @@ wrk.headers["Authorization"] = "{authorization}"
 wrk.headers["Content-Type"] = "application/json"
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
+    + summary.errors.timeout
   io.write(string.format("WRK %d %.3f %.3f %.3f %.3f %d\\n", summary.requests,
     summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
     latency:percentile(99) / 1000, errors))

@@ -110,10 +110,14 @@ e2e_uri_hostport() {
 
 # Every apt source URI of a root (deb822 and one-line style), one per line.
 e2e_root_source_uris() {
-    local root=$1
-    cat "$root"/etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}'
-    cat "$root"/etc/apt/sources.list "$root"/etc/apt/sources.list.d/*.list 2>/dev/null |
-        awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}'
+    local root=$1 f
+    for f in "$root"/etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' "$f"
+    done
+    for f in "$root"/etc/apt/sources.list "$root"/etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] && awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; break}}' "$f"
+    done
+    return 0
 }
 
 # Mount what apt and postinst scripts need in a chroot; e2e_chroot_umount undoes it.

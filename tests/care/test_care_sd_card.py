@@ -45,14 +45,14 @@ async def test_an_idle_worker_rewrites_its_heartbeat_only_to_prove_liveness(
         await real(*args, **kwargs)
 
     monkeypatch.setattr(worker_module, "write_heartbeat", counting)
-    settings = make_settings(tmp_path, worker_heartbeat_quiet_max_s=0.8)
+    settings = make_settings(tmp_path, worker_heartbeat_quiet_max_s=1.0)
     async with running_worker(settings, heartbeat_s=0.05) as worker:
         assert len(writes) == 1  # start-up announces the worker
         loop = asyncio.create_task(worker._heartbeat_loop())
         try:
             await asyncio.sleep(0.5)
             assert len(writes) == 1  # nothing changed: ten looks, no write
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.8)
             assert len(writes) == 2  # but liveness is still proven
             worker._running[4242] = asyncio.Event()  # a change is written at once
             worker._changed.set()

@@ -94,7 +94,7 @@ def check_vpn_user_flow(tb: Testbed, label: str) -> str:
                     and data.get("payload", {}).get("task_id") == task_id
                 )
 
-            messages = sse_events(feed, done, deadline_s=90)
+            messages = sse_events(feed, done, deadline_s=60)
         kinds = [m.get("event") for m in messages]
         for wanted in ("task.created", "conversation.started", "conversation.succeeded"):
             assert wanted in kinds, f"the live feed missed {wanted}: {kinds}"

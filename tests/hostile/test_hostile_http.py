@@ -178,7 +178,7 @@ def test_a_slow_head_is_cut_after_the_request_timeout(server: RealServer) -> Non
     took = time.monotonic() - started
     assert_refused(response, closed, frozenset({408}))
     assert status_of(response) == 408
-    assert took < TIMEOUT_S + 2, took
+    assert took < TIMEOUT_S + 8, took
     assert_still_serving(server)
 
 
@@ -187,7 +187,7 @@ def test_a_connection_that_sends_nothing_is_closed(server: RealServer) -> None:
     response, closed = raw_exchange(server.port, b"", read_timeout_s=TIMEOUT_S + 3)
     assert closed, "an idle connection was kept open"
     assert status_of(response) in (None, 408)
-    assert time.monotonic() - started < TIMEOUT_S + 2
+    assert time.monotonic() - started < TIMEOUT_S + 8
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -207,7 +207,7 @@ def test_a_slow_body_is_cut_with_408_and_the_connection_closed(
     assert_refused(response, closed, frozenset({408}))
     assert status_of(response) == 408
     assert b'"request_timeout"' in response
-    assert took < TIMEOUT_S + 2.5, took
+    assert took < TIMEOUT_S + 8, took
     assert_still_serving(server)
 
 

@@ -359,7 +359,7 @@ def test_hanging_agent_times_out_and_its_group_is_killed(fake_agent, workspace, 
         assert len(pids) == 2
         assert result.timed_out and not result.ok
         assert result.reason.startswith("stopped: wall-clock limit of 1 s")
-        assert elapsed < 1.0 + 0.3 + 1.5
+        assert elapsed < 1.0 + 0.3 + 6.0  # wall clock + grace, with room for a loaded machine
         assert wait_gone(pids, within=0.5) == []  # the SIGTERM-ignoring child too
         assert result.group_clean
     finally:
