@@ -12,12 +12,14 @@ RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_ST
 $(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
 	@scripts/bootstrap-venv.sh dev
 
-## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080
+## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080 with a worker
 run: $(DEV_STAMP)
 	@mkdir -p var
 	@$(RUN_ENV) $(BIN)/missionctl db migrate
 	@$(RUN_ENV) $(BIN)/missionctl first-run
-	@$(RUN_ENV) exec $(BIN)/missionctl serve --host $(HOST) --port $(PORT)
+	@$(RUN_ENV) $(BIN)/missionctl worker --name dev & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(RUN_ENV) $(BIN)/missionctl serve --host $(HOST) --port $(PORT)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
 test: $(DEV_STAMP) test-deps lint typecheck unit
