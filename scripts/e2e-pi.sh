@@ -20,6 +20,7 @@
 #   laptop   192.168.50.20 a WireGuard peer (userspace wireguard-go)
 #   outside  198.51.100.2  the internet, routed to the LAN through the router
 #
+# MC_E2E_SOURCE: another checkout to provision from (default: this one).
 # Caches (MC_E2E_CACHE, default /var/cache/mission-control-testbed): the
 # bookworm root, the locked wheels, apt's downloaded packages. --rebuild
 # makes the root again. Needs root, network namespaces, systemd-nspawn
@@ -34,7 +35,7 @@ LAPTOP_IF=mce2e-lap
 ACTIVE=$E2E_CACHE/e2e-active
 
 usage() {
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,/^set -E/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -352,7 +353,7 @@ write_playbook_inputs() {
     mkdir -p "$STATE_DIR/src" "$STATE_DIR/artifacts" "$STATE_DIR/home" "$STATE_DIR/cp" "$STATE_DIR/ssh"
     # One snapshot for both runs: others may be editing the working tree, and
     # an edit would rightly make the second run change something.
-    (cd "$E2E_REPO" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml \
+    (cd "${MC_E2E_SOURCE:-$E2E_REPO}" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml \
         requirements.lock app provisioning systemd nginx wireguard scripts/mc-vpn) |
         tar -xf - -C "$STATE_DIR/src"
     rm -f "$STATE_DIR/src/provisioning/inventory.ini" "$STATE_DIR/src/provisioning/group_vars/all.yml"
@@ -549,6 +550,10 @@ teardown() {
         e2e_say "teardown left: $left"
         return 1
     fi
+    # the playbook and console logs outlive the run
+    mkdir -p "$E2E_CACHE/e2e-last-logs"
+    rm -f "$E2E_CACHE"/e2e-last-logs/*.log
+    cp "$STATE_DIR"/run*.log "$STATE_DIR"/console*.log "$E2E_CACHE/e2e-last-logs/" 2>/dev/null || true
     if [ "$KEEP" = yes ]; then
         e2e_say "teardown: clean; files kept in $STATE_DIR"
     else

@@ -8,6 +8,8 @@
 # work directory, processes whose pid it recorded.
 
 E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# root's tools live in sbin, which a CI runner's PATH may lack
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 E2E_CACHE=${MC_E2E_CACHE:-${MC_TESTBED_CACHE:-/var/cache/mission-control-testbed}}
 E2E_SUITE=bookworm
 # scripts/provision-chroot-test.sh's pristine minbase root: reused when present

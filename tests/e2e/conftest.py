@@ -1,12 +1,14 @@
 """pytest wiring for tests/e2e (helpers: e2e_support.py, e2e_checks.py).
 
-One session-scoped stand-in Pi for all checks: ``scripts/e2e-pi.sh up`` brings
-it up and provisions it (minutes), ``down`` removes every namespace, mount and
-process afterwards. When scripts/e2e-pi.sh runs pytest itself it passes
-MC_E2E_STATE, and the running testbed is used as is."""
+One stand-in Pi for all checks: ``scripts/e2e-pi.sh up`` brings it up and
+provisions it (minutes), ``down`` removes every namespace, mount and process
+right after the last end-to-end test (not at the end of a whole ``make test``
+session). When scripts/e2e-pi.sh runs pytest itself it passes MC_E2E_STATE,
+and the running testbed is used as is."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_support import HARNESS, SETUP_TIMEOUT_S, Testbed, skip_reason
 
+HERE = Path(__file__).resolve().parent
+
+# the state directory of a testbed this session brought up (and must remove)
+_owned: list[Path] = []
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -27,9 +34,35 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _is_e2e(item: pytest.Item | None) -> bool:
+    return item is not None and HERE in Path(str(item.path)).parents
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The reboot check goes last: the others expect the Pi as provisioned."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e_last") is not None)
+    """The reboot check goes last among the end-to-end tests (the others expect
+    the Pi as provisioned); the rest of the suite keeps its order."""
+    positions = [i for i, item in enumerate(items) if _is_e2e(item)]
+    if not positions:
+        return
+    block = [items[i] for i in positions]
+    block.sort(key=lambda item: item.get_closest_marker("e2e_last") is not None)
+    for i, item in zip(positions, block, strict=True):
+        items[i] = item
+
+
+def _down() -> None:
+    while _owned:
+        state_dir = _owned.pop()
+        result = subprocess.run(
+            [str(HARNESS), "down", "--state-dir", str(state_dir)], check=False, timeout=300
+        )
+        assert result.returncode == 0, "teardown left something behind (see its output)"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _owned and _is_e2e(item) and not _is_e2e(nextitem):
+        _down()
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +76,19 @@ def testbed() -> Iterator[Testbed]:
         return
     state_dir = Path(tempfile.mkdtemp(prefix="mc-e2e.", dir="/var/tmp"))
     up = [str(HARNESS), "up", "--state-dir", str(state_dir), "--owner-pid", str(os.getpid())]
-    down = [str(HARNESS), "down", "--state-dir", str(state_dir)]
+    _owned.append(state_dir)
     try:
         proc = subprocess.run(up, check=False, timeout=SETUP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        subprocess.run(down, check=False, timeout=300)
+        _down()
         pytest.fail(f"scripts/e2e-pi.sh up did not finish in {SETUP_TIMEOUT_S} s")
     if proc.returncode != 0:
         # the harness tore down what it had made; its output says what failed
+        _owned.remove(state_dir)
+        with contextlib.suppress(OSError):
+            state_dir.rmdir()
         pytest.fail(f"scripts/e2e-pi.sh up failed (exit {proc.returncode}); see its output above")
     try:
         yield Testbed(state_dir / "state.env")
     finally:
-        result = subprocess.run(down, check=False, timeout=300)
-        assert result.returncode == 0, "teardown left something behind (see its output)"
+        _down()

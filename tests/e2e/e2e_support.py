@@ -60,7 +60,8 @@ def skip_reason() -> str | None:
         return "needs root (network namespaces, systemd-nspawn)"
     tools = ["systemd-nspawn", "nsenter", "ip", "wg", "wg-quick", "wireguard-go", "socat"]
     tools += ["ansible-playbook", "debootstrap", "ssh"]
-    missing = [t for t in tools if shutil.which(t) is None]
+    path = f"{os.environ.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
+    missing = [t for t in tools if shutil.which(t, path=path) is None]
     if missing:
         return f"{', '.join(missing)} not installed (scripts/e2e/install-deps.sh installs them)"
     if not Path("/dev/net/tun").exists():
@@ -211,6 +212,8 @@ def timespan_s(text: str) -> float:
     """systemd's time span notation ("1min 30s", "500ms", "infinity") in seconds."""
     if text in ("", "infinity"):
         return 0.0
+    if re.fullmatch(r"[0-9.]+", text.strip()):
+        return float(text)  # a bare number is seconds
     total = 0.0
     for number, unit in re.findall(r"([0-9.]+)\s*(us|ms|min|s|h|d)", text):
         total += float(number) * _SPANS[unit]

@@ -14,7 +14,8 @@ def test_second_run_over_the_tunnel_changes_nothing(testbed: Testbed) -> None:
     assert tb["RUN2_FAILED"] == "0" and tb["RUN2_UNREACHABLE"] == "0"
     assert tb["RUN2_CHANGED"] == "0", (
         f"the second site.yml run changed {tb['RUN2_CHANGED']} tasks "
-        f"(see {tb.state_dir}/run2.log: 'changed:' lines)"
+        f"(the 'changed:' lines of {tb.state_dir}/run2.log, kept after the run in "
+        f"/var/cache/mission-control-testbed/e2e-last-logs/run2.log)"
     )
     print(
         f"run 1 ({tb['RUN1_TRANSPORT']}): {tb['RUN1_SECONDS']} s, changed={tb['RUN1_CHANGED']}; "

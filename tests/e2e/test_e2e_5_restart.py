@@ -4,11 +4,13 @@ watchdog and is restarted within WatchdogSec plus a few seconds."""
 
 from __future__ import annotations
 
+import re
 import time
 
-from e2e_support import Testbed, https_client, wait_for
+from e2e_support import REPO, Testbed, https_client, timespan_s, wait_for
 
 UNIT = "mission-control.service"
+SYSTEMD = REPO / "systemd"
 # after the watchdog fires: RestartSec= and a start-up of a second or two
 SLACK_S = 5
 
@@ -41,6 +43,11 @@ def test_kill_stop_is_restarted_by_the_watchdog(testbed: Testbed) -> None:
     tb = testbed
     watchdog_s = tb.seconds(UNIT, "WatchdogUSec")
     assert watchdog_s > 0, "the API unit has no watchdog"
+    promised = re.search(r"^WatchdogSec=(\S+)", (SYSTEMD / UNIT).read_text(), re.M)
+    assert promised and watchdog_s == timespan_s(promised.group(1)), (
+        f"the running API's watchdog is {watchdog_s} s, systemd/{UNIT} says "
+        f"{promised.group(1) if promised else 'nothing'}"
+    )
     restart_s = tb.seconds(UNIT, "RestartUSec")
     bound = watchdog_s + restart_s + SLACK_S
     assert _serving(tb)

@@ -31,12 +31,12 @@ UNITS = [
 
 @pytest.fixture(scope="module")
 def rebooted(testbed: Testbed) -> Testbed:
-    before = testbed.pi_pid
+    before, boot = testbed.pi_pid, int(testbed["BOOT"])
     start = time.monotonic()
     proc = testbed.reboot()
     assert proc.returncode == 0, f"the reboot failed:\n{proc.stderr[-3000:]}"
     assert testbed.pi_pid != before
-    assert testbed["BOOT"] == "2"
+    assert int(testbed["BOOT"]) == boot + 1
     print(f"rebooted in {time.monotonic() - start:.1f} s (boot {testbed['BOOT']})")
     return testbed
 

@@ -23,9 +23,10 @@ def test_added_peer_connects_at_once_and_a_revoked_one_cannot(testbed: Testbed) 
     tb.run(["mc-vpn", "revoke", "phone"], check=False)  # a leftover of an earlier attempt
     added = tb.run(["mc-vpn", "add", "phone"]).stdout
     assert "added: phone 10.8.0." in added, added
-    assert "applied" in added, f"mc-vpn add did not apply the peer at once: {added}"
     phone_pub = tb.read("/etc/wireguard/mission-control/peers/phone/public.key").strip()
-    assert phone_pub in tb.run(["wg", "show", "wg0", "peers"]).stdout
+    assert phone_pub in tb.run(["wg", "show", "wg0", "peers"]).stdout, (
+        f"mc-vpn add did not load the phone into the running wg0: {added}"
+    )
     phone_conf = client_conf(tb, "phone")  # what the phone imported (QR code)
     try:
         with wg_peer(tb, ns, PHONE_IF, phone_conf) as phone:
@@ -36,8 +37,10 @@ def test_added_peer_connects_at_once_and_a_revoked_one_cannot(testbed: Testbed) 
                 assert client.get("/healthz").status_code == 200
 
             revoked = tb.run(["mc-vpn", "revoke", "phone"]).stdout
-            assert "revoked: phone" in revoked and "applied" in revoked, revoked
-            assert phone_pub not in tb.run(["wg", "show", "wg0", "peers"]).stdout
+            assert "revoked: phone" in revoked, revoked
+            assert phone_pub not in tb.run(["wg", "show", "wg0", "peers"]).stdout, (
+                f"the revoked phone is still a peer of the running wg0: {revoked}"
+            )
             # its current session is dead at once ...
             with https_client(tb, ns) as client:
                 try:
