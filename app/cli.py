@@ -256,23 +256,28 @@ def cmd_backup_verify(args: argparse.Namespace, _: Settings) -> int:
     return 0
 
 
+RESTORE_UNITS = ("mission-control-worker.service", "mission-control.service")
+
+
 def cmd_backup_restore(args: argparse.Namespace, settings: Settings) -> int:
     from app.backup.archive import BackupError, restore_backup
     from app.backup.service_control import ServiceControl
 
-    control = ServiceControl(None if args.no_service else args.service)
-    stopped = control.stop_if_running()
+    # the worker holds the database open too: stop it first, start it last
+    units = [] if args.no_service else (args.service or list(RESTORE_UNITS))
+    controls = [ServiceControl(unit) for unit in units]
+    stopped = [control for control in controls if control.stop_if_running()]
     try:
         safety = restore_backup(Path(args.file), settings.database_path, settings.backups_path)
     except BackupError as exc:
         print(
             f"missionctl backup restore: {exc}; the live database was not changed", file=sys.stderr
         )
-        if stopped:
+        for control in reversed(stopped):
             control.start()
         return 1
     migrate(settings.database_path, settings.backups_path)
-    if stopped:
+    for control in reversed(stopped):
         control.start()
     print(f"restored {args.file}; the previous database is kept at {safety}")
     return 0
@@ -383,7 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_backup_verify)
     restore = backup.add_parser("restore", help="restore a backup (stops the service meanwhile)")
     restore.add_argument("file")
-    restore.add_argument("--service", default="mission-control.service")
+    restore.add_argument(
+        "--service",
+        action="append",
+        help="a unit to stop meanwhile (repeatable; default: the worker and the API)",
+    )
     restore.add_argument("--no-service", action="store_true", help="do not stop/start a unit")
     restore.set_defaults(func=cmd_backup_restore)
 

@@ -89,11 +89,6 @@ def test_backup_restore_brings_back_the_same_content(testbed: Testbed) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missionctl backup restore stops only mission-control.service: the worker keeps "
-    "the replaced (deleted) database open and never sees new work until it is restarted",
-)
 def test_the_worker_runs_tasks_after_a_restore(testbed: Testbed) -> None:
     tb = testbed
     stamp = int(time.time()) % 10**6
