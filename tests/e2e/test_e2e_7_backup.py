@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 from e2e_support import Testbed, https_client, login, wait_for
 
 MISSIONCTL = "/opt/mission-control/venv/bin/missionctl"
