@@ -41,6 +41,7 @@ HEADLINES = (
     "until the last of",
     "server RSS",
     "MB/s",
+    "flood",
 )
 
 

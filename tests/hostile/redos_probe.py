@@ -288,6 +288,12 @@ def adversarial_inputs(expression: Expression) -> Iterator[tuple[str, str]]:
     yield "a line of mixed text", _fill("key: value = 'x' ;\n")
 
 
+def _timed(operation: Callable[[str], object], text: str) -> float:
+    started = time.perf_counter()
+    operation(text)
+    return time.perf_counter() - started
+
+
 def time_expression(expression: Expression) -> tuple[float, str]:
     """The worst time of search/fullmatch/finditer over the adversarial inputs."""
     pattern = expression.compiled()
@@ -299,9 +305,9 @@ def time_expression(expression: Expression) -> tuple[float, str]:
     ]
     for description, text in adversarial_inputs(expression):
         for name, operation in operations:
-            started = time.perf_counter()
-            operation(text)
-            took = time.perf_counter() - started
+            took = _timed(operation, text)
+            if took > PER_INPUT_LIMIT_S:  # once more: a load spike on a shared machine
+                took = min(took, _timed(operation, text))
             if took > worst:
                 worst, how = took, f"{name} on {description}"
             if took > PER_INPUT_LIMIT_S:
