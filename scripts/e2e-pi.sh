@@ -31,7 +31,7 @@ source "$(dirname "$0")/e2e/lib.sh"
 # no silent exit: name the command that failed
 trap 'e2e_say "failed: line $LINENO: $BASH_COMMAND"' ERR
 
-LAPTOP_IF=mce2e-lap
+LAPTOP_IF=$E2E_IFTAG-lap
 ACTIVE=$E2E_CACHE/e2e-active
 
 usage() {
@@ -454,7 +454,7 @@ cmd_up() {
     state_set STATE_DIR "$STATE_DIR"
     state_set PREFIX "$E2E_PREFIX"
     for var in NS_PI NS_LAPTOP NS_LAN NS_OUTSIDE MACHINE LAN_SUBNET LAN_ROUTER PI_LAN LAPTOP_LAN \
-        WAN_ROUTER OUTSIDE_ADDR TUNNEL_ADDR WG_PORT; do
+        WAN_ROUTER OUTSIDE_ADDR TUNNEL_ADDR WG_PORT IFTAG; do
         local name="E2E_$var"
         state_set "$var" "${!name}"
     done
@@ -532,7 +532,7 @@ teardown() {
     done
     kill_recorded "$(state_get PI_RELAY_PID)" "$STATE_DIR/apt-relay.sock"
     kill_recorded "$(state_get HOST_RELAY_PID)" "$STATE_DIR/apt-relay.sock"
-    rm -f /var/run/wireguard/mce2e-*.sock
+    rm -f /var/run/wireguard/"$E2E_IFTAG"-*.sock
     umount_under "$STATE_DIR"
     local left=""
     if awk -v d="$STATE_DIR/" 'index($2, d) == 1' /proc/self/mounts | grep -q .; then

@@ -19,6 +19,10 @@ E2E_PRISTINE=$E2E_CACHE/rootfs-$E2E_SUITE-minbase
 E2E_ROOTFS=$E2E_CACHE/rootfs-$E2E_SUITE-nspawn
 E2E_ROOTFS_MARK=.mc-e2e-rootfs-v2
 E2E_PREFIX=${MC_E2E_PREFIX:-mc-e2e}
+# WireGuard interface names start with this (their control sockets live in the
+# host's /var/run/wireguard, shared by every testbed: two concurrent testbeds
+# need two tags as well as two prefixes and two caches)
+E2E_IFTAG=${MC_E2E_IFTAG:-mce2e}
 
 # The stand-in network (see docs/e2e.md for the picture).
 E2E_NS_PI=$E2E_PREFIX-pi

@@ -179,7 +179,7 @@ def check_outside(tb: Testbed) -> str:
 
     # WireGuard's port is open to the world: a known peer gets through from outside
     travel = (Path(tb["ARTIFACTS"]) / "pi" / "travel.conf").read_text()
-    with wg_peer(tb, ns, "mce2e-trv", travel) as peer:
+    with wg_peer(tb, ns, f"{tb['IFTAG']}-trv", travel) as peer:
         wait_for(
             "a handshake of the travel peer from outside",
             lambda: peer.kick() or peer.handshake(),
@@ -189,7 +189,7 @@ def check_outside(tb: Testbed) -> str:
             assert client.get("/healthz").status_code == 200
 
     # an unknown key: initiations go out, nothing ever comes back
-    with wg_peer(tb, ns, "mce2e-unk", unknown_key_conf(tb)) as stranger:
+    with wg_peer(tb, ns, f"{tb['IFTAG']}-unk", unknown_key_conf(tb)) as stranger:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
             stranger.kick()

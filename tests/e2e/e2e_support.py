@@ -51,8 +51,9 @@ def skip_reason() -> str | None:
     """Why the end-to-end checks cannot run here (None: they can)."""
     if os.environ.get("MC_E2E") != "1":
         return (
-            "end-to-end appliance checks are opt-in: set MC_E2E=1 (root, network "
-            "namespaces, systemd-nspawn; about 4-6 minutes), or run scripts/e2e-pi.sh"
+            "end-to-end appliance checks run from `make test` (which sets MC_E2E=1 unless "
+            "MC_E2E=0 is given); with plain pytest set MC_E2E=1 (root, network namespaces, "
+            "systemd-nspawn; about 5-7 minutes), or run scripts/e2e-pi.sh"
         )
     if not sys.platform.startswith("linux"):
         return "needs Linux (network namespaces, systemd-nspawn)"

@@ -9,8 +9,6 @@ import time
 import httpx
 from e2e_support import Testbed, client_conf, https_client, wait_for, wg_peer
 
-PHONE_IF = "mce2e-phn"
-
 
 def _laptop_ok(tb: Testbed) -> bool:
     with https_client(tb) as client:
@@ -29,7 +27,7 @@ def test_added_peer_connects_at_once_and_a_revoked_one_cannot(testbed: Testbed) 
     )
     phone_conf = client_conf(tb, "phone")  # what the phone imported (QR code)
     try:
-        with wg_peer(tb, ns, PHONE_IF, phone_conf) as phone:
+        with wg_peer(tb, ns, f"{tb['IFTAG']}-phn", phone_conf) as phone:
             start = time.monotonic()
             wait_for("the new phone's handshake", lambda: phone.kick() or phone.handshake(), 10)
             connected_s = time.monotonic() - start
@@ -50,7 +48,7 @@ def test_added_peer_connects_at_once_and_a_revoked_one_cannot(testbed: Testbed) 
                 else:
                     raise AssertionError("the revoked phone still reached the Pi")
         # ... and a fresh start cannot handshake any more
-        with wg_peer(tb, ns, PHONE_IF, phone_conf) as again:
+        with wg_peer(tb, ns, f"{tb['IFTAG']}-phn", phone_conf) as again:
             deadline = time.monotonic() + 7
             while time.monotonic() < deadline:
                 again.kick()

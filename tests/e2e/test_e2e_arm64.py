@@ -1,7 +1,7 @@
 """The arm64 smoke test (Raspberry Pi's architecture, under qemu-user emulation):
 the wheel and the locked dependencies install into a venv in an arm64 bookworm
 root, and `missionctl --version` and a short `missionctl serve` answer.
-Opt-in (MC_E2E_ARM64=1): about 2 minutes with the arm64 root cached, 5-6
+`make test` runs it (MC_E2E_ARM64=1); about 2 minutes with the arm64 root cached, 5-6
 without. The appliance itself is checked by the other tests/e2e (amd64)."""
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ SCRIPT = REPO / "scripts" / "e2e" / "arm64-smoke.sh"
 
 def _skip_reason() -> str | None:
     if os.environ.get("MC_E2E_ARM64") != "1":
-        return "the arm64 smoke test is opt-in: MC_E2E_ARM64=1 (root; qemu-user-static)"
+        return (
+            "the arm64 smoke test runs from `make test` (MC_E2E_ARM64=1 unless MC_E2E_ARM64=0); "
+            "with plain pytest set MC_E2E_ARM64=1 (root; qemu-user-static)"
+        )
     if os.geteuid() != 0:
         return "needs root (debootstrap, chroot, binfmt_misc)"
     if shutil.which("debootstrap") is None or shutil.which("apt-get") is None:
