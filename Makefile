@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8080
-RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_STATE_DIR=$${MC_STATE_DIR:-./var}
+RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_STATE_DIR=$${MC_STATE_DIR:-./var} MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2}
 
 .PHONY: run test lint typecheck unit bench lock clean test-deps provision-test
 

@@ -291,6 +291,29 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return _run(run_worker(settings, name=args.name, once=args.once, stop_grace_s=args.stop_grace))
 
 
+def cmd_runner_sandbox_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Probe the agents' sandbox as the worker does at start; JSON on stdout; exit 0
+    only when confinement is enforced."""
+    import json
+    import os
+
+    from app.runner.sandbox import probe
+
+    mode = args.mode or settings.runner_sandbox
+    report, _ = _run(
+        probe(
+            mode=mode,
+            database_path=settings.database_path.absolute(),
+            state_dir=settings.state_dir.absolute(),
+            secrets_dir=settings.secrets_dir.absolute(),
+            backups_dir=settings.backups_path.absolute(),
+        )
+    )
+    result = {**report.as_dict(), "runs_allowed": report.runs_allowed, "kernel": os.uname().release}
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0 if report.enforced else 1
+
+
 def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
     from app.monitoring.run import monitor
 
@@ -407,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long a run in flight may finish before it is cancelled",
     )
     worker.set_defaults(func=cmd_worker)
+
+    runner = commands.add_parser("runner", help="agent runner checks").add_subparsers(
+        dest="runner_command", required=True, metavar="COMMAND"
+    )
+    sandbox_check = runner.add_parser(
+        "sandbox-check",
+        help="probe the agents' filesystem sandbox (JSON); exit 1 when it is not enforced",
+    )
+    sandbox_check.add_argument(
+        "--mode",
+        choices=["auto", "required", "off"],
+        help="probe as if MC_RUNNER_SANDBOX were this (default: the configured value)",
+    )
+    sandbox_check.set_defaults(func=cmd_runner_sandbox_check)
 
     commands.add_parser("monitor", help="host checks that raise notifications").set_defaults(
         func=cmd_monitor

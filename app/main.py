@@ -20,6 +20,7 @@ from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
+from app.care import shutdown as shutdown_marker
 from app.care.middleware import DiskGuardMiddleware
 from app.conversations.router import router as conversations_router
 from app.core.apidocs import render_operations
@@ -127,11 +128,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_path,
             readers=settings.reader_pool_size,
             busy_timeout_ms=settings.busy_timeout_ms,
+            synchronous=settings.db_synchronous,
         )
         await db.open()
         ctx = AppContext.build(settings, db, key)
         app.state.context = ctx
+        unclean = await asyncio.to_thread(
+            shutdown_marker.claim, settings.state_dir, given_boot_id=settings.boot_id
+        )
         tasks = [asyncio.create_task(job(ctx), name=job.__name__) for job in BACKGROUND_JOBS]
+        if unclean is not None:
+            tasks.append(
+                asyncio.create_task(
+                    shutdown_marker.report_unclean_stop(ctx, unclean), name="unclean_stop"
+                )
+            )
         try:
             yield
         finally:
@@ -142,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             await ctx.usage.flush(settings.session_idle_minutes)
             await db.close()
+            # only now is the stop clean: everything acknowledged is on disk
+            shutdown_marker.release(settings.state_dir)
 
     app = FastAPI(
         title="Mission Control",

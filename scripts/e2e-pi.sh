@@ -8,9 +8,10 @@
 #        up, provision, run tests/e2e against it, tear down (the default)
 #   sudo scripts/e2e-pi.sh up --state-dir DIR [--owner-pid PID] [--rebuild]
 #        up and provisioned, left running; DIR/state.env describes it
-#   sudo scripts/e2e-pi.sh reboot --state-dir DIR
+#   sudo scripts/e2e-pi.sh reboot --state-dir DIR [--power-cut]
 #        power-cycle the Pi: stop it, fresh network namespace, boot an
-#        overlay copy of the provisioned root
+#        overlay copy of the provisioned root; --power-cut: no shutdown at
+#        all (SIGKILL to the container's PID 1 ends every process in it at once)
 #   sudo scripts/e2e-pi.sh down --state-dir DIR [--keep]
 #        stop everything, remove namespaces, mounts, processes and DIR
 #
@@ -48,6 +49,7 @@ STATE_DIR=""
 OWNER_PID=""
 REBUILD=no
 KEEP=no
+POWER_CUT=no
 PYTEST_ARGS=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -55,6 +57,7 @@ while [ "$#" -gt 0 ]; do
         --owner-pid) OWNER_PID=${2:?}; shift 2 ;;
         --rebuild) REBUILD=yes; shift ;;
         --keep) KEEP=yes; shift ;;
+        --power-cut) POWER_CUT=yes; shift ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
         *) usage ;;
     esac
@@ -156,10 +159,18 @@ make_lan() {
     ip -n "$E2E_NS_LAN" route add 10.8.0.0/24 via "$E2E_PI_LAN"
 }
 
-# link_to_lan NS ADDRESS PORT: a veth from the router's bridge into NS (eth0)
+# link_to_lan NS ADDRESS PORT: a veth from the router's bridge into NS (eth0).
+# eth0 gets a fixed MAC address (made from ADDRESS), as a real network card
+# has: after a reboot the router's neighbour entry for the Pi is still right
+# (a new random MAC left the LAN unable to reach the Pi until it expired).
 link_to_lan() {
-    local ns=$1 address=$2 port=$3
-    ip -n "$E2E_NS_LAN" link add "$port" type veth peer name eth0 netns "$ns"
+    local ns=$1 address=$2 port=$3 mac
+    # shellcheck disable=SC2046
+    mac=$(printf '02:00:%02x:%02x:%02x:%02x' $(echo "$address" | tr . ' '))
+    # a namespace just deleted is freed asynchronously: its end of an old
+    # link may still exist for a moment (seen after a power cut)
+    ip -n "$E2E_NS_LAN" link del "$port" 2>/dev/null || true
+    ip -n "$E2E_NS_LAN" link add "$port" type veth peer name eth0 address "$mac" netns "$ns"
     ip -n "$E2E_NS_LAN" link set "$port" master br0 up
     ip -n "$ns" addr add "$address/24" dev eth0
     ip -n "$ns" link set eth0 up
@@ -280,7 +291,8 @@ boot_pi() {
         --register=no --keep-unit --machine="$E2E_MACHINE" --console=read-only \
         --hostname=mc-pi --resolv-conf=off --timezone=off \
         --network-namespace-path="/run/netns/$E2E_NS_PI" \
-        --capability=CAP_NET_ADMIN --system-call-filter=bpf \
+        --capability=CAP_NET_ADMIN \
+        --system-call-filter="bpf landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
         --bind=/dev/net/tun \
         --bind-ro="$(state_get WHEELS):/var/cache/mc-e2e-wheels" \
         --bind="$E2E_CACHE/apt-archives:/var/cache/apt/archives" \
@@ -577,6 +589,19 @@ cmd_reboot() {
     local n t0
     n=$(($(state_get BOOT) + 1))
     t0=$(e2e_now_ns)
+    if [ "$POWER_CUT" = yes ]; then
+        # the power goes: the kernel ends every process of the container's PID
+        # namespace with its init, no unit stops, nothing is flushed by the Pi
+        local init nspawn i
+        init=$(state_get PI_PID)
+        nspawn=$(state_get NSPAWN_PID)
+        kill -KILL "$init" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            kill -0 "$nspawn" 2>/dev/null || break
+            sleep 0.2
+        done
+        e2e_say "power cut (SIGKILL to the Pi's PID 1)"
+    fi
     stop_pi
     # power off: the network stack goes too (firewall, addresses, sysctls)
     kill_recorded "$(state_get PI_RELAY_PID)" "$STATE_DIR/apt-relay.sock"

@@ -1,4 +1,4 @@
-"""The ``repairs`` list of ``/api/health`` and the release shown beside it.
+"""The ``repairs`` list of ``/api/health`` (the release beside it: app/health/release.py).
 
 A repair is a current problem with its cause in plain words and the command or
 page that fixes it. The findings come from the same checks as ``missionctl
@@ -12,11 +12,8 @@ whether any worker is alive, from ``worker_heartbeats``), read every time.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 from app.core.clock import iso, utcnow
 from app.core.database import Database
@@ -63,45 +60,3 @@ async def current_repairs(db: Database, settings: Settings) -> list[dict[str, st
     findings = await cached_host_checks(settings) + await database_findings(db, settings)
     findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.check))
     return [f.as_repair() for f in findings]
-
-
-def _release_name(link: Path) -> str | None:
-    try:
-        if not link.is_symlink():
-            return None
-        target = link.resolve(strict=True)
-    except OSError:
-        return None
-    return target.name if target.is_dir() else None
-
-
-def release_info(root: Path, running: str) -> dict[str, Any]:
-    """The running version; with the release layout (``<root>/releases/<name>``,
-    links ``<root>/current`` and, after an update, ``<root>/previous``) also the
-    current and previous releases. Without a ``previous`` link the newest other
-    release directory counts as the previous one."""
-    info: dict[str, Any] = {"running": running, "layout": False}
-    releases = root / "releases"
-    current = _release_name(root / "current")
-    if current is None or not releases.is_dir():
-        return info
-    previous = _release_name(root / "previous")
-    try:
-        others = sorted(
-            (entry for entry in os.scandir(releases) if entry.is_dir() and entry.name != current),
-            key=lambda entry: entry.stat().st_mtime,
-            reverse=True,
-        )
-    except OSError:
-        others = []
-    if previous is None or previous == current:
-        previous = others[0].name if others else None
-    info.update(
-        {
-            "layout": True,
-            "current": current,
-            "previous": previous,
-            "installed": sorted([current, *(entry.name for entry in others)])[:20],
-        }
-    )
-    return info

@@ -63,3 +63,14 @@ class Page(BaseModel, Generic[T]):
             offset=params.offset,
             next_offset=following if following < total else None,
         )
+
+
+def page_json(items_json: str, count: int, total: int, params: PageParams) -> bytes:
+    """The JSON of ``Page.build(items, total, params)`` serialised by pydantic, from
+    the items already serialised as a JSON array of ``count`` elements."""
+    following = params.offset + count
+    next_offset = str(following) if following < total else "null"
+    return (
+        f'{{"items":{items_json},"total":{total},"limit":{params.limit},'
+        f'"offset":{params.offset},"next_offset":{next_offset}}}'
+    ).encode()

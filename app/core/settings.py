@@ -6,7 +6,7 @@ import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     backup_dir: Path | None = None
     reader_pool_size: Annotated[int, Field(ge=1, le=16)] = 3
     busy_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 5_000
+    # "full": a write acknowledged to a client survives a power cut (one fsync
+    # per write transaction); "normal": fewer flushes, the last commits before a
+    # power cut may be lost (docs/operations.md, "Power cuts")
+    db_synchronous: Literal["full", "normal"] = "full"
+    # the boot ID, set by the unit (Environment=MC_BOOT_ID=%b); unset: the kernel's
+    boot_id: str | None = None
 
     # listening
     host: str = "127.0.0.1"
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
     profiles_path: Path = Path("/etc/mission-control/profiles.toml")
     worker_lease_s: Annotated[float, Field(gt=0)] = 60.0
     stale_run_minutes: Annotated[int, Field(ge=1)] = 30
+    # per-run filesystem sandbox of agents (Landlock; docs/runner-confinement.md):
+    # "required" refuses to run agents where it cannot be enforced (the Pi sets it),
+    # "auto" uses it when the kernel has it and says "unconfined" in health otherwise,
+    # "off" is an explicit opt-out
+    runner_sandbox: Literal["auto", "required", "off"] = "auto"
 
     # operations
     monitor_cert_path: Path = Path("/etc/mission-control-tls/server.crt")

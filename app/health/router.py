@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.backup.archive import newest_backup_age
-from app.care.repairs import current_repairs, release_info
+from app.care.repairs import current_repairs
 from app.core.context import AppContext, Ctx
 from app.health.probes import database_ok, system_figures
+from app.health.release import release_info
+from app.health.sandbox import sandbox_findings, sandbox_summary
 from app.security.dependencies import ReadAccess
 
 router = APIRouter(tags=["health"])
@@ -44,16 +46,22 @@ async def health_report(ctx: AppContext) -> dict[str, Any]:
     figures = await asyncio.to_thread(
         system_figures, str(settings.state_dir), str(settings.database_path)
     )
+    workers = await worker_heartbeats(ctx)
+    repairs = await current_repairs(ctx.db, settings)
+    sandbox = [f.as_repair() for f in sandbox_findings(workers, settings.stale_run_minutes)]
+    if sandbox:
+        repairs = sorted(repairs + sandbox, key=lambda r: (r["severity"] != "critical", r["check"]))
     return {
         "status": "ok" if db_ok else "degraded",
         "version": __version__,
         "database": {"ok": db_ok, "bytes": figures.pop("database_bytes")},
         "service_uptime_s": int(time.monotonic() - ctx.started_monotonic),
         "system": figures,
-        "workers": await worker_heartbeats(ctx),
+        "workers": workers,
+        "runner_sandbox": sandbox_summary(workers, settings.stale_run_minutes),
         "last_backup_age_s": int(age.total_seconds()) if age is not None else None,
         "release": await asyncio.to_thread(release_info, settings.release_root, __version__),
-        "repairs": await current_repairs(ctx.db, settings),
+        "repairs": repairs,
     }
 
 

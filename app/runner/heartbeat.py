@@ -7,9 +7,13 @@
   second ``missionctl worker`` with the same name would "recover" the first one's
   live runs at start-up. (SQLite in WAL mode needs every process on one host, so a
   file next to the database is seen by all of them.)
-* **Heartbeat row**: ``state`` is ``{"circuits": {profile: {...}}, "running": [ids]}``;
-  the API's pre-flight refuses tasks of a profile whose circuit is ``open`` and
-  ``/api/health`` shows the rows.
+* **Heartbeat row**: ``state`` is ``{"circuits": {profile: {...}}, "running": [ids],
+  "sandbox": {...}}``; the API's pre-flight refuses tasks of a profile whose circuit
+  is ``open``, and ``/api/health`` shows the rows. ``sandbox`` is the agents'
+  filesystem sandbox as the worker probed it at start (``SandboxReport.as_dict``:
+  ``status`` enforced / incomplete / unconfined / refused / off, the Landlock ABI,
+  each check); ``app/health/sandbox.py`` turns it into ``runner_sandbox`` and a
+  repair.
 """
 
 from __future__ import annotations

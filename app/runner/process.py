@@ -24,6 +24,13 @@ What :func:`run_confined` guarantees on Linux, whatever the agent does:
   ``stdout_cap_bytes``; beyond it the run is stopped and the output ends with
   ``\\n[TRUNCATED: output exceeded N bytes]``. stderr is drained concurrently
   (the child never blocks on it) and capped at ``stderr_cap_bytes``.
+* **filesystem sandbox** (``sandbox=``, Linux Landlock, ``app/runner/sandbox.py``):
+  the agent is exec'd through ``app.runner.sandbox_exec``, which confines itself
+  to the policy (read-only system, its workspace and TMPDIR writable, the
+  database, the secrets and ``/tmp`` out of reach) and then execs the program. If
+  it cannot, the program is not run and the result says "could not start".
+  TMPDIR is then created under ``tmp_root`` (the state directory), never in the
+  shared ``/tmp``.
 * **nothing left running**: after every run, even a clean exit, every process
   still in the run's session (its process group, and any group it created inside
   the session) is sent SIGKILL, and the result says whether the session was
@@ -44,12 +51,19 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from app.runner.profiles import Limits
+from app.runner.sandbox import (
+    SANDBOX_FAILED_EXIT,
+    SANDBOX_FAILED_MARKER,
+    SandboxError,
+    SandboxPolicy,
+    wrapper_argv,
+)
 
 LimitMethod = Literal["auto", "prlimit", "setrlimit"]
 
@@ -87,6 +101,8 @@ class RunResult:
     #: processes still in the session after the main process ended, then killed
     leftovers_killed: int
     limit_method: str
+    #: the run was confined by the Landlock sandbox
+    sandboxed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -379,20 +395,26 @@ async def run_confined(
     limits: Limits,
     cancel: asyncio.Event | None = None,
     limit_method: LimitMethod = "auto",
+    sandbox: SandboxPolicy | None = None,
+    tmp_root: Path | None = None,
 ) -> RunResult:
     """Run ``argv`` confined (see the module docstring); never leaves a process behind.
 
     Returns a :class:`RunResult` for every outcome of the agent, including a program
     that cannot be started. Raises only for caller errors (empty argv, invalid env)
     and re-raises :class:`asyncio.CancelledError` after killing the run.
+
+    ``sandbox``: confine the run to this policy plus ``cwd``, the run's TMPDIR and
+    the directory of the program (see :mod:`app.runner.sandbox`). ``tmp_root``:
+    where the private TMPDIR is created (default: the system's temporary directory).
     """
     if not argv:
         raise ValueError("argv is empty")
     started_at = time.monotonic()
-    tmpdir = tempfile.mkdtemp(prefix="mc-run-")
+    tmpdir = tempfile.mkdtemp(prefix="mc-run-", dir=tmp_root)
     try:
         child_env = _child_env(env, cwd, tmpdir)
-        full_argv, preexec, method = _with_limits(list(argv), limits, limit_method)
+        method = "prlimit" if limit_method == "prlimit" or find_prlimit() else "setrlimit"
 
         def not_started(reason: str) -> RunResult:
             return RunResult(
@@ -417,7 +439,13 @@ async def run_confined(
         program = _resolve_program(argv[0], child_env["PATH"])
         if program is None:
             return not_started(f"could not start: {argv[0]!r} not found or not executable")
-        full_argv[len(full_argv) - len(argv)] = program
+        run_argv = [program, *argv[1:]]
+        if sandbox is not None:
+            try:
+                run_argv = wrapper_argv(_run_policy(sandbox, program, cwd, tmpdir), run_argv)
+            except SandboxError as exc:
+                return not_started(f"could not start: sandbox: {exc}")
+        full_argv, preexec, method = _with_limits(run_argv, limits, limit_method)
         loop = asyncio.get_running_loop()
         protocol = _RunProtocol(loop, limits)
         try:
@@ -439,9 +467,34 @@ async def run_confined(
         except subprocess.SubprocessError:
             # preexec_fn failed: the limits could not be set, so the agent must not run
             return not_started("could not start: resource limits could not be applied")
-        return await _supervise(transport, protocol, stdin_data, limits, cancel, started_at, method)
+        result = await _supervise(
+            transport, protocol, stdin_data, limits, cancel, started_at, method
+        )
+        if sandbox is None:
+            return result
+        if result.exit_code == SANDBOX_FAILED_EXIT and result.stderr.startswith(
+            SANDBOX_FAILED_MARKER
+        ):
+            # the wrapper refused: the agent's program never ran
+            line = result.stderr[len(SANDBOX_FAILED_MARKER) :].split(b"\n", 1)[0]
+            return replace(
+                result,
+                started=False,
+                reason="could not start: sandbox: " + line.decode("utf-8", "replace")[:300],
+            )
+        return replace(result, sandboxed=True)
     finally:
         await asyncio.to_thread(shutil.rmtree, tmpdir, True)
+
+
+def _run_policy(sandbox: SandboxPolicy, program: str, cwd: Path, tmpdir: str) -> SandboxPolicy:
+    """The worker's policy plus this run's workspace, TMPDIR and program directory;
+    refused (:class:`SandboxError`) when that would expose a protected path."""
+    policy = sandbox.with_paths(read_write=[str(cwd), tmpdir])
+    if not policy.allows_exec(program):
+        policy = policy.with_paths(read_exec=[str(Path(program).resolve().parent)])
+    policy.check()
+    return policy
 
 
 async def _supervise(

@@ -4,8 +4,10 @@ Lifecycle (docs/runner.md):
 
 1. check that resource limits can be set (else refuse to start: agents would not
    be confined), take the worker-id lock, migrate, open the database, make the process
-   non-dumpable (``harden_worker_process``), recover this worker's own orphaned
-   runs, sweep stale runs, write the heartbeat row, ``READY=1``;
+   non-dumpable (``harden_worker_process``), probe the agents' filesystem sandbox
+   (Landlock, ``MC_RUNNER_SANDBOX``; with ``required`` and no sandbox, no agent is
+   run, an escalation is opened and the heartbeat says why), recover this worker's
+   own orphaned runs, sweep stale runs, write the heartbeat row, ``READY=1``;
 2. loop: claim the oldest QUEUED conversation atomically (``claims``), refuse it
    when a quota, a mission bound or the profile's circuit breaker says no
    (``accounting``), else build the gated prompt (``prompt``) and run the agent
@@ -65,6 +67,8 @@ from app.runner.process import (
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_prompt
+from app.runner.sandbox import SandboxPolicy, SandboxReport
+from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
 from app.security.credential_gate import redact
 
@@ -294,6 +298,9 @@ class Worker:
         self._changed = asyncio.Event()
         #: (state text, monotonic time) of the last heartbeat row written
         self._last_beat: tuple[str, float] | None = None
+        #: the agents' filesystem sandbox as probed at start (None: not started)
+        self.sandbox: SandboxReport | None = None
+        self._sandbox_policy: SandboxPolicy | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -321,7 +328,10 @@ class Worker:
             settings = self.settings
             await asyncio.to_thread(migrate, settings.database_path, settings.backups_path)
             db = Database(
-                settings.database_path, readers=2, busy_timeout_ms=settings.busy_timeout_ms
+                settings.database_path,
+                readers=2,
+                busy_timeout_ms=settings.busy_timeout_ms,
+                synchronous=settings.db_synchronous,
             )
             await db.open()
             # The worker never loads the server key: it verifies no token, and what it
@@ -329,6 +339,7 @@ class Worker:
             self._ctx = AppContext.build(settings, db, b"")
             if not harden_worker_process():
                 log.warning("could not make the worker non-dumpable (prctl unavailable)")
+            await self._setup_sandbox()
             await recovery.recover_own(self.ctx, self.id, self.actor)
             await self.sweep_stale()
             await self.write_heartbeat()
@@ -339,6 +350,47 @@ class Worker:
             "worker started",
             extra={"worker_id": self.id, "profiles": sorted(self.catalog.profiles)},
         )
+
+    @property
+    def run_tmp_root(self) -> Path:
+        """Where each run's private TMPDIR is made (the shared /tmp is not writable)."""
+        return self.settings.state_dir.absolute() / "run-tmp"
+
+    async def _setup_sandbox(self) -> None:
+        """Probe the agents' filesystem sandbox (``MC_RUNNER_SANDBOX``): with
+        ``required`` and no working Landlock, no agent is run (the queue waits), an
+        escalation is opened and health says why; with ``auto`` runs go on
+        unconfined and health says so."""
+        settings = self.settings
+        report, policy = await probe_sandbox(
+            mode=settings.runner_sandbox,
+            database_path=settings.database_path.absolute(),
+            state_dir=settings.state_dir.absolute(),
+            secrets_dir=settings.secrets_dir.absolute(),
+            backups_dir=settings.backups_path.absolute(),
+        )
+        self.sandbox, self._sandbox_policy = report, policy
+        extra = {"status": report.status, "landlock_abi": report.abi, "reason": report.reason}
+        if report.enforced:
+            log.info("agent runs are sandboxed (Landlock)", extra=extra)
+            return
+        if report.runs_allowed:
+            log.warning("agent runs are NOT confined to their workspace", extra=extra)
+            return
+        log.error("refusing to run agents: the filesystem sandbox is required", extra=extra)
+        async with transaction(self.ctx, self.actor, CLIENT) as tx:
+            open_ = await tx.conn.execute_fetchall(
+                "SELECT 1 FROM escalations WHERE kind = 'runner_sandbox' AND status = 'open'"
+            )
+            if not open_:
+                await tx.escalate(
+                    "runner_sandbox",
+                    "runner",
+                    None,
+                    "the worker refuses to run agents: MC_RUNNER_SANDBOX=required but the"
+                    f" filesystem sandbox is not enforced here ({report.reason})",
+                    report.as_dict(),
+                )
 
     async def close(self) -> None:
         if self._ctx is not None:
@@ -408,7 +460,9 @@ class Worker:
     async def write_heartbeat(self, *, only_if_changed: bool = False) -> bool:
         """Write the heartbeat row; with ``only_if_changed``, skip it when the state is
         the one last written less than ``worker_heartbeat_quiet_max_s`` ago."""
-        state = {"circuits": self._circuit_state(), "running": self.running}
+        state: dict[str, Any] = {"circuits": self._circuit_state(), "running": self.running}
+        if self.sandbox is not None:
+            state["sandbox"] = self.sandbox.as_dict()
         text = json.dumps(state, sort_keys=True)
         now = asyncio.get_running_loop().time()
         if (
@@ -461,6 +515,8 @@ class Worker:
         None when nothing is queued."""
         if self.stopping:
             return None
+        if self.sandbox is not None and not self.sandbox.runs_allowed:
+            return None  # MC_RUNNER_SANDBOX=required and no sandbox: the queue waits
         claimed = await self._claim()
         if claimed is None or isinstance(claimed, Outcome):
             return claimed
@@ -600,6 +656,7 @@ class Worker:
                 project_id=claim.project_id,
                 agent_id=claim.agent_id,
             )
+            await asyncio.to_thread(_private_dir, self.run_tmp_root)
         except (WorkspaceError, OSError) as exc:
             raise _PlanError(
                 f"workspace_error: {exc}", escalation="workspace_error", breaker_failure=False
@@ -653,6 +710,8 @@ class Worker:
                     cwd=plan.cwd,
                     limits=plan.limits,
                     cancel=cancel,
+                    sandbox=self._sandbox_policy,
+                    tmp_root=self.run_tmp_root,
                 )
             finally:
                 # never cancelled: it may be inside a write transaction; it sees
@@ -1049,6 +1108,16 @@ async def run_worker(
     except (ProfileError, WorkerIdentityError, WorkerStartError, MigrationError) as exc:
         print(f"missionctl worker: {exc}", file=sys.stderr)
         return 2
+    if worker.sandbox is not None and not worker.sandbox.runs_allowed:
+        print(
+            "missionctl worker: refusing to run agents: MC_RUNNER_SANDBOX=required but the"
+            f" filesystem sandbox is not enforced ({worker.sandbox.reason});"
+            " see 'missionctl runner sandbox-check'",
+            file=sys.stderr,
+        )
+        if once:
+            await worker.close()
+            return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)

@@ -170,7 +170,7 @@ def _profile_secrets(settings: Settings) -> set[str]:
 
 
 def versions(settings: Settings) -> dict[str, Any]:
-    from app.care.repairs import release_info
+    from app.health.release import release_info
 
     packages: dict[str, str | None] = {}
     for name in PACKAGES:

@@ -97,6 +97,19 @@ async def task_by_key_tx(conn: aiosqlite.Connection, key: str) -> Row | None:
     )
 
 
+def _list_filter(
+    status: str | None, agent_id: int | None, mission_id: int | None
+) -> tuple[str, str, list[str | int]]:
+    """The task list's WHERE clause on ``tasks t``, the same on ``tasks n`` (the
+    total's subquery) and its parameters."""
+    where, params = _LIVE, []
+    for column, value in (("status", status), ("agent_id", agent_id), ("mission_id", mission_id)):
+        if value is not None:
+            where += f" AND t.{column} = ?"
+            params.append(value)
+    return where, where.replace("t.", "n."), params
+
+
 async def list_tasks(
     db: Database,
     page: PageParams,
@@ -108,12 +121,7 @@ async def list_tasks(
     """One page, newest first, and the total, in one query read at once (a hot path:
     the task list): the total is an uncorrelated subquery (evaluated once) and each
     row carries its dependencies as ``depends_on_json``."""
-    where, params = _LIVE, []
-    for column, value in (("status", status), ("agent_id", agent_id), ("mission_id", mission_id)):
-        if value is not None:
-            where += f" AND t.{column} = ?"
-            params.append(value)
-    counted = where.replace("t.", "n.")
+    where, counted, params = _list_filter(status, agent_id, mission_id)
     rows = await db.fetch_all_quick(
         f"SELECT {TASK_COLUMNS},"
         " (SELECT json_group_array(d.depends_on) FROM task_dependencies d"
@@ -126,6 +134,52 @@ async def list_tasks(
         return rows, int(rows[0]["total_rows"])
     total = await db.fetch_one(f"SELECT count(*) FROM tasks t WHERE {where}", params)
     return rows, int(total[0]) if total else 0
+
+
+# The task list as JSON built by SQLite itself (a hot path: ``GET /api/tasks``): the
+# same bytes as ``Page[TaskView]`` serialised by pydantic, without building a Row, a
+# dict and a model per task (tests/api/test_tasks_list_json.py compares the two).
+# Every column is constrained by the schema (CHECKs on priority, status, needs_shell;
+# required_tools is written by ``json.dumps``), so there is nothing to coerce.
+_TASK_JSON = (
+    "json_object('id', t.id, 'title', t.title, 'description', t.description,"
+    " 'agent_id', t.agent_id, 'mission_id', t.mission_id, 'mission_step', t.mission_step,"
+    " 'project_id', t.project_id, 'priority', t.priority, 'status', t.status,"
+    " 'required_tools', json(t.required_tools),"
+    " 'needs_shell', json(CASE WHEN t.needs_shell THEN 'true' ELSE 'false' END),"
+    " 'due_at', t.due_at, 'idempotency_key', t.idempotency_key,"
+    # json(): a JSON value read from a subquery is text again in some SQLite versions
+    " 'depends_on', json((SELECT json_group_array(x.depends_on) FROM (SELECT d.depends_on"
+    "  FROM task_dependencies d WHERE d.task_id = t.id ORDER BY d.depends_on) x)),"
+    " 'active_conversation_id', (SELECT c.id FROM conversations c WHERE c.task_id = t.id"
+    "  AND c.status IN ('QUEUED', 'IN_PROGRESS')),"
+    " 'created_by', t.created_by, 'version', t.version, 'created_at', t.created_at,"
+    " 'updated_at', t.updated_at)"
+)
+
+
+async def list_tasks_json(
+    db: Database,
+    page: PageParams,
+    *,
+    status: str | None,
+    agent_id: int | None,
+    mission_id: int | None,
+) -> tuple[str, int, int]:
+    """One page of :func:`list_tasks` as a JSON array of task views, newest first,
+    with the number of items in it and the total, in one query read at once."""
+    where, counted, params = _list_filter(status, agent_id, mission_id)
+    # the page is a subquery with a LIMIT, which SQLite never flattens into the
+    # aggregate: json_group_array sees its rows in the subquery's order
+    row = await db.fetch_one_quick(
+        f"SELECT json_group_array({_TASK_JSON}), count(*),"
+        f" (SELECT count(*) FROM tasks n WHERE {counted})"
+        f" FROM (SELECT * FROM tasks t WHERE {where} ORDER BY t.id DESC LIMIT ? OFFSET ?) t",
+        (*params, *params, page.limit, page.offset),
+    )
+    if row is None:  # an aggregate always answers one row
+        return "[]", 0, 0
+    return str(row[0]), int(row[1]), int(row[2])
 
 
 async def dependencies_of(db: Database, task_ids: list[int]) -> dict[int, list[int]]:

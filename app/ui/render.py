@@ -12,16 +12,19 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from app.core.clock import utcnow
 from app.security.principal import Principal, Scope
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -156,7 +159,13 @@ def transcript(text: str) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every piece above is escaped
 
 
-def _environment() -> Environment:
+@cache
+def environment() -> Environment:
+    """The template environment, built on the first page rendered: Jinja2 and its
+    compiled templates cost the API about 2.4 MB of memory, and an appliance whose
+    UI is not open never needs them (docs/performance.md)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=select_autoescape(["html"], default=True),
@@ -178,11 +187,8 @@ def _environment() -> Environment:
     return env
 
 
-ENV = _environment()
-
-
 def render_html(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = ENV.get_template(template).render(**context)
+    html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code)
 
 

@@ -17,7 +17,6 @@ import pytest
 from app import __version__
 from app.backup.archive import create_backup
 from app.care import clock, repairs
-from app.care.repairs import release_info
 from app.core.clock import now_iso
 from app.core.context import AppContext
 from app.monitoring import checks
@@ -272,27 +271,12 @@ def test_throttling_in_the_past_only_is_not_a_repair(
 # --- releases -----------------------------------------------------------------------------
 
 
-def test_release_layout_shows_current_and_previous(tmp_path: Path) -> None:
-    root = tmp_path / "opt"
-    assert release_info(root, "0.2.0") == {"running": "0.2.0", "layout": False}
-    for name in ("0.1.0", "0.1.5", "0.2.0"):
-        (root / "releases" / name).mkdir(parents=True)
-    (root / "current").symlink_to(root / "releases" / "0.2.0")
-    (root / "previous").symlink_to(root / "releases" / "0.1.0")
-    info = release_info(root, "0.2.0")
-    assert info["layout"] is True
-    assert (info["current"], info["previous"]) == ("0.2.0", "0.1.0")
-    assert info["installed"] == ["0.1.0", "0.1.5", "0.2.0"]
-    (root / "previous").unlink()  # no link: the newest other release
-    os.utime(root / "releases" / "0.1.5", (time.time() + 10, time.time() + 10))
-    assert release_info(root, "0.2.0")["previous"] == "0.1.5"
-
-
 async def test_the_health_page_shows_the_release(
     client: httpx.AsyncClient, ctx: AppContext, admin_headers: dict[str, str]
 ) -> None:
     body = (await client.get("/api/health", headers=admin_headers)).json()
-    assert body["release"] == {"running": __version__, "layout": False}
+    expected = {"running": "development checkout", "version": __version__, "layout": False}
+    assert body["release"] == expected
     root = ctx.settings.release_root
     (root / "releases" / "0.0.9").mkdir(parents=True)
     (root / "releases" / __version__).mkdir(parents=True)

@@ -197,11 +197,9 @@ class Testbed:
         return self.read(ADMIN_PASSWORD_FILE).strip()
 
     # -- the harness --------------------------------------------------------
-    def reboot(self) -> subprocess.CompletedProcess[str]:
-        proc = run(
-            [str(HARNESS), "reboot", "--state-dir", str(self.state_dir)],
-            timeout=300,
-        )
+    def reboot(self, *, power_cut: bool = False) -> subprocess.CompletedProcess[str]:
+        argv = [str(HARNESS), "reboot", "--state-dir", str(self.state_dir)]
+        proc = run(argv + (["--power-cut"] if power_cut else []), timeout=300)
         self.reload()
         return proc
 

@@ -16,7 +16,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from e2e_support import Testbed, scan_tcp, tcp_listener
+from e2e_support import Testbed, https_client, login, scan_tcp, tcp_listener
 
 API = "mission-control.service"
 WORKER = "mission-control-worker.service"
@@ -253,3 +253,34 @@ def test_worker_cannot_bind_an_ip_port(testbed: Testbed) -> None:
                 "from the Pi's loopback only"
             )
     assert inside["binds"] == {"8098": "EPERM"}, f"the worker could listen: {inside['binds']}"
+
+
+def test_each_agent_run_is_sandboxed_by_the_running_worker(testbed: Testbed) -> None:
+    """Issue 4: the running worker, inside its unit (seccomp filter included),
+    probed the per-run Landlock sandbox at start and reported it enforced
+    (MC_RUNNER_SANDBOX=required on the Pi); ``missionctl runner sandbox-check``
+    as the service user agrees (exit 0)."""
+    tb = testbed
+    with https_client(tb) as client:
+        login(client, tb)
+        health = client.get("/api/health")
+    assert health.status_code == 200, health.text
+    sandbox = health.json().get("runner_sandbox", {})
+    assert sandbox.get("status") == "enforced", f"the worker's agent sandbox: {sandbox}"
+    env = tb.read("/etc/mission-control/env")
+    assert "MC_RUNNER_SANDBOX='required'" in env, "the Pi does not require the agent sandbox"
+    missionctl = next(
+        path
+        for path in (
+            "/opt/mission-control/current/venv/bin/missionctl",
+            "/opt/mission-control/venv/bin/missionctl",
+        )
+        if tb.run(["test", "-x", path], check=False).returncode == 0
+    )
+    check = tb.sh(
+        f"set -a; . /etc/mission-control/env; set +a; cd /; "
+        f"runuser -u {USER} -- {missionctl} runner sandbox-check",
+        check=False,
+    )
+    assert check.returncode == 0, f"sandbox-check on the Pi: {check.stdout}{check.stderr}"
+    print(f"agent runs sandboxed: Landlock ABI {sandbox.get('landlock_abi')}; {check.stdout[:300]}")

@@ -44,7 +44,11 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def test_playbook_syntax() -> None:
+PLAYBOOKS = ["site.yml", "update.yml"]
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax(playbook: str) -> None:
     need_tool("ansible-playbook")
     proc = run(
         [
@@ -52,7 +56,7 @@ def test_playbook_syntax() -> None:
             "--syntax-check",
             "-i",
             str(PROVISIONING / "inventory.example.ini"),
-            str(PROVISIONING / "site.yml"),
+            str(PROVISIONING / playbook),
         ],
         env=ansible_env(),
         cwd=PROVISIONING,

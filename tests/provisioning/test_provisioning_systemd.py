@@ -30,8 +30,10 @@ BASELINE = {
     "mission-control-tls-renew.service": 0.7,
 }
 # Programs the units start; stand-ins are mounted for `verify` to find.
+# the units run the release the current link points at (provisioning/update.yml)
+CURRENT_MISSIONCTL = "/opt/mission-control/current/venv/bin/missionctl"
 EXECUTABLES = [
-    "/opt/mission-control/venv/bin/missionctl",
+    CURRENT_MISSIONCTL,
     "/usr/local/sbin/mc-vpn",
     "/usr/local/sbin/mc-tls",
 ]
@@ -153,16 +155,36 @@ def test_api_unit_contract() -> None:
     for key, value in expect.items():
         assert api.get(key) == value, f"{key}: {api.get(key)} != {value}"
     exec_start = api["Service.ExecStart"][0]
-    assert exec_start.startswith("/opt/mission-control/venv/bin/missionctl serve --uds ")
+    assert exec_start.startswith("/opt/mission-control/current/venv/bin/missionctl serve --uds ")
     assert exec_start.endswith("/run/mission-control/api.sock")
     # only nginx (www-data) may reach the socket: the app trusts its headers
     assert api["Service.ExecStartPre"] == ["+/usr/bin/chgrp www-data /run/mission-control"]
 
 
+def test_every_missionctl_unit_runs_the_current_release() -> None:
+    """The units start the release the current link points at (provisioning/update.yml
+    switches it), never a fixed venv."""
+    starts = {
+        unit.name: parse_unit(unit).get("Service.ExecStart", [])
+        for unit in sorted(SYSTEMD.glob("mission-control*.service"))
+    }
+    missionctl = {name: s for name, s in starts.items() if any("missionctl" in e for e in s)}
+    assert set(missionctl) >= {
+        "mission-control.service",
+        "mission-control-worker.service",
+        "mission-control-backup.service",
+        "mission-control-monitor.service",
+        "mission-control-doctor.service",
+    }
+    for name, lines in missionctl.items():
+        for line in lines:
+            assert line.startswith(f"{CURRENT_MISSIONCTL} "), (name, line)
+
+
 def test_worker_unit_contract() -> None:
     worker = parse_unit(SYSTEMD / "mission-control-worker.service")
     assert worker["Service.Type"] == ["notify"]
-    assert worker["Service.ExecStart"] == ["/opt/mission-control/venv/bin/missionctl worker"]
+    assert worker["Service.ExecStart"] == [f"{CURRENT_MISSIONCTL} worker"]
     assert worker["Service.WatchdogSec"] == ["60"]
     assert worker["Service.Restart"] == ["on-failure"]
     # no inbound: nothing in the worker (agents included) can bind an IP port
@@ -171,6 +193,13 @@ def test_worker_unit_contract() -> None:
     assert worker["Service.InaccessiblePaths"] == ["-/var/lib/mission-control/secrets"]
     assert worker["Service.CapabilityBoundingSet"] == [""]
     assert worker["Service.NoNewPrivileges"] == ["yes"]
+    # the agents' Landlock sandbox: systemd 252's @system-service lacks these three,
+    # and the allow-list entry must come before the ~ (deny) entries
+    filters = worker["Service.SystemCallFilter"]
+    assert filters[0] == "@system-service"
+    landlock = "landlock_create_ruleset landlock_add_rule landlock_restrict_self"
+    assert landlock in filters
+    assert filters.index(landlock) < min(i for i, f in enumerate(filters) if f.startswith("~"))
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,7 @@ def test_the_agent_never_sees_the_worker_environment(tmp_path: Path) -> None:
         MC_SECRET_KEY="worker-secret-key-0123456789-abcdefghijklmnop",
         ANTHROPIC_API_KEY=ANTHROPIC,
         CANARY_VALUE="canary-8f3a1c",
+        MC_RUNNER_SANDBOX="off",  # the fake agent lives in tmp_path (test_sandbox.py)
     )
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "worker", "--once", "--name", "envtest"],

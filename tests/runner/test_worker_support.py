@@ -121,6 +121,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "state_dir": tmp_path / "state",
         "profiles_path": tmp_path / "etc" / "profiles.toml",
         "worker_lease_s": 3.0,
+        # the fake agents are scripts in tmp_path/agents and some write journals in
+        # tmp_path: outside what the Landlock sandbox allows. The sandbox has its own
+        # tests (test_sandbox.py), which pass runner_sandbox="auto"/"required".
+        "runner_sandbox": "off",
     }
     values.update(overrides)
     return Settings(**values)
@@ -322,7 +326,7 @@ def worker_process(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[b
         tmp_path,
         MC_PROFILES_PATH=str(tmp_path / "etc" / "profiles.toml"),
         MC_WORKER_LEASE_S="3",
-        **env,
+        **{"MC_RUNNER_SANDBOX": "off", **env},
     )
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", *args],
