@@ -23,6 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_support import HARNESS, SETUP_TIMEOUT_S, Testbed, skip_reason
 
 HERE = Path(__file__).resolve().parent
+CACHE = Path(
+    os.environ.get("MC_E2E_CACHE")
+    or os.environ.get("MC_TESTBED_CACHE")
+    or "/var/cache/mission-control-testbed"
+)
 
 # the state directory of a testbed this session brought up (and must remove)
 _owned: list[Path] = []
@@ -63,6 +68,38 @@ def _down() -> None:
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if _owned and _is_e2e(item) and not _is_e2e(nextitem):
         _down()
+
+
+# what each end-to-end check printed (its figures), for the summary at the end
+_results: list[tuple[str, str, float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if HERE not in Path(report.fspath).resolve().parents:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        lines = [line for line in report.capstdout.splitlines() if line.strip()]
+        outcome = "xfail" if hasattr(report, "wasxfail") else report.outcome
+        _results.append((report.nodeid, outcome, report.duration, " | ".join(lines)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The checks' own figures and the harness's stage times in the log (CI
+    keeps only its output)."""
+    if not any(outcome not in ("skipped", "xfail") for _, outcome, _, _ in _results):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("end-to-end checks")
+    for nodeid, outcome, duration, text in _results:
+        name = nodeid.split("tests/e2e/", 1)[-1]
+        write(f"{outcome.upper():8} {duration:6.1f} s  {name}")
+        if text:
+            write(f"         {text[:1500]}")
+    for name in ("e2e-last-timings", "e2e-arm64-last-timings"):
+        timings = CACHE / name
+        if timings.is_file():
+            stages = " ".join(timings.read_text().split("\n")).strip()
+            write(f"stages ({name}): {stages}")
 
 
 @pytest.fixture(scope="session")
