@@ -12,12 +12,15 @@ whether any worker is alive, from ``worker_heartbeats``), read every time.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
+from typing import Any
 
 from app.core.clock import iso, utcnow
 from app.core.database import Database
 from app.core.settings import Settings
+from app.health.sandbox import sandbox_findings
 from app.monitoring.checks import Finding, check_circuits, check_workers, host_checks
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
@@ -45,14 +48,27 @@ def forget_cache() -> None:
     _cache = None
 
 
+def _state(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 async def database_findings(db: Database, settings: Settings) -> list[Finding]:
-    """Runner circuits open in a live worker; no live worker at all."""
+    """Runner circuits open in a live worker; no live worker at all; agent runs
+    not confined by the filesystem sandbox (or refused for the lack of it)."""
     since = iso(utcnow() - timedelta(minutes=settings.stale_run_minutes))
-    rows = await db.fetch_all("SELECT state FROM worker_heartbeats WHERE seen_at >= ?", (since,))
+    rows = await db.fetch_all(
+        "SELECT state, seen_at FROM worker_heartbeats WHERE seen_at >= ?", (since,)
+    )
     findings = check_circuits([str(row[0]) for row in rows])
     idle = check_workers(len(rows))
     if idle is not None:
         findings.append(idle)
+    workers = [{"seen_at": str(row[1]), "state": _state(str(row[0]))} for row in rows]
+    findings += sandbox_findings(workers, settings.stale_run_minutes)
     return findings
 
 

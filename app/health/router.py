@@ -16,7 +16,7 @@ from app.care.repairs import current_repairs
 from app.core.context import AppContext, Ctx
 from app.health.probes import database_ok, system_figures
 from app.health.release import release_info
-from app.health.sandbox import sandbox_findings, sandbox_summary
+from app.health.sandbox import sandbox_summary
 from app.security.dependencies import ReadAccess
 
 router = APIRouter(tags=["health"])
@@ -48,9 +48,6 @@ async def health_report(ctx: AppContext) -> dict[str, Any]:
     )
     workers = await worker_heartbeats(ctx)
     repairs = await current_repairs(ctx.db, settings)
-    sandbox = [f.as_repair() for f in sandbox_findings(workers, settings.stale_run_minutes)]
-    if sandbox:
-        repairs = sorted(repairs + sandbox, key=lambda r: (r["severity"] != "critical", r["check"]))
     return {
         "status": "ok" if db_ok else "degraded",
         "version": __version__,

@@ -302,3 +302,27 @@ async def test_the_monitor_notifies_with_the_same_cause_and_fix(
         "Fix: sudo systemctl start mission-control-backup.service"
     )
     assert "7 runs of agent profile 'claude'" in bodies["Runner circuit open: claude"]
+
+
+async def test_the_monitor_notifies_when_agent_runs_are_not_sandboxed(ctx: AppContext) -> None:
+    """The runner sandbox reaches `missionctl monitor` too, not only /api/health."""
+    import sqlite3
+
+    from app.monitoring.run import monitor
+
+    all_is_well(ctx)
+    refused = {"mode": "required", "status": "refused", "landlock_abi": 0, "reason": "no Landlock"}
+    conn = sqlite3.connect(ctx.settings.database_path)
+    with conn:
+        conn.execute(
+            "UPDATE worker_heartbeats SET state = ?",
+            (json.dumps({"circuits": {}, "running": [], "sandbox": refused}),),
+        )
+    conn.close()
+    status = await monitor(ctx.db, ctx.settings)
+    assert status == 1  # refused agent runs are critical
+    rows = await ctx.db.fetch_all("SELECT title, body FROM notifications ORDER BY id")
+    bodies = {row[0]: row[1] for row in rows}
+    title = "Agent runs refused: the filesystem sandbox is unavailable"
+    assert title in bodies, sorted(bodies)
+    assert "lsm=" in bodies[title]
