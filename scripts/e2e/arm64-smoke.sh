@@ -41,8 +41,20 @@ ROOT=$WORK/root
 MOUNTED_BINFMT=no
 ENABLED_AARCH64=no
 SERVER_PID=""
+# the pids of processes whose root directory is the arm64 root
+chrooted_pids() {
+    local p out=""
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && out="$out ${p#/proc/}"
+    done
+    printf '%s' "${out# }"
+}
 cleanup() {
     local rc=$?
+    local stray
+    stray=$(chrooted_pids)
+    # shellcheck disable=SC2086
+    [ -z "$stray" ] || kill -KILL $stray 2>/dev/null || true
     e2e_stage ""
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
     local m
@@ -164,11 +176,22 @@ unshare --net -- /bin/bash -c '
     set -euo pipefail
     root=$1 venv=$2
     ip link set lo up
-    run() { chroot "$root" env MC_DATABASE_PATH=/var/lib/mc-smoke/mc.db MC_STATE_DIR=/var/lib/mc-smoke "$@"; }
-    run "$venv/bin/missionctl" db migrate >/dev/null
-    run "$venv/bin/missionctl" serve --host 127.0.0.1 --port 8080 >/tmp/mc-arm64-serve.$$.log 2>&1 &
+    env=(env MC_DATABASE_PATH=/var/lib/mc-smoke/mc.db MC_STATE_DIR=/var/lib/mc-smoke)
+    chroot "$root" "${env[@]}" "$venv/bin/missionctl" db migrate >/dev/null
+    # no shell function or subshell in between: chroot and env exec, so $! is
+    # the server itself and the trap really stops it (a backgrounded function
+    # left the server running under qemu after the test)
+    chroot "$root" "${env[@]}" "$venv/bin/missionctl" serve --host 127.0.0.1 --port 8080 \
+        >/tmp/mc-arm64-serve.$$.log 2>&1 &
     server=$!
-    trap "kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f /tmp/mc-arm64-serve.$$.log" EXIT
+    stop() {
+        kill "$server" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        rm -f "/tmp/mc-arm64-serve.$$.log"
+    }
+    trap stop EXIT
     for _ in $(seq 1 150); do
         if answer=$(curl -fsS -m 2 http://127.0.0.1:8080/healthz 2>/dev/null); then
             echo "aarch64 serve: /healthz -> $answer" >&2
@@ -182,5 +205,8 @@ unshare --net -- /bin/bash -c '
     tail -n 20 /tmp/mc-arm64-serve.$$.log >&2
     exit 1
 ' arm64-serve "$ROOT" "$venv" || e2e_die "missionctl serve did not answer /healthz on aarch64"
+# nothing may outlive the test: no process may still run inside the arm64 root
+left=$(chrooted_pids)
+[ -z "$left" ] || e2e_die "processes left running in the arm64 root: $left"
 e2e_stage ""
 e2e_say "arm64 smoke test passed in $(e2e_secs "$t0" "$(e2e_now_ns)") s ($version)"
