@@ -22,10 +22,12 @@ from typing import Any
 
 import aiosqlite
 
+from app.conversations import store as conversation_store
 from app.core.clock import iso, now_iso, utcnow
 from app.core.database import Row
 from app.events.transaction import Tx
 from app.events.types import EventType
+from app.tasks import store as task_store
 
 #: a conversation interrupted by a worker restart is re-queued while attempt < this
 MAX_ATTEMPTS_AFTER_RESTART = 2
@@ -305,43 +307,20 @@ async def set_task_status(
     return old
 
 
-async def _dependents(conn: aiosqlite.Connection, task_id: int) -> list[Row]:
-    return await _all(
-        conn,
-        "SELECT t.id, t.agent_id, t.status FROM task_dependencies d JOIN tasks t"
-        " ON t.id = d.task_id WHERE d.depends_on = ? AND t.deleted_at IS NULL ORDER BY t.id",
-        (task_id,),
-    )
-
-
-async def _unmet_dependencies(conn: aiosqlite.Connection, task_id: int) -> int:
-    row = await _one(
-        conn,
-        "SELECT count(*) FROM task_dependencies d JOIN tasks t ON t.id = d.depends_on"
-        " WHERE d.task_id = ? AND (t.status != 'succeeded' OR t.deleted_at IS NOT NULL)",
-        (task_id,),
-    )
-    return int(row[0]) if row else 0
-
-
 async def _active_conversation(conn: aiosqlite.Connection, task_id: int) -> int | None:
-    row = await _one(
-        conn,
-        "SELECT id FROM conversations WHERE task_id = ? AND status IN ('QUEUED', 'IN_PROGRESS')",
-        (task_id,),
-    )
-    return None if row is None else int(row[0])
+    row = await conversation_store.active_for_task(conn, task_id)
+    return None if row is None else int(row["id"])
 
 
 async def queue_ready_dependents(tx: Tx, task_id: int) -> list[int]:
     """After ``task_id`` succeeded: queue a conversation for every waiting dependent
     whose dependencies have now all succeeded. Returns the new conversation ids."""
     queued: list[int] = []
-    for dependent in await _dependents(tx.conn, task_id):
+    for dependent in await task_store.dependents_tx(tx.conn, task_id):
         if dependent["status"] != "queued":
             continue
         dep_id = int(dependent["id"])
-        if await _unmet_dependencies(tx.conn, dep_id):
+        if await task_store.unmet_dependency_count(tx.conn, dep_id):
             continue
         if await _active_conversation(tx.conn, dep_id) is not None:
             continue
@@ -370,7 +349,7 @@ async def block_dependents(tx: Tx, task_id: int) -> list[int]:
     seen = {task_id}
     while pending and len(blocked) < _MAX_BLOCKED:
         cause = pending.pop(0)
-        for dependent in await _dependents(tx.conn, cause):
+        for dependent in await task_store.dependents_tx(tx.conn, cause):
             dep_id = int(dependent["id"])
             if dep_id in seen or dependent["status"] != "queued":
                 continue
