@@ -73,6 +73,20 @@ def env_for(folder: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def cli(env: dict[str, str], *args: str) -> str:
+    """``missionctl ARGS`` with ``env``; its stdout (raises if it fails)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
 def migrate_and_tokens(folder: Path, names: dict[str, str]) -> dict[str, str]:
     """Migrate the database and create tokens ``{name: scope}`` (as the CLI would)."""
     from app.auth import service

@@ -21,7 +21,6 @@ Bounded: ``DEADLINE_S`` overall, loopback only.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -33,51 +32,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from _benchlib import ROOT, cli, env_for, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 WORKER_COUNT = 200
 DEADLINE_S = 180.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def env_for(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MC_")}
-    env.update(
-        {
-            "MC_DATABASE_PATH": str(tmp / "mc.db"),
-            "MC_STATE_DIR": str(tmp / "state"),
-            "MC_ENV_FILE": str(tmp / "no-env-file"),
-            "MC_LOG_LEVEL": "WARNING",
-            "MC_RATE_LIMIT_PER_CLIENT": "100000",
-            "MC_RATE_LIMIT_BURST_PER_CLIENT": "100000",
-            "MC_RATE_LIMIT_PER_CREDENTIAL": "100000",
-            "MC_RATE_LIMIT_BURST_PER_CREDENTIAL": "100000",
-            "MC_AGENT_DEFAULT_RUNS_PER_DAY": "100000",
-            "PYTHONPATH": str(ROOT),
-        }
+def bench_env(tmp: Path) -> dict[str, str]:
+    unlimited = "100000"
+    return env_for(
+        tmp,
+        MC_LOG_LEVEL="WARNING",
+        MC_RATE_LIMIT_PER_CLIENT=unlimited,
+        MC_RATE_LIMIT_BURST_PER_CLIENT=unlimited,
+        MC_RATE_LIMIT_PER_CREDENTIAL=unlimited,
+        MC_RATE_LIMIT_BURST_PER_CREDENTIAL=unlimited,
+        MC_AGENT_DEFAULT_RUNS_PER_DAY=unlimited,
+        PYTHONPATH=str(ROOT),
     )
-    return env
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def parse_ts(text: str) -> float:
@@ -183,7 +156,7 @@ def main() -> int:
     deadline = time.monotonic() + DEADLINE_S
     with tempfile.TemporaryDirectory(prefix="mc-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        env = env_for(tmp)
+        env = bench_env(tmp)
         cli(env, "db", "migrate")
         token = cli(env, "token", "create", "--name", "bench", "--scope", "admin")
         headers = {"Authorization": f"Bearer {token}"}

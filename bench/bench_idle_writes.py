@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,45 +38,15 @@ import time
 from pathlib import Path
 
 import httpx
+from _benchlib import ROOT, cli, env_for, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_MB_PER_HOUR = 1.0
 START_DEADLINE_S = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(tmp: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "NOTIFY_", "WATCHDOG"))}
-    env.update(
-        {
-            "MC_DATABASE_PATH": str(tmp / "mc.db"),
-            "MC_STATE_DIR": str(tmp / "state"),
-            "MC_ENV_FILE": str(tmp / "no-env-file"),
-            "MC_PROFILES_PATH": str(tmp / "no-profiles.toml"),  # the bundled demo profile
-            "MC_LOG_LEVEL": "WARNING",
-            "MC_PORT": str(port),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
-def _cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.strip()
+    # MC_PROFILES_PATH (env_for): a missing file, so the bundled demo profile
+    return env_for(tmp, MC_LOG_LEVEL="WARNING", MC_PORT=str(port), PYTHONPATH=str(ROOT))
 
 
 def _write_bytes(pid: int) -> int:
@@ -176,7 +144,7 @@ def main() -> int:
         print(f"state directory: {tmp} ({kind})")
         if kind in ("tmpfs", "ramfs"):
             print("warning: tmpfs/ramfs never reaches a block device: write_bytes stays 0")
-        port = _free_port()
+        port = free_port()
         env = _env(tmp, port)
         for pair in args.set:
             name, _, value = pair.partition("=")
@@ -184,8 +152,8 @@ def main() -> int:
                 parser.error(f"--set wants MC_NAME=VALUE, not {pair!r}")
             env[name] = value
             print(f"setting: {name}={value}")
-        _cli(env, "db", "migrate")
-        token = _cli(env, "token", "create", "--name", "bench", "--scope", "read")
+        cli(env, "db", "migrate")
+        token = cli(env, "token", "create", "--name", "bench", "--scope", "read")
         base = f"http://127.0.0.1:{port}"
         api = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve"],
