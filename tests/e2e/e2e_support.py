@@ -40,6 +40,8 @@ HARNESS = REPO / "scripts" / "e2e-pi.sh"
 PROBE_TIMEOUT_S = 2.0
 SETUP_TIMEOUT_S = 1500
 ADMIN_PASSWORD_FILE = "/root/mission-control-admin-password"
+#: the release the units run (provisioning/roles/app: releases/<name>, `current`)
+MISSIONCTL = "/opt/mission-control/current/venv/bin/missionctl"
 WG_ENV = {"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
 
 _CLONE_NEWNET = 0x40000000

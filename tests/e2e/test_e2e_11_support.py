@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import Testbed, https_client
+from e2e_support import MISSIONCTL, Testbed, https_client
 
 BUNDLE = "/root/mc-support-e2e.tar.gz"
 SERVER_KEY = "/var/lib/mission-control/secrets/server.key"
@@ -39,20 +39,9 @@ print(json.dumps({"members": members, "found": found}))
 """
 
 
-def _missionctl(tb: Testbed) -> str:
-    for path in (
-        "/opt/mission-control/current/venv/bin/missionctl",
-        "/opt/mission-control/venv/bin/missionctl",
-    ):
-        if tb.run(["test", "-x", path], check=False).returncode == 0:
-            return path
-    raise AssertionError("no missionctl on the Pi")
-
-
 def test_support_bundle_is_complete_and_holds_no_secret(testbed: Testbed) -> None:
     tb = testbed
-    missionctl = _missionctl(tb)
-    as_service = ["runuser", "-u", "mission-control", "--", missionctl]
+    as_service = ["runuser", "-u", "mission-control", "--", MISSIONCTL]
     create = [*as_service, "token", "create", "--name", "support-e2e", "--scope", "read"]
     made = tb.run(create).stdout
     token = next(word for word in made.split() if word.startswith("mc_"))
@@ -63,7 +52,7 @@ def test_support_bundle_is_complete_and_holds_no_secret(testbed: Testbed) -> Non
     assert all(len(s) >= 16 for s in secrets), "a secret to look for is too short to mean much"
 
     tb.run(["rm", "-f", BUNDLE])
-    tb.run([missionctl, "support-bundle", "--output", BUNDLE], timeout=120)
+    tb.run([MISSIONCTL, "support-bundle", "--output", BUNDLE], timeout=120)
     size = int(tb.run(["stat", "-c", "%s", BUNDLE]).stdout)
     mode = tb.run(["stat", "-c", "%a", BUNDLE]).stdout.strip()
     scan = json.loads(tb.run(["python3", "-c", SCAN, BUNDLE], input="\n".join(secrets)).stdout)

@@ -16,7 +16,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from e2e_support import Testbed, https_client, login, scan_tcp, tcp_listener
+from e2e_support import MISSIONCTL, Testbed, https_client, login, scan_tcp, tcp_listener
 
 API = "mission-control.service"
 WORKER = "mission-control-worker.service"
@@ -269,17 +269,9 @@ def test_each_agent_run_is_sandboxed_by_the_running_worker(testbed: Testbed) -> 
     assert sandbox.get("status") == "enforced", f"the worker's agent sandbox: {sandbox}"
     env = tb.read("/etc/mission-control/env")
     assert "MC_RUNNER_SANDBOX='required'" in env, "the Pi does not require the agent sandbox"
-    missionctl = next(
-        path
-        for path in (
-            "/opt/mission-control/current/venv/bin/missionctl",
-            "/opt/mission-control/venv/bin/missionctl",
-        )
-        if tb.run(["test", "-x", path], check=False).returncode == 0
-    )
     check = tb.sh(
         f"set -a; . /etc/mission-control/env; set +a; cd /; "
-        f"runuser -u {USER} -- {missionctl} runner sandbox-check",
+        f"runuser -u {USER} -- {MISSIONCTL} runner sandbox-check",
         check=False,
     )
     assert check.returncode == 0, f"sandbox-check on the Pi: {check.stdout}{check.stderr}"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from e2e_support import Testbed, https_client, login, wait_for
+from e2e_support import MISSIONCTL, Testbed, https_client, login, wait_for
 
-MISSIONCTL = "/opt/mission-control/venv/bin/missionctl"
 BACKUP_UNIT = "mission-control-backup.service"
 
 
