@@ -1,4 +1,5 @@
-"""HTTP endpoints of escalations (F21): list, detail, acknowledge, resolve, summary."""
+"""HTTP endpoints of escalations (F21): list, detail, acknowledge, resolve (one or
+many at once), summary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from app.core.pagination import Page, Pagination
 from app.escalations import service, store
 from app.escalations.schemas import (
     Acknowledge,
+    BulkAcknowledge,
+    BulkResolve,
+    BulkResult,
     EscalationStatus,
     EscalationSummary,
     EscalationView,
@@ -42,6 +46,26 @@ async def list_escalations(
 async def escalation_summary(_: ReadAccess, ctx: Ctx) -> EscalationSummary:
     """Scope read. Counts for the dashboard."""
     return await service.summary(ctx)
+
+
+@router.post("/acknowledge", response_model=BulkResult)
+async def acknowledge_many(
+    body: BulkAcknowledge, principal: OperateAccess, request: Request, ctx: Ctx
+) -> BulkResult:
+    """Scope operate. Acknowledge up to 200 open escalations in one transaction;
+    ids that are not open (or do not exist) come back in ``skipped`` with why."""
+    return await service.acknowledge_many(ctx, body.ids, principal, client_address(request))
+
+
+@router.post("/resolve", response_model=BulkResult)
+async def resolve_many(
+    body: BulkResolve, principal: OperateAccess, request: Request, ctx: Ctx
+) -> BulkResult:
+    """Scope operate. Resolve up to 200 open or acknowledged escalations with one
+    comment (required), in one transaction; the rest come back in ``skipped``."""
+    return await service.resolve_many(
+        ctx, body.ids, body.comment, principal, client_address(request)
+    )
 
 
 @router.get("/{escalation_id}", response_model=EscalationView)

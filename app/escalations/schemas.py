@@ -30,6 +30,39 @@ class Resolve(BaseModel):
     version: Version | None = None
 
 
+BULK_MAX = 200
+EscalationIds = Annotated[
+    list[Annotated[int, Field(ge=1, le=2**63 - 1)]], Field(min_length=1, max_length=BULK_MAX)
+]
+
+
+class BulkAcknowledge(BaseModel):
+    """Acknowledge several open escalations at once (1 to 200 ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: EscalationIds
+
+
+class BulkResolve(BaseModel):
+    """Resolve several open or acknowledged escalations with one comment."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: EscalationIds
+    comment: Comment
+
+
+class BulkSkipped(BaseModel):
+    id: int
+    reason: str
+
+
+class BulkResult(BaseModel):
+    """What changed (``done``) and what was left as it was, with why."""
+
+    done: list[int]
+    skipped: list[BulkSkipped]
+
+
 class EscalationView(BaseModel):
     id: int
     kind: str

@@ -9,7 +9,13 @@ from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
 from app.escalations import store
-from app.escalations.schemas import EscalationStatus, EscalationSummary, EscalationView
+from app.escalations.schemas import (
+    BulkResult,
+    BulkSkipped,
+    EscalationStatus,
+    EscalationSummary,
+    EscalationView,
+)
 from app.events.transaction import transaction
 from app.events.types import EventType
 from app.security.credential_gate import redact
@@ -112,6 +118,82 @@ async def resolve(
             min_scope=Scope.OPERATE,
         )
     return await get_escalation(ctx, escalation_id)
+
+
+def _skip_reason(row: Row | None, wanted: EscalationStatus) -> str:
+    if row is None:
+        return "no such escalation"
+    return f"it is {row['status']}; it cannot become {wanted.value}"
+
+
+async def acknowledge_many(
+    ctx: AppContext, ids: list[int], principal: Principal, client: str
+) -> BulkResult:
+    """Acknowledge every open one of ``ids`` in one transaction; the others are
+    reported as skipped with the reason (none of them is an error)."""
+    done: list[int] = []
+    skipped: list[BulkSkipped] = []
+    async with transaction(ctx, principal.actor, client) as tx:
+        for escalation_id in dict.fromkeys(ids):
+            row = await store.escalation_tx(tx.conn, escalation_id)
+            if row is None or not await store.acknowledge(
+                tx.conn, escalation_id, principal.actor, None
+            ):
+                reason = _skip_reason(row, EscalationStatus.ACKNOWLEDGED)
+                skipped.append(BulkSkipped(id=escalation_id, reason=reason))
+                continue
+            done.append(escalation_id)
+            await tx.audit(
+                "escalation.acknowledged",
+                f"escalation:{escalation_id}",
+                {"kind": row["kind"], "bulk": True},
+            )
+            await tx.emit(
+                EventType.ESCALATION_ACKNOWLEDGED,
+                "escalation",
+                escalation_id,
+                {"kind": row["kind"], "by": principal.actor},
+                min_scope=Scope.OPERATE,
+            )
+    return BulkResult(done=done, skipped=skipped)
+
+
+async def resolve_many(
+    ctx: AppContext, ids: list[int], comment: str, principal: Principal, client: str
+) -> BulkResult:
+    """Resolve every open or acknowledged one of ``ids`` with one comment, in one
+    transaction; the others are reported as skipped with the reason."""
+    comment = redact(comment).text  # a pasted secret is not kept (F14)
+    done: list[int] = []
+    skipped: list[BulkSkipped] = []
+    async with transaction(ctx, principal.actor, client) as tx:
+        for escalation_id in dict.fromkeys(ids):
+            row = await store.escalation_tx(tx.conn, escalation_id)
+            if row is None or not await store.resolve(
+                tx.conn, escalation_id, principal.actor, comment, None
+            ):
+                reason = _skip_reason(row, EscalationStatus.RESOLVED)
+                skipped.append(BulkSkipped(id=escalation_id, reason=reason))
+                continue
+            done.append(escalation_id)
+            await tx.audit(
+                "escalation.resolved",
+                f"escalation:{escalation_id}",
+                {
+                    "kind": row["kind"],
+                    "from": row["status"],
+                    "comment_chars": len(comment),
+                    "bulk": True,
+                },
+            )
+            await tx.emit(
+                EventType.ESCALATION_RESOLVED,
+                "escalation",
+                escalation_id,
+                {"kind": row["kind"], "by": principal.actor},
+                min_scope=Scope.OPERATE,
+            )
+    return BulkResult(done=done, skipped=skipped)
 
 
 async def summary(ctx: AppContext) -> EscalationSummary:

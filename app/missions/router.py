@@ -34,9 +34,14 @@ async def propose_mission(
     body: MissionCreate, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> MissionView:
     """Scope operate. A structured proposal; bounds default to (and may not exceed)
-    the configured ceilings. 422 ``proposal_refused`` names every bound exceeded."""
+    the configured ceilings. 422 ``proposal_refused`` names every bound exceeded (a
+    token's bound refusal also opens an escalation; a person's at a form does not)."""
     return await service.propose_mission(
-        ctx, body, actor=principal.actor, client=client_address(request)
+        ctx,
+        body,
+        actor=principal.actor,
+        client=client_address(request),
+        own_input=principal.kind == "session",
     )
 
 

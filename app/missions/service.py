@@ -177,8 +177,12 @@ async def agent_problems(tx: Tx, spec: MissionCreate) -> list[dict[str, Any]]:
 
 
 async def propose_mission(
-    ctx: AppContext, spec: MissionCreate, *, actor: str, client: str
+    ctx: AppContext, spec: MissionCreate, *, actor: str, client: str, own_input: bool = False
 ) -> MissionView:
+    """Store a proposal, or refuse it (422 ``proposal_refused`` naming every problem).
+
+    ``own_input``: a person's own input at a form (a login session); a refusal is
+    audited but opens no escalation, even for a bound above its ceiling."""
     effective, problems = bound_problems(spec, ctx)
     problems.extend(text_problems(spec))
     async with transaction(ctx, actor, client) as tx:
@@ -210,7 +214,7 @@ async def propose_mission(
                 {"title": spec.title, "steps": len(spec.steps), "bounds": effective},
             )
     if problems:
-        await _record_refused_proposal(ctx, actor, client, problems)
+        await _record_refused_proposal(ctx, actor, client, problems, escalate=not own_input)
         raise ApiError(422, "proposal_refused", "the mission proposal was refused", problems)
     row = await store.mission_row(ctx.db, mission_id)
     if row is None:  # pragma: no cover - just written
@@ -219,14 +223,15 @@ async def propose_mission(
 
 
 async def _record_refused_proposal(
-    ctx: AppContext, actor: str, client: str, problems: list[dict[str, Any]]
+    ctx: AppContext, actor: str, client: str, problems: list[dict[str, Any]], *, escalate: bool
 ) -> None:
-    """Audit the refusal in its own transaction; a bound hit also needs a human (F21)."""
+    """Audit the refusal in its own transaction; a bound hit by a token, rule or
+    agent also needs a human (F21). A person at a form sees it in place."""
     checks = sorted({p["check"] for p in problems})
     bounds = [p for p in problems if "bound" in p]
     async with transaction(ctx, actor, client) as tx:
         await tx.audit("mission.propose", "mission", {"checks": checks}, outcome="refused")
-        if bounds:
+        if bounds and escalate:
             await tx.escalate(
                 "mission_bound_exceeded",
                 "mission",

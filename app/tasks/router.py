@@ -49,10 +49,15 @@ async def list_tasks(
 async def create_task(
     body: TaskCreate, principal: OperateAccess, request: Request, response: Response, ctx: Ctx
 ) -> TaskView:
-    """Scope operate. 422 ``preflight_failed`` lists every failed check; a repeat with
+    """Scope operate. 422 ``preflight_failed`` lists every failed check (a token's
+    refusal also opens an escalation; a person's at a form does not); a repeat with
     the same idempotency_key and content answers 200 with the existing task."""
     view, created = await service.submit_task(
-        ctx, body, actor=principal.actor, client=client_address(request)
+        ctx,
+        body,
+        actor=principal.actor,
+        client=client_address(request),
+        own_input=principal.kind == "session",
     )
     if not created:
         response.status_code = 200

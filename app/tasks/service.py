@@ -12,8 +12,11 @@ conversation; the one that makes the last of them succeed queues it
 (``app/tasks/transitions.py``).
 
 A refused task is recorded in a transaction of its own (audit outcome
-``refused``, event ``task.refused``, escalation ``preflight_refused``) and
-nothing of the task is stored.
+``refused``, event ``task.refused``) and nothing of the task is stored. A
+refusal that comes from an agent, a rule, a schedule or an API token also opens
+an escalation ``preflight_refused`` (something acted on its own and needs a
+human); a person's own mistake in a form (``own_input``: a login session) is
+answered in place, next to the field, and opens none.
 
 Idempotency: a request whose ``idempotency_key`` is already used by a live
 task with identical content returns that task (HTTP 200, nothing new is
@@ -139,9 +142,18 @@ def _same_content(row: Row, depends_on: list[int], values: dict[str, Any]) -> bo
 
 
 async def submit_task(
-    ctx: AppContext, spec: TaskCreate, *, actor: str, client: str, rule_depth: int = 0
+    ctx: AppContext,
+    spec: TaskCreate,
+    *,
+    actor: str,
+    client: str,
+    rule_depth: int = 0,
+    own_input: bool = False,
 ) -> tuple[TaskView, bool]:
-    """Create a task; returns the view and whether it is new (False: idempotent repeat)."""
+    """Create a task; returns the view and whether it is new (False: idempotent repeat).
+
+    ``own_input``: the request is a person's own input at a form (a login
+    session); a refusal is audited but opens no escalation."""
     values = _values(spec, actor)
     values["depends_on"] = list(spec.depends_on)
     failures: list[Failure] = []
@@ -165,7 +177,13 @@ async def submit_task(
         raise ApiError(409, "conflict", "the task conflicts with one just created; retry") from exc
     if failures:
         await _record_refused(
-            ctx, spec, failures, actor=actor, client=client, rule_depth=rule_depth
+            ctx,
+            spec,
+            failures,
+            actor=actor,
+            client=client,
+            rule_depth=rule_depth,
+            escalate=not own_input,
         )
         raise preflight_error(failures)
     return await get_task(ctx, task_id), created
@@ -227,8 +245,10 @@ async def _record_refused(
     actor: str,
     client: str,
     rule_depth: int,
+    escalate: bool,
 ) -> None:
-    """Audit, event and escalation of a refused task, in a transaction of their own.
+    """Audit, event and (unless a person's own input) escalation of a refused task,
+    in a transaction of their own.
 
     Neither the title nor the description is recorded: they may hold the very
     credential that caused the refusal.
@@ -244,6 +264,8 @@ async def _record_refused(
         async with transaction(ctx, actor, client) as tx:
             await tx.audit("task.create", "task", summary, outcome="refused")
             await tx.emit(EventType.TASK_REFUSED, "task", None, summary, rule_depth=rule_depth)
+            if not escalate:
+                return
             await tx.escalate(
                 "preflight_refused",
                 "task",

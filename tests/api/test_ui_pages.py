@@ -69,6 +69,9 @@ class Page(HTMLParser):
             self.meta[a["name"]] = a.get("content", "")
         if tag == "form":
             self.forms.append(a)
+        if tag == "button" and a.get("data-api"):  # a button that names its own endpoint
+            method = a.get("data-method", "POST")
+            self.forms.append({"data-api": a["data-api"], "data-method": method})
         if "id" in a:
             self.ids.append(a["id"])
         if tag == "label":
@@ -158,11 +161,12 @@ async def seed(
                 task["id"],
             ),
         )
-        await conn.execute(
-            "INSERT INTO escalations (kind, subject_type, subject_id, reason, created_at)"
-            " VALUES ('needs_review', 'task', ?, 'look at it', '2026-01-01T00:00:00.000000Z')",
-            (task["id"],),
-        )
+        for reason in ("look at it", "and at this"):  # two: the page offers bulk actions
+            await conn.execute(
+                "INSERT INTO escalations (kind, subject_type, subject_id, reason, created_at)"
+                " VALUES ('needs_review', 'task', ?, ?, '2026-01-01T00:00:00.000000Z')",
+                (task["id"], reason),
+            )
     run = await ctx.db.fetch_one("SELECT id FROM conversations WHERE task_id = ?", (task["id"],))
     assert run is not None
     return {
@@ -372,7 +376,7 @@ async def test_pages_show_the_state(
     agent = seeded["agent"]
     dashboard = (await client.get("/ui/")).text
     assert "scout" in dashboard and "Live events" in dashboard
-    assert 'id="live-feed"' in dashboard and "Escalations to handle (1)" in dashboard
+    assert 'id="live-feed"' in dashboard and "Escalations to handle (2)" in dashboard
     run = (await client.get(f"/ui/runs/{seeded['run_id']}")).text
     assert '<mark class="redacted"' in run and "[REDACTED:github_token]" in run
     assert '<mark class="truncated">' in run and 'id="truncated-note"' in run

@@ -159,13 +159,30 @@
   }
   const KEEP_EMPTY = { payload: true };
 
+  // The form's own named fields and those outside it that name it (form="id").
+  function namedFields(form) {
+    const fields = Array.prototype.slice.call(form.querySelectorAll('[name]'));
+    if (form.id) {
+      document.querySelectorAll('[form="' + CSS.escape(form.id) + '"][name]').forEach(function (el) {
+        if (fields.indexOf(el) < 0) fields.push(el);
+      });
+    }
+    return fields;
+  }
+
   MC.collect = function (form) {
     const out = {};
-    form.querySelectorAll('[name]').forEach(function (el) {
+    namedFields(form).forEach(function (el) {
       if (!el.name || el.matches(':disabled') || el.closest('template')) return;
       const type = el.dataset.type || 'str';
+      if (type === 'list' && el.type !== 'checkbox') {
+        // a fixed member of a checkbox list (e.g. the locked security category)
+        place(out, el.name, el.value, true);
+        return;
+      }
       if (el.type === 'checkbox') {
-        if (type === 'list') place(out, el.name, el.checked ? el.value : undefined, true);
+        const item = el.dataset.item === 'int' && /^\d+$/.test(el.value) ? Number(el.value) : el.value;
+        if (type === 'list') place(out, el.name, el.checked ? item : undefined, true);
         else place(out, el.name, el.checked);
         return;
       }
@@ -301,8 +318,13 @@
     event.preventDefault();
     if (form.getAttribute('aria-busy') === 'true') return;
     clearErrors(form);
-    if (form.dataset.confirm) {
-      const ok = await MC.confirm(form.dataset.confirm, form.dataset.confirmLabel);
+    // a form with several actions: the button pressed may name its own endpoint,
+    // confirmation and the fields it sends (data-send="ids comment")
+    const submitter = event.submitter && event.submitter.form === form ? event.submitter : null;
+    const pick = submitter ? submitter.dataset : {};
+    const question = pick.confirm || form.dataset.confirm;
+    if (question) {
+      const ok = await MC.confirm(question, pick.confirmLabel || form.dataset.confirmLabel);
       if (!ok) return;
     }
     const buttons = form.querySelectorAll('button[type="submit"], button:not([type])');
@@ -311,8 +333,12 @@
     const status = form.querySelector('[role="status"]');
     if (status) status.textContent = 'Working…';
     try {
-      const body = form.dataset.body === 'none' ? undefined : MC.collect(form);
-      const result = await MC.api(form.dataset.method || 'POST', form.dataset.api, body);
+      let body = form.dataset.body === 'none' ? undefined : MC.collect(form);
+      if (body && pick.send) {
+        const keep = pick.send.split(' ');
+        Object.keys(body).forEach(function (key) { if (keep.indexOf(key) < 0) delete body[key]; });
+      }
+      const result = await MC.api(form.dataset.method || 'POST', pick.api || form.dataset.api, body);
       if (status) status.textContent = 'Done.';
       await succeed(form, result);
     } catch (err) {
@@ -359,6 +385,14 @@
   });
 
   // --- small helpers used by several pages ------------------------------------------------------
+  // <input type="checkbox" data-check-all="form-id">: ticks every box of that list
+  document.addEventListener('change', function (event) {
+    const all = event.target.closest('[data-check-all]');
+    if (!all) return;
+    document.querySelectorAll('input[type="checkbox"][form="' + CSS.escape(all.dataset.checkAll) + '"]')
+      .forEach(function (box) { if (box !== all) box.checked = all.checked; });
+  });
+
   document.addEventListener('click', function (event) {
     const copy = event.target.closest('[data-copy]');
     if (copy && navigator.clipboard) {
