@@ -32,7 +32,11 @@ from tests.integration.helpers import cli_env, free_port, missionctl
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``missionctl serve`` and a worker; a module with ``UI_WORKER = False`` gets no
+    worker (its tasks stay queued, so what a form stored can be read back as it was)."""
     if not CHROMIUM.exists():
         pytest.skip(
             "Debian's chromium is not installed (/usr/bin/chromium): run"
@@ -63,10 +67,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     logs.mkdir()
     started = Server(base, root)
     try:
-        for name, args in (
-            ("serve", ["serve", "--port", str(port)]),
-            ("worker", ["worker", "--name", "ui-tests"]),
-        ):
+        commands = [("serve", ["serve", "--port", str(port)])]
+        if getattr(request.module, "UI_WORKER", True):
+            commands.append(("worker", ["worker", "--name", "ui-tests"]))
+        for name, args in commands:
             with (logs / f"{name}.log").open("wb") as log:
                 started.processes.append(
                     subprocess.Popen(

@@ -1,0 +1,1 @@
+"""Test helpers shared across the suite (one package, imported as ``tests.support``)."""
