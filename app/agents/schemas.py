@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.capability.model import Tool
+
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 ]
@@ -24,14 +26,6 @@ class AgentStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     RETIRED = "retired"
-
-
-class Tool(StrEnum):
-    READ_FILES = "read_files"
-    WRITE_FILES = "write_files"
-    WEB_SEARCH = "web_search"
-    WEB_FETCH = "web_fetch"
-    SHELL = "shell"
 
 
 class Quotas(Strict):

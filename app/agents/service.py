@@ -16,21 +16,17 @@ from app.agents.schemas import (
     IdentityDiff,
     MemoryView,
     Quotas,
-    Tool,
 )
+from app.capability.model import Capability, Tool, agent_capability
 from app.core.clock import now_iso
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
+from app.core.settings import Settings
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.policies.model import Category, Severity
-from app.runner.profiles import (
-    DEFAULT_PROFILES_PATH,
-    EXAMPLE_PROFILES_PATH,
-    ProfileError,
-    load_profiles,
-)
+from app.runner.catalog import profile_traits
 from app.security.principal import Principal
 
 
@@ -58,15 +54,24 @@ def agent_view(row: Row) -> AgentView:
 
 
 def known_profiles(ctx: AppContext) -> set[str]:
-    """Names of the command profiles the host defines (F27); the example set when
-    this host has no profiles file (development)."""
-    path = ctx.settings.profiles_path
+    """Names of the command profiles the host defines (F27), loaded by the worker's
+    own rules; the example set when this host has no profiles file (development)."""
+    return set(profile_traits(ctx.settings))
+
+
+def capability_of(settings: Settings, row: Row) -> Capability:
+    """What an agent (a stored row) can do with its profile: the one answer that
+    pre-flight, rule approval, the security alerts and the UI use
+    (app/capability/model.py). An unreadable tool list counts as every tool."""
     try:
-        if path.exists():
-            return set(load_profiles(path, require_root_owned=path == DEFAULT_PROFILES_PATH))
-        return set(load_profiles(EXAMPLE_PROFILES_PATH, require_root_owned=False))
-    except ProfileError:
-        return set()
+        tools = json.loads(row["allowed_tools"] or "[]")
+    except (TypeError, ValueError):
+        tools = [t.value for t in Tool]
+    return agent_capability(
+        profile_traits(settings).get(str(row["profile"])),
+        shell_access=bool(row["shell_access"]),
+        allowed_tools=tools if isinstance(tools, list) else [t.value for t in Tool],
+    )
 
 
 def _check_profile(ctx: AppContext, profile: str) -> None:
@@ -119,10 +124,13 @@ async def create_agent(
             summary = {k: v for k, v in values.items() if k != "name"} | {"name": body.name}
             await tx.audit("agent.created", f"agent:{agent_id}", summary)
             await tx.emit(EventType.AGENT_CREATED, "agent", agent_id, {"name": body.name})
-            if body.shell_access:
+            created = await store.agent_row_tx(tx.conn, agent_id)
+            capability = capability_of(ctx.settings, created) if created is not None else None
+            if capability is None or capability.shell:
                 await tx.security_alert(
                     f"Agent '{body.name}' created with shell access",
-                    f"{principal.actor} created an agent that may run shell commands.",
+                    f"{principal.actor} created an agent that may run shell commands"
+                    f" ({capability.basis if capability else 'unknown profile'}).",
                 )
     except sqlite3.IntegrityError:
         raise ApiError(409, "conflict", "an agent with that name exists") from None
@@ -155,16 +163,40 @@ async def update_agent(
             raise ApiError(
                 422, "shell_not_enabled", "the shell tool needs shell_access: true", None
             )
+        before = capability_of(ctx.settings, current)
         if not await store.update_agent(tx.conn, agent_id, body.version, changes):
             raise ApiError(409, "conflict", "the agent changed since you read it; reload")
+        updated = await store.agent_row_tx(tx.conn, agent_id)
+        after = capability_of(ctx.settings, updated) if updated is not None else before
         await tx.audit("agent.updated", f"agent:{agent_id}", changes)
         await tx.emit(EventType.AGENT_UPDATED, "agent", agent_id, {"fields": sorted(changes)})
-        if changes.get("shell_access") and not current["shell_access"]:
-            await tx.security_alert(
-                f"Shell access granted to agent '{current['name']}'",
-                f"{principal.actor} enabled shell access.",
-            )
+        if {"profile", "shell_access", "allowed_tools"} & changes.keys():
+            await _capability_changed(tx, current, before, after, principal)
     return await get_agent(ctx, agent_id)
+
+
+async def _capability_changed(
+    tx: Tx, current: Row, before: Capability, after: Capability, principal: Principal
+) -> None:
+    """A change to what an agent can do is recorded like an identity change (the
+    audit entry holds the before and the after) and always announced."""
+    name = current["name"]
+    await tx.audit(
+        "agent.capability_changed",
+        f"agent:{current['id']}",
+        {"before": before.as_dict(), "after": after.as_dict(), "profile": current["profile"]},
+    )
+    if after.shell and not before.shell:
+        title = f"Shell access granted to agent '{name}'"
+    else:
+        title = f"Capability of agent '{name}' changed"
+    await tx.security_alert(
+        title,
+        f"{principal.actor} changed what agent '{name}' can do: {before.badge}"
+        f" ({', '.join(sorted(t.value for t in before.tools)) or 'no tools'}) ->"
+        f" {after.badge} ({', '.join(sorted(t.value for t in after.tools)) or 'no tools'};"
+        f" {after.basis}).",
+    )
 
 
 async def set_status(

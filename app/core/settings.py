@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # "auto" uses it when the kernel has it and says "unconfined" in health otherwise,
     # "off" is an explicit opt-out
     runner_sandbox: Literal["auto", "required", "off"] = "auto"
+    # how many model turns one run may take ({max_turns}, and the runtime's own flag)
+    runner_max_turns: Annotated[int, Field(ge=1, le=1000)] = 50
+    # the model price table (docs/capability.md); the bundled one when this is absent
+    prices_path: Path = Path("/etc/mission-control/prices.toml")
 
     # operations
     monitor_cert_path: Path = Path("/etc/mission-control-tls/server.crt")

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.agents.service import capability_of
 from app.agents.store import agent_row
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext
@@ -78,15 +79,10 @@ def rule_actor(rule_id: int) -> str:
     return f"rule:{rule_id}"
 
 
-def agent_has_shell(row: Row) -> bool:
-    """Shell access, by the explicit flag or by the shell tool."""
-    if row["shell_access"]:
-        return True
-    try:
-        tools = json.loads(row["allowed_tools"] or "[]")
-    except (TypeError, ValueError):
-        return True  # unreadable: assume the worst
-    return isinstance(tools, list) and "shell" in tools
+def agent_has_shell(ctx: AppContext, row: Row) -> bool:
+    """Whether the agent reaches a shell: its capability with its profile decides
+    (app/capability/model.py), so a profile that always runs commands counts."""
+    return capability_of(ctx.settings, row).shell
 
 
 def stored_spec(row: Row) -> RuleSpec:
@@ -115,7 +111,7 @@ async def shell_targets(ctx: AppContext, spec: RuleSpec, facts: EventFacts) -> l
     for action in spec.then:
         if isinstance(action, CreateTaskAction):
             agent = await agent_row(ctx.db, action.agent_id)
-            if agent is not None and agent_has_shell(agent):
+            if agent is not None and agent_has_shell(ctx, agent):
                 found.append(f"agent:{action.agent_id}")
         elif (
             isinstance(action, SetTaskStatusAction)
@@ -126,7 +122,7 @@ async def shell_targets(ctx: AppContext, spec: RuleSpec, facts: EventFacts) -> l
             if task is None:
                 continue
             agent = await agent_row(ctx.db, int(task["agent_id"]))
-            if task["needs_shell"] or (agent is not None and agent_has_shell(agent)):
+            if task["needs_shell"] or (agent is not None and agent_has_shell(ctx, agent)):
                 found.append(f"task:{facts.subject_id}")
     return found
 
@@ -169,7 +165,7 @@ async def preview_actions(
             )
         elif isinstance(action, CreateTaskAction):
             agent = await agent_row(ctx.db, action.agent_id)
-            shell = agent is not None and agent_has_shell(agent)
+            shell = agent is not None and agent_has_shell(ctx, agent)
             previews.append(
                 ActionPreview(
                     type=action.type,

@@ -100,7 +100,7 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _shell_agents(conn: aiosqlite.Connection, spec: RuleSpec) -> list[int]:
+async def _shell_agents(ctx: AppContext, conn: aiosqlite.Connection, spec: RuleSpec) -> list[int]:
     """The agents with shell access that the rule's actions would start.
 
     An agent that does not exist is a 422: a rule never names a ghost agent
@@ -125,7 +125,7 @@ async def _shell_agents(conn: aiosqlite.Connection, spec: RuleSpec) -> list[int]
                     }
                 ],
             )
-        if agent_has_shell(row) and agent_id not in shell:
+        if agent_has_shell(ctx, row) and agent_id not in shell:
             shell.append(agent_id)
     return shell
 
@@ -198,7 +198,7 @@ async def list_firings(
 async def create_rule(ctx: AppContext, body: RuleCreate, *, actor: str, client: str) -> RuleView:
     spec = RuleSpec.model_validate(body.model_dump(exclude={"enabled"}))
     async with transaction(ctx, actor, client) as tx:
-        shell = await _shell_agents(tx.conn, spec)
+        shell = await _shell_agents(ctx, tx.conn, spec)
         approval = Approval.PENDING if shell else Approval.NOT_NEEDED
         enabled = body.enabled and not shell
         behaviour = spec.behaviour()
@@ -259,7 +259,7 @@ async def update_rule(
             raise ApiError(
                 422, "validation_failed", "the rule is not valid", _validation_details(exc)
             ) from None
-        shell = await _shell_agents(tx.conn, spec)
+        shell = await _shell_agents(ctx, tx.conn, spec)
         behaviour_changed = spec.behaviour() != _stored_behaviour(row)
         current = Approval(row["approval"])
         if not shell:
@@ -396,7 +396,7 @@ async def approve_rule(
             raise ApiError(
                 409, "invalid_rule", "the stored rule no longer validates; change it first"
             ) from None
-        shell = await _shell_agents(tx.conn, spec)
+        shell = await _shell_agents(ctx, tx.conn, spec)
         if not shell:
             raise ApiError(
                 409,

@@ -13,15 +13,17 @@ A change to the file takes effect when the worker restarts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.capability.model import ProfileTraits
 from app.core.settings import Settings
 from app.runner.environment import ChildEnv, build_child_env
-from app.runner.profiles import EXAMPLE_PROFILES_PATH, Profile, load_profiles
+from app.runner.profiles import EXAMPLE_PROFILES_PATH, Profile, ProfileError, load_profiles
 
 log = logging.getLogger("mission_control.runner.catalog")
 
@@ -65,9 +67,43 @@ def load_catalog(settings: Settings) -> Catalog:
         root_owned = under_etc(configured)
         profiles = load_profiles(configured, require_root_owned=root_owned)
         return Catalog(configured, profiles, root_owned=root_owned, bundled=False)
-    log.warning(
+    # MC_PROFILES_PATH set (the Pi) but missing is a problem; the built-in default
+    # missing is the development setup (make run), where the bundled file is meant
+    missing_configured = "profiles_path" in settings.model_fields_set
+    log.log(
+        logging.WARNING if missing_configured else logging.INFO,
         "profiles file not found; using the bundled example profiles",
         extra={"configured": str(configured), "bundled": str(EXAMPLE_PROFILES_PATH)},
     )
     profiles = load_profiles(EXAMPLE_PROFILES_PATH, require_root_owned=False)
     return Catalog(EXAMPLE_PROFILES_PATH, profiles, root_owned=False, bundled=True)
+
+
+def profile_traits(settings: Settings) -> dict[str, ProfileTraits]:
+    """What each of the host's profiles can do, loaded by the worker's own rules (a
+    file under /etc must be root-owned), for the API's capability decisions.
+    Empty when the file is refused: every agent then counts as able to run
+    commands (:func:`app.capability.model.agent_capability` fails closed) and no
+    agent can be given a profile."""
+    configured = settings.profiles_path
+    path, root_owned = configured, under_etc(configured)
+    if not (configured.exists() or configured.is_symlink()):
+        path, root_owned = EXAMPLE_PROFILES_PATH, False
+    try:
+        info = path.lstat()
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+    except OSError:
+        return {}
+    return dict(_traits(path, root_owned, stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _traits(
+    path: Path, root_owned: bool, stamp: tuple[int, int, int]
+) -> tuple[tuple[str, ProfileTraits], ...]:
+    try:
+        profiles = load_profiles(path, require_root_owned=root_owned)
+    except ProfileError as exc:
+        log.warning("profiles file refused", extra={"reason": str(exc)})
+        return ()
+    return tuple((name, profile.traits(name)) for name, profile in sorted(profiles.items()))

@@ -15,6 +15,7 @@ queued -> blocked (a dependency failed). Each emits ``task.status_changed``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,11 @@ class Claim:
     quota_tokens_per_day: int
     quota_cost_usd_per_day: float
     quota_runs_per_day: int
+    #: the agent's stored tools and shell flag, the task's declared need: the
+    #: inputs of the run's capability (app/capability/model.py)
+    shell_access: bool = False
+    allowed_tools: tuple[str, ...] = ()
+    needs_shell: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> Claim:
@@ -78,7 +84,18 @@ class Claim:
             quota_tokens_per_day=int(row["quota_tokens_per_day"]),
             quota_cost_usd_per_day=float(row["quota_cost_usd_per_day"]),
             quota_runs_per_day=int(row["quota_runs_per_day"]),
+            shell_access=bool(row["shell_access"]),
+            allowed_tools=_tools(row["allowed_tools"]),
+            needs_shell=bool(row["needs_shell"]),
         )
+
+
+def _tools(value: Any) -> tuple[str, ...]:
+    try:
+        parsed = json.loads(value or "[]")
+    except (TypeError, ValueError):
+        return ()
+    return tuple(str(v) for v in parsed) if isinstance(parsed, list) else ()
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -102,7 +119,7 @@ _CANDIDATE_SQL = (
     "SELECT c.id, c.task_id, c.agent_id, c.attempt, t.status AS task_status, t.title,"
     " t.description, t.mission_id, t.mission_step, t.project_id, a.profile, a.model,"
     " a.identity_version, a.quota_tokens_per_day, a.quota_cost_usd_per_day,"
-    " a.quota_runs_per_day"
+    " a.quota_runs_per_day, a.shell_access, a.allowed_tools, t.needs_shell"
     " FROM conversations c JOIN tasks t ON t.id = c.task_id JOIN agents a ON a.id = c.agent_id"
     " WHERE c.status = 'QUEUED' AND t.deleted_at IS NULL AND t.status IN ('queued', 'in_progress')"
     " AND a.deleted_at IS NULL AND a.status = 'active'"

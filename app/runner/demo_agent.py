@@ -1,10 +1,16 @@
-"""A deterministic local agent that speaks the Claude CLI ``--output-format json`` format.
+"""A deterministic local agent that speaks the Claude Code CLI's dialect.
 
-Run as ``python -m app.runner.demo_agent [--model NAME] [--max-turns N]``: reads the
-prompt on stdin and prints exactly one JSON result object, the same shape as
-``claude -p --output-format json``. Everything in it (reply, session id, token
-counts, cost, duration) is a function of the prompt and the model name, so the
-whole pipeline runs offline and tests can compare exact values.
+Run as ``python -m app.runner.demo_agent [--model NAME] [CLAUDE FLAGS]``: reads the
+prompt on stdin; with ``--output-format json`` (the default) it prints exactly one
+JSON result object, the shape of ``claude -p --output-format json``; with
+``stream-json`` it prints the lines Claude Code prints (``system`` init, per turn
+``stream_event`` ``message_start``/``message_delta`` and an ``assistant``
+message, then the ``result``). It accepts the flags the claude-code runtime
+passes (``--tools``, ``--max-turns``, ...) and honours ``--tools``: a tool it is
+told to ask for but was not given is listed in ``permission_denials``.
+Everything in it (reply, session id, token counts, cost, duration) is a function
+of the prompt and the model name, so the whole pipeline runs offline and tests
+can compare exact values.
 
 Test switches, each on its own line of the prompt:
 
@@ -15,6 +21,9 @@ Test switches, each on its own line of the prompt:
 ``DEMO:flood=BYTES``        print BYTES of filler before the JSON (output caps)
 ``DEMO:env``                the reply lists the *names* of the environment variables
 ``DEMO:stderr=TEXT``        write TEXT to stderr
+``DEMO:turns=N``            take N model turns (stream-json; usage split across them)
+``DEMO:turn_sleep=SECONDS`` sleep between turns (live budget tests)
+``DEMO:tool=NAME``          ask for tool NAME in the first turn
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +46,7 @@ MAX_PROMPT_BYTES = 10 * 1024 * 1024
 INPUT_PRICE_PER_MTOK = 3.0
 OUTPUT_PRICE_PER_MTOK = 15.0
 _SESSION_NAMESPACE = uuid.UUID("6f1c1e52-2a43-4f0e-9d8c-5b0c8f1e7a10")
-_SWITCH_RE = re.compile(r"^DEMO:([a-z]+)(?:=(.*))?$")
+_SWITCH_RE = re.compile(r"^DEMO:([a-z_]+)(?:=(.*))?$")
 
 
 @dataclass
@@ -48,6 +58,9 @@ class Switches:
     flood_bytes: int = 0
     list_env: bool = False
     stderr: list[str] = field(default_factory=list)
+    turns: int = 1
+    turn_sleep_s: float = 0.0
+    tool: str | None = None
 
 
 def parse_switches(prompt: str) -> Switches:
@@ -73,6 +86,12 @@ def parse_switches(prompt: str) -> Switches:
                 switches.list_env = True
             elif name == "stderr":
                 switches.stderr.append(value)
+            elif name == "turns":
+                switches.turns = min(max(int(value), 1), 100_000)
+            elif name == "turn_sleep":
+                switches.turn_sleep_s = min(max(float(value), 0.0), 60.0)
+            elif name == "tool":
+                switches.tool = value[:64] or None
         except ValueError:
             continue  # a malformed switch is ignored, like any other prompt text
     return switches
@@ -142,11 +161,68 @@ def build_result(prompt: str, model: str, switches: Switches) -> dict[str, Any]:
     }
 
 
+def _stream_lines(
+    result: dict[str, Any], model: str, switches: Switches, tools: list[str] | None
+) -> Iterator[dict[str, Any]]:
+    """The stream-json lines of a run, the result object last."""
+    session = result["session_id"]
+    yield {
+        "type": "system",
+        "subtype": "init",
+        "session_id": session,
+        "model": model,
+        "tools": tools if tools is not None else [],
+        "permissionMode": "dontAsk",
+    }
+    usage = result["usage"]
+    turns = switches.turns
+    denials: list[dict[str, Any]] = []
+    for index in range(turns):
+        if index and switches.turn_sleep_s:
+            time.sleep(switches.turn_sleep_s)
+        share_in = usage["input_tokens"] // turns + (
+            usage["input_tokens"] % turns if index == 0 else 0
+        )
+        share_out = usage["output_tokens"] // turns + (
+            usage["output_tokens"] % turns if index == 0 else 0
+        )
+        message_id = f"msg_demo_{index}"
+        start = {"input_tokens": share_in, "output_tokens": 1, "cache_read_input_tokens": 0}
+        yield {
+            "type": "stream_event",
+            "event": {"type": "message_start", "message": {"id": message_id, "usage": start}},
+            "session_id": session,
+        }
+        content: list[dict[str, Any]] = [{"type": "text", "text": result["result"]}]
+        if index == 0 and switches.tool is not None:
+            content = [{"type": "tool_use", "id": "toolu_demo", "name": switches.tool, "input": {}}]
+            if tools is not None and switches.tool not in tools:
+                denials.append({"tool_name": switches.tool, "tool_use_id": "toolu_demo"})
+        yield {
+            "type": "assistant",
+            "message": {"id": message_id, "content": content, "usage": start},
+            "session_id": session,
+        }
+        done = dict(start, output_tokens=max(share_out, 1))
+        yield {
+            "type": "stream_event",
+            "event": {"type": "message_delta", "usage": done},
+            "session_id": session,
+        }
+        sys.stdout.flush()
+    result["num_turns"] = turns
+    result["permission_denials"] = denials
+    yield result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_agent", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
     parser.add_argument("--max-turns", type=int, default=1)
-    args = parser.parse_args(argv)
+    parser.add_argument("--output-format", choices=("json", "stream-json"), default="json")
+    parser.add_argument("--tools", default=None)
+    args, _ = parser.parse_known_args(argv)
+    tools = None if args.tools is None else [t for t in args.tools.split(",") if t]
 
     raw = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)[:MAX_PROMPT_BYTES]
     prompt = raw.decode("utf-8", "replace")
@@ -169,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         out.flush()
         return 0
     result = build_result(prompt, args.model, switches)
+    if args.output_format == "stream-json":
+        for line in _stream_lines(result, args.model, switches, tools):
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            out.flush()
+        return 1 if result["is_error"] else 0
     out.write(json.dumps(result, ensure_ascii=False) + "\n")
     out.flush()
     return 1 if result["is_error"] else 0

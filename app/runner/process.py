@@ -3,8 +3,10 @@
 What :func:`run_confined` guarantees on Linux, whatever the agent does:
 
 * **clean environment**: the child receives exactly ``env`` plus PATH, HOME, LANG
-  and TMPDIR set here (HOME is the run's working directory, TMPDIR a fresh private
-  directory removed afterwards); nothing of the worker's ``os.environ`` (F24).
+  and TMPDIR set here (TMPDIR a fresh private directory removed afterwards, HOME
+  a fresh directory inside it: nothing an agent writes to its home, such as a
+  CLI's settings, survives into the next run); nothing of the worker's
+  ``os.environ`` (F24).
   File descriptors other than stdin/stdout/stderr are closed; umask is 077.
 * **own session and process group** (``start_new_session=True``): the run can be
   killed as a whole.
@@ -22,7 +24,11 @@ What :func:`run_confined` guarantees on Linux, whatever the agent does:
   of the calling task: the whole session gets SIGTERM, a short grace, then SIGKILL.
 * **bounded output**: stdout is read as a stream and never held beyond
   ``stdout_cap_bytes``; beyond it the run is stopped and the output ends with
-  ``\\n[TRUNCATED: output exceeded N bytes]``. stderr is drained concurrently
+  ``\\n[TRUNCATED: output exceeded N bytes]``. With a ``stdout_sink`` (a
+  runtime's live reader), every byte goes through the sink first, which decides
+  what is kept; reading goes on past the cap until the run is gone, so the
+  accounting sees everything the agent printed: the cap cuts the transcript,
+  never the accounting. stderr is drained concurrently
   (the child never blocks on it) and capped at ``stderr_cap_bytes``.
 * **filesystem sandbox** (``sandbox=``, Linux Landlock, ``app/runner/sandbox.py``):
   the agent is exec'd through ``app.runner.sandbox_exec``, which confines itself
@@ -54,18 +60,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from app.runner.profiles import Limits
 from app.runner.sandbox import (
     SANDBOX_FAILED_EXIT,
     SANDBOX_FAILED_MARKER,
+    RunRights,
     SandboxError,
     SandboxPolicy,
+    run_policy,
     wrapper_argv,
 )
 
 LimitMethod = Literal["auto", "prlimit", "setrlimit"]
+
+
+class StdoutSink(Protocol):
+    """A live reader of a run's stdout (for example :class:`ClaudeStream`)."""
+
+    def feed(self, data: bytes) -> bytes:
+        """Read ``data``; return the part to keep as the run's output."""
+        ...
+
+    def close(self) -> bytes:
+        """The end of the output: what is left to keep."""
+        ...
+
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_LANG = "C.UTF-8"
@@ -314,7 +335,10 @@ class _RunProtocol(asyncio.SubprocessProtocol):
     """Receives the child's pipes directly: data beyond a cap is dropped on arrival,
     so memory never holds more than the cap plus one read (256 KiB)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, limits: Limits, sink: StdoutSink | None = None
+    ) -> None:
+        self.sink = sink
         self.transport: asyncio.SubprocessTransport | None = None
         self.out = _Capture(limits.stdout_cap_bytes)
         self.err = _Capture(limits.stderr_cap_bytes)
@@ -331,7 +355,11 @@ class _RunProtocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         assert isinstance(data, bytes)
-        if fd == 1:
+        if fd == 1 and self.sink is not None:
+            # the sink reads everything (live accounting); the cap applies to what it keeps
+            if self.out.add(self.sink.feed(data)):
+                _set(self.overflow)
+        elif fd == 1:
             if self.out.add(data):
                 _set(self.overflow)
                 # the run is over: stop reading, the child blocks until it is killed
@@ -342,6 +370,8 @@ class _RunProtocol(asyncio.SubprocessProtocol):
             self.err.add(data)  # beyond the cap: read and discarded, never blocks the child
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1 and self.sink is not None:
+            self.out.add(self.sink.close())
         if fd in self.pipe_closed:
             _set(self.pipe_closed[fd])
 
@@ -357,8 +387,8 @@ def _set(future: asyncio.Future[None]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def _child_env(env: Mapping[str, str], cwd: Path, tmpdir: str) -> dict[str, str]:
-    child = {"PATH": SAFE_PATH, "HOME": str(cwd), "LANG": DEFAULT_LANG, "TMPDIR": tmpdir}
+def _child_env(env: Mapping[str, str], home: str, tmpdir: str) -> dict[str, str]:
+    child = {"PATH": SAFE_PATH, "HOME": home, "LANG": DEFAULT_LANG, "TMPDIR": tmpdir}
     for name, value in env.items():
         if not name or "=" in name or "\x00" in name or "\x00" in value:
             raise ValueError("invalid environment entry for the agent")
@@ -397,6 +427,8 @@ async def run_confined(
     limit_method: LimitMethod = "auto",
     sandbox: SandboxPolicy | None = None,
     tmp_root: Path | None = None,
+    rights: RunRights | None = None,
+    stdout_sink: StdoutSink | None = None,
 ) -> RunResult:
     """Run ``argv`` confined (see the module docstring); never leaves a process behind.
 
@@ -405,15 +437,19 @@ async def run_confined(
     and re-raises :class:`asyncio.CancelledError` after killing the run.
 
     ``sandbox``: confine the run to this policy plus ``cwd``, the run's TMPDIR and
-    the directory of the program (see :mod:`app.runner.sandbox`). ``tmp_root``:
-    where the private TMPDIR is created (default: the system's temporary directory).
+    the directory of the program (see :mod:`app.runner.sandbox`), with ``rights``
+    (default: shell and write). ``tmp_root``: where the private TMPDIR is created
+    (default: the system's temporary directory). ``stdout_sink``: a live reader of
+    stdout (see the module docstring).
     """
     if not argv:
         raise ValueError("argv is empty")
     started_at = time.monotonic()
     tmpdir = tempfile.mkdtemp(prefix="mc-run-", dir=tmp_root)
     try:
-        child_env = _child_env(env, cwd, tmpdir)
+        home = os.path.join(tmpdir, "home")  # noqa: PTH118
+        os.mkdir(home, 0o700)  # noqa: PTH102
+        child_env = _child_env(env, home, tmpdir)
         method = "prlimit" if limit_method == "prlimit" or find_prlimit() else "setrlimit"
 
         def not_started(reason: str) -> RunResult:
@@ -442,12 +478,19 @@ async def run_confined(
         run_argv = [program, *argv[1:]]
         if sandbox is not None:
             try:
-                run_argv = wrapper_argv(_run_policy(sandbox, program, cwd, tmpdir), run_argv)
+                policy = run_policy(
+                    sandbox,
+                    program=program,
+                    cwd=str(cwd),
+                    tmpdir=tmpdir,
+                    rights=rights if rights is not None else RunRights(),
+                )
+                run_argv = wrapper_argv(policy, run_argv)
             except SandboxError as exc:
                 return not_started(f"could not start: sandbox: {exc}")
         full_argv, preexec, method = _with_limits(run_argv, limits, limit_method)
         loop = asyncio.get_running_loop()
-        protocol = _RunProtocol(loop, limits)
+        protocol = _RunProtocol(loop, limits, stdout_sink)
         try:
             transport, _ = await loop.subprocess_exec(
                 lambda: protocol,
@@ -487,16 +530,6 @@ async def run_confined(
         await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
 
-def _run_policy(sandbox: SandboxPolicy, program: str, cwd: Path, tmpdir: str) -> SandboxPolicy:
-    """The worker's policy plus this run's workspace, TMPDIR and program directory;
-    refused (:class:`SandboxError`) when that would expose a protected path."""
-    policy = sandbox.with_paths(read_write=[str(cwd), tmpdir])
-    if not policy.allows_exec(program):
-        policy = policy.with_paths(read_exec=[str(Path(program).resolve().parent)])
-    policy.check()
-    return policy
-
-
 async def _supervise(
     transport: asyncio.SubprocessTransport,
     protocol: _RunProtocol,
@@ -528,7 +561,8 @@ async def _supervise(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(protocol.exited), _REAP_TIMEOUT_S)
         pipes = [protocol.pipe_closed[2]]
-        if not protocol.out.overflowed:  # stdout reading is paused after an overflow
+        if not protocol.out.overflowed or protocol.sink is not None:
+            # without a sink, stdout reading is paused after an overflow
             pipes.append(protocol.pipe_closed[1])
         _, pending = await asyncio.wait(pipes, timeout=_DRAIN_GRACE_S)
         if pending:

@@ -3,10 +3,11 @@
 A profile file is TOML, root-owned on the Pi (``/etc/mission-control/profiles.toml``)::
 
     [profiles.claude]
-    argv = ["claude", "-p", "--output-format", "json", "--model", "{model}"]
+    runtime = "claude-code"          # the dialect: flags from the capability, stream-json
+    commands = "per-agent"           # never | per-agent | always (docs/capability.md)
+    argv = ["claude", "--model", "{model}"]
     env_allow = ["ANTHROPIC_API_KEY"]
     credential_file = "/etc/mission-control/credentials/anthropic.env"
-    output_format = "claude-json"
 
     [profiles.claude.limits]
     wall_clock_seconds = 900
@@ -16,6 +17,12 @@ profile. ``argv`` is a list (never a shell string); placeholders are substituted
 per element with :func:`render_argv`, by plain text replacement (no ``str.format``,
 no attribute access, no format specs), and an unknown placeholder is refused when
 the file is loaded, not when a run starts.
+
+What the program may do is not in ``argv``: a profile that would switch the
+program's permission checks off (``--dangerously-skip-permissions`` and the like)
+is refused, and for the ``claude-code`` runtime the tool, permission, output and
+budget flags are set per run from the agent's capability
+(:mod:`app.runner.claude_code`), so the profile may not set them itself.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from pathlib import Path, PurePath
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.capability.model import CommandsPolicy, ProfileTraits
 
 DEFAULT_PROFILES_PATH = Path("/etc/mission-control/profiles.toml")
 EXAMPLE_PROFILES_PATH = Path(__file__).with_name("profiles.example.toml")
@@ -62,6 +71,54 @@ _FORBIDDEN_ENV_NAMES = frozenset(
     | {"NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB", "RUBYOPT", "GCONV_PATH", "IFS"}
 )
 _FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "MC_")
+
+Runtime = Literal["claude-code", "generic"]
+
+#: switches that turn an agent CLI's own permission checks off: never in a profile
+_PERMISSION_BYPASS = (
+    "--dangerously-skip-permissions",
+    "--allow-dangerously-skip-permissions",
+    "--dangerously-bypass-approvals-and-sandbox",
+    "--yolo",
+    "bypassPermissions",
+)
+#: flags the claude-code runtime derives from the capability, the budget and the
+#: run; a profile of that runtime may not set them (app/runner/claude_code.py)
+RUNTIME_OWNED_FLAGS: dict[str, tuple[str, ...]] = {
+    "claude-code": (
+        "-p",
+        "--print",
+        "--output-format",
+        "--input-format",
+        "--verbose",
+        "--include-partial-messages",
+        "--tools",
+        "--allowedTools",
+        "--allowed-tools",
+        "--disallowedTools",
+        "--disallowed-tools",
+        "--permission-mode",
+        "--permission-prompts",
+        "--permission-prompt-tool",
+        "--max-turns",
+        "--max-budget-usd",
+        "--settings",
+        "--setting-sources",
+        "--mcp-config",
+        "--strict-mcp-config",
+        "--add-dir",
+        "--restricted",
+        "--agents",
+        "--plugin-dir",
+        "--plugin-url",
+        "--resume",
+        "-r",
+        "--continue",
+        "-c",
+        "--session-id",
+    ),
+    "generic": (),
+}
 
 
 class ProfileError(Exception):
@@ -95,6 +152,20 @@ class Profile(BaseModel):
     argv: Annotated[list[str], Field(min_length=1, max_length=64, strict=True)]
     env_allow: Annotated[list[str], Field(max_length=64, strict=True)] = Field(default_factory=list)
     credential_file: Path | None = None
+    #: how the runner talks to the program: ``claude-code`` builds the tool and
+    #: permission flags from the capability and reads stream-json live;
+    #: ``generic`` passes argv as written and reads the final result object
+    runtime: Runtime = "generic"
+    #: whether the program can run commands at all (docs/capability.md); default:
+    #: ``per-agent`` for claude-code, ``always`` for generic (fail closed)
+    commands: CommandsPolicy | None = None
+    #: programs a run *without* a shell may still execute besides argv[0] (absolute)
+    exec_allow: Annotated[list[str], Field(max_length=32, strict=True)] = Field(
+        default_factory=list
+    )
+    #: the price table entry used for a model the table does not list
+    price_fallback: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    #: the only output format (the final result object; stream-json lines before it)
     output_format: Literal["claude-json"] = "claude-json"
     limits: Limits = Field(default_factory=Limits)
 
@@ -127,6 +198,41 @@ class Profile(BaseModel):
                     "exec wrappers would bypass the argv list and the clean environment"
                 )
         return argv
+
+    @field_validator("exec_allow")
+    @classmethod
+    def _check_exec_allow(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/") or "\x00" in path or "\n" in path:
+                raise ValueError(f"exec_allow: {path[:80]!r} must be an absolute path")
+        return paths
+
+    @model_validator(mode="after")
+    def _check_flags(self) -> Profile:
+        owned = RUNTIME_OWNED_FLAGS[self.runtime]
+        for index, element in enumerate(self.argv):
+            flag = element.split("=", 1)[0]
+            if any(bypass in element for bypass in _PERMISSION_BYPASS):
+                raise ValueError(
+                    f"argv[{index}] {element[:60]!r} switches the program's permission checks off;"
+                    " what an agent may do comes from its capability, never from the profile"
+                )
+            if flag in owned:
+                raise ValueError(
+                    f"argv[{index}] {flag!r} is set by the {self.runtime} runtime from the"
+                    " agent's capability and the run's budget; remove it from the profile"
+                )
+        return self
+
+    @property
+    def commands_policy(self) -> CommandsPolicy:
+        if self.commands is not None:
+            return self.commands
+        return "per-agent" if self.runtime == "claude-code" else "always"
+
+    def traits(self, name: str) -> ProfileTraits:
+        """What this profile's program can do at all, for the capability."""
+        return ProfileTraits(name=name, runtime=self.runtime, commands=self.commands_policy)
 
     @field_validator("env_allow")
     @classmethod

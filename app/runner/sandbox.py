@@ -92,15 +92,18 @@ __all__ = [
     "SCOPE_ABSTRACT_UNIX_SOCKET",
     "SCOPE_SIGNAL",
     "LandlockStatus",
+    "RunRights",
     "SandboxError",
     "SandboxPolicy",
     "SandboxReport",
     "apply_policy",
     "default_policy",
+    "exec_closure",
     "handled_fs_rights",
     "landlock_abi",
     "landlock_status",
     "probe",
+    "run_policy",
     "scoped_rights",
     "wrapper_argv",
 ]
@@ -182,6 +185,10 @@ class SandboxPolicy:
     read_exec: tuple[str, ...] = ()
     read_only: tuple[str, ...] = ()
     read_write: tuple[str, ...] = ()
+    #: writable, but nothing in them may be executed (runs without a shell)
+    read_write_noexec: tuple[str, ...] = ()
+    #: single files that may be executed (runs without a shell: the program itself)
+    exec_files: tuple[str, ...] = ()
     device_write: tuple[str, ...] = DEVICE_WRITABLE
     hidden: tuple[str, ...] = HIDDEN
     #: the database's directory, the secrets, the backups: never inside an allowed path
@@ -198,13 +205,17 @@ class SandboxPolicy:
 
     def allows_exec(self, path: str) -> bool:
         real = _real(path)
-        return any(under(real, root) for root in self.read_exec + self.read_write)
+        return real in self.exec_files or any(
+            under(real, root) for root in self.read_exec + self.read_write
+        )
 
     def as_mapping(self) -> dict[str, list[str]]:
         return {
             "read_exec": list(self.read_exec),
             "read_only": list(self.read_only),
             "read_write": list(self.read_write),
+            "read_write_noexec": list(self.read_write_noexec),
+            "exec_files": list(self.exec_files),
             "device_write": list(self.device_write),
             "hidden": list(self.hidden),
             "protected": list(self.protected),
@@ -225,6 +236,129 @@ class SandboxPolicy:
     def rules(self) -> list[tuple[str, int, bool]]:
         """(path, rights, required) of every Landlock rule the policy makes here."""
         return rules(self.as_mapping())
+
+
+@dataclass(frozen=True, slots=True)
+class RunRights:
+    """What the kernel lets one run do beyond reading the system: derived from the
+    run's capability (:mod:`app.capability.model`), never decided here."""
+
+    #: execute programs (a shell and what it starts); False: only the agent's program
+    shell: bool = True
+    #: change files in the workspace; False: the workspace is read-only
+    write: bool = True
+    #: programs a run without a shell may still execute (the profile's exec_allow)
+    exec_allow: tuple[str, ...] = ()
+
+
+def run_policy(
+    base: SandboxPolicy, *, program: str, cwd: str, tmpdir: str, rights: RunRights
+) -> SandboxPolicy:
+    """The worker's policy plus this run's workspace, TMPDIR and program, with the
+    run's rights: without ``write`` the workspace is read-only; without ``shell``
+    nothing may be executed but the program itself (its script interpreter and ELF
+    loader included) and the profile's ``exec_allow``: the system directories and
+    the writable ones lose their execute right. Refused (:class:`SandboxError`)
+    when it would expose a protected path."""
+    workspace, tmp, prog = _real(cwd), _real(tmpdir), _real(program)
+    if rights.shell:
+        if rights.write:
+            policy = base.with_paths(read_write=[workspace, tmp])
+        else:
+            policy = replace(
+                base.with_paths(read_write=[tmp]), read_only=(*base.read_only, workspace)
+            )
+        if not policy.allows_exec(prog):
+            policy = policy.with_paths(read_exec=[str(Path(prog).parent)])
+    else:
+        executable = dict.fromkeys(
+            [*exec_closure(prog), *(p for path in rights.exec_allow for p in exec_closure(path))]
+        )
+        read_only = [*base.read_only, *base.read_exec]
+        if not rights.write:
+            read_only.append(workspace)
+        readable = [*read_only, workspace, tmp]
+        for path in executable:
+            if not any(under(path, root) for root in readable):
+                read_only.append(str(Path(path).parent))
+        policy = replace(
+            base,
+            read_exec=(),
+            read_only=tuple(dict.fromkeys(read_only)),
+            read_write=(),
+            read_write_noexec=(workspace, tmp) if rights.write else (tmp,),
+            exec_files=tuple(executable),
+        )
+    policy.check()
+    return policy
+
+
+def exec_closure(path: str) -> list[str]:
+    """``path`` and what the kernel opens to execute it: the interpreter of a ``#!``
+    script (recursively, at most 4 deep) and the ELF program interpreter (the
+    dynamic loader). Real paths; unreadable files contribute themselves only."""
+    found: list[str] = []
+    current: str | None = _real(path)
+    for _ in range(4):
+        if current is None or current in found:
+            break
+        found.append(current)
+        head = _read_head(current)
+        if head.startswith(b"#!"):
+            words = head[2:].split(b"\n", 1)[0].split()
+            current = _real(words[0].decode("utf-8", "replace")) if words else None
+            continue
+        loader = _elf_interpreter(current, head)
+        if loader is not None and loader not in found:
+            found.append(loader)
+        break
+    return found
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(256)
+    except OSError:
+        return b""
+
+
+def _elf_interpreter(path: str, head: bytes) -> str | None:
+    """The PT_INTERP of an ELF file (the dynamic loader), or None."""
+    import struct
+
+    if len(head) < 64 or head[:4] != b"\x7fELF":
+        return None
+    is64, little = head[4] == 2, head[5] == 1
+    order = "<" if little else ">"
+    try:
+        if is64:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(order + "Q", head, 32)[0],
+                *struct.unpack_from(order + "HH", head, 54),
+            )
+        else:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(order + "I", head, 28)[0],
+                *struct.unpack_from(order + "HH", head, 42),
+            )
+        with open(path, "rb") as handle:
+            for index in range(min(phnum, 64)):
+                handle.seek(phoff + index * phentsize)
+                entry = handle.read(phentsize)
+                if is64:
+                    p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
+                        order + "IIQQQQ", entry
+                    )
+                else:
+                    p_type, p_offset, _, _, p_filesz = struct.unpack_from(order + "IIIII", entry)
+                if p_type == 3 and 0 < p_filesz < 4096:  # PT_INTERP
+                    handle.seek(p_offset)
+                    name = handle.read(p_filesz).split(b"\x00", 1)[0]
+                    return _real(name.decode("utf-8", "replace"))
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def _app_package_dir() -> str:

@@ -83,7 +83,16 @@ ALL_FS = (1 << 16) - 1
 SANDBOX_FAILED_EXIT = 125
 SANDBOX_FAILED_MARKER = b"mc-sandbox: "
 
-_POLICY_KEYS = ("read_exec", "read_only", "read_write", "device_write", "hidden", "protected")
+_POLICY_KEYS = (
+    "read_exec",
+    "read_only",
+    "read_write",
+    "read_write_noexec",
+    "exec_files",
+    "device_write",
+    "hidden",
+    "protected",
+)
 
 
 class SandboxError(RuntimeError):
@@ -152,7 +161,14 @@ def check_policy(policy: dict[str, list[str]]) -> None:
     """Refuse a policy that would expose a protected path (the database's directory,
     the secrets...) or whose writable directories are missing."""
     hidden = [real(h) for h in policy["hidden"]]
-    for key in ("read_exec", "read_only", "read_write", "device_write"):
+    for key in (
+        "read_exec",
+        "read_only",
+        "read_write",
+        "read_write_noexec",
+        "exec_files",
+        "device_write",
+    ):
         for root in policy[key]:
             real_root = real(root)
             for protected in policy["protected"]:
@@ -163,7 +179,7 @@ def check_policy(policy: dict[str, list[str]]) -> None:
                     raise SandboxError(
                         f"the sandbox would expose {protected}: it is inside the allowed {root}"
                     )
-    for root in policy["read_write"]:
+    for root in [*policy["read_write"], *policy["read_write_noexec"]]:
         if not os.path.isdir(root):
             raise SandboxError(f"the writable directory {root} does not exist")
 
@@ -212,6 +228,9 @@ def rules(policy: dict[str, list[str]]) -> list[tuple[str, int, bool]]:
         ("read_only", READ, False),
         ("device_write", DEVICE_WRITE, False),
         ("read_write", ALL_FS, True),
+        ("read_write_noexec", ALL_FS & ~FS_EXECUTE, True),
+        # single programs a run without a shell may execute (read + execute)
+        ("exec_files", READ_EXEC, False),
     ):
         for root in policy[key]:
             if required:

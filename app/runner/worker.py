@@ -36,11 +36,12 @@ import sqlite3
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.capability.model import Capability, agent_capability, run_capability
 from app.core.clock import now_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Database
@@ -52,12 +53,15 @@ from app.events.types import EventType
 from app.health.probes import database_ok
 from app.runner import accounting, claims, recovery
 from app.runner.accounting import AgentQuota, Refusal
+from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
 from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.runner.claims import Claim, RunRecord
+from app.runner.claude_code import ClaudeStream, StreamUsage, command_line, granted_tool_names
 from app.runner.environment import ChildEnv, CredentialError
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
 from app.runner.output import AgentReply, reply_from_run
+from app.runner.prices import PriceTable, load_prices
 from app.runner.process import (
     RunResult,
     check_rlimits_settable,
@@ -67,7 +71,7 @@ from app.runner.process import (
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_prompt
-from app.runner.sandbox import SandboxPolicy, SandboxReport
+from app.runner.sandbox import RunRights, SandboxPolicy, SandboxReport
 from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
 from app.security.credential_gate import redact
@@ -125,6 +129,27 @@ class _Plan:
     cwd: Path
     limits: Limits
     prompt: Prompt
+    #: the run's one effective capability (flags and sandbox rights come from it)
+    capability: Capability
+    budget: LiveBudget
+
+    @property
+    def rights(self) -> RunRights:
+        return RunRights(
+            shell=self.capability.shell,
+            write=self.capability.write,
+            exec_allow=tuple(self.profile.exec_allow),
+        )
+
+    def stream(self) -> ClaudeStream:
+        """The live reader of this run's output. For the claude-code runtime a tool
+        the model asks for that the flags did not grant counts as denied."""
+        granted = (
+            frozenset(granted_tool_names(self.capability))
+            if self.profile.runtime == "claude-code"
+            else None
+        )
+        return ClaudeStream(granted=granted)
 
 
 class _PlanError(Exception):
@@ -280,6 +305,7 @@ class Worker:
         self.id = worker_id(self.options.name)
         self.actor = f"worker:{self.id}"
         self.catalog = catalog if catalog is not None else load_catalog(settings)
+        self.prices: PriceTable = load_prices(settings.prices_path)
         self._opened: list[BreakerSnapshot] = []
         self.breakers = BreakerRegistry(
             failure_threshold=self.options.breaker_failures,
@@ -638,11 +664,37 @@ class Worker:
                 breaker_failure=False,
             )
         step_minutes = None
-        if claim.mission_id is not None:
-            async with self.db.read() as conn:
+        mission = None
+        async with self.db.read() as conn:
+            if claim.mission_id is not None:
                 mission = await accounting.mission_state(conn, claim.mission_id)
-            if mission is not None:
-                step_minutes = mission.bound_step_minutes
+            usage_today = await accounting.agent_usage_today(conn, claim.agent_id, utcnow())
+        if mission is not None:
+            step_minutes = mission.bound_step_minutes
+        traits = profile.traits(claim.profile)
+        capability = run_capability(
+            agent_capability(
+                traits, shell_access=claim.shell_access, allowed_tools=claim.allowed_tools
+            ),
+            traits,
+            task_needs_shell=claim.needs_shell,
+        )
+        price = self.prices.lookup(claim.model, fallback=profile.price_fallback)
+        if price is None and profile.runtime == "claude-code":
+            raise _PlanError(
+                f"no_price: the model '{claim.model}' has no entry in the price table"
+                f" ({self.prices.path}); without one its spend could not be checked while"
+                " it runs. Add it to the table or pick a listed model.",
+                escalation="profile_error",
+                breaker_failure=False,
+            )
+        budget = LiveBudget.start(
+            price=price,
+            agent_id=claim.agent_id,
+            quota=_quota(claim),
+            usage=usage_today,
+            mission=mission,
+        )
         limits = effective_limits(
             profile.limits,
             mission_step_minutes=step_minutes,
@@ -662,7 +714,20 @@ class Worker:
                 f"workspace_error: {exc}", escalation="workspace_error", breaker_failure=False
             ) from None
         try:
-            argv = render_argv(profile, workspace=cwd, model=claim.model, python=sys.executable)
+            argv = render_argv(
+                profile,
+                workspace=cwd,
+                model=claim.model,
+                max_turns=self.settings.runner_max_turns,
+                python=sys.executable,
+            )
+            if profile.runtime == "claude-code":
+                argv = command_line(
+                    argv,
+                    capability,
+                    max_turns=self.settings.runner_max_turns,
+                    max_budget_usd=budget.cli_budget_usd(),
+                )
         except ProfileError as exc:
             raise _PlanError(
                 f"profile_error: {exc}", escalation="profile_error", breaker_failure=False
@@ -675,7 +740,7 @@ class Worker:
                 f"credential_error: {exc}", escalation="profile_error", breaker_failure=True
             ) from None
         prompt = await build_prompt(self.db, claim)
-        return _Plan(profile, argv, env, cwd, limits, prompt)
+        return _Plan(profile, argv, env, cwd, limits, prompt, capability, budget)
 
     async def _run(self, claim: Claim) -> Outcome:
         cancel = self._running.setdefault(claim.conversation_id, asyncio.Event())
@@ -701,7 +766,15 @@ class Worker:
                 )
             stop = _Stop()
             ended = asyncio.Event()
-            guard = asyncio.create_task(self._guard(claim, cancel, stop, ended))
+            stream = plan.stream()
+
+            def on_usage(usage: StreamUsage) -> None:
+                refusal = plan.budget.check(usage)
+                if refusal is not None and stop.kind is None:
+                    self._stop(stop, cancel, "limit", refusal)
+
+            stream.on_usage = on_usage
+            guard = asyncio.create_task(self._guard(claim, plan, stream, cancel, stop, ended))
             try:
                 result = await run_confined(
                     plan.argv,
@@ -712,13 +785,15 @@ class Worker:
                     cancel=cancel,
                     sandbox=self._sandbox_policy,
                     tmp_root=self.run_tmp_root,
+                    rights=plan.rights,
+                    stdout_sink=stream,
                 )
             finally:
                 # never cancelled: it may be inside a write transaction; it sees
                 # ``ended`` at its next wake-up (at most cancel_poll_s)
                 ended.set()
                 await guard
-            return await self._finish(claim, plan, result, stop)
+            return await self._finish(claim, plan, result, stop, stream)
         finally:
             self._running.pop(claim.conversation_id, None)
             self._changed.set()
@@ -726,7 +801,13 @@ class Worker:
     # ----------------------------------------------------------------- during a run
 
     async def _guard(
-        self, claim: Claim, cancel: asyncio.Event, stop: _Stop, ended: asyncio.Event
+        self,
+        claim: Claim,
+        plan: _Plan,
+        stream: ClaudeStream,
+        cancel: asyncio.Event,
+        stop: _Stop,
+        ended: asyncio.Event,
     ) -> None:
         """Renew the lease; stop the run when it is cancelled, no longer ours, over a
         quota or bound, or the worker is stopping and the grace is over. Returns soon
@@ -759,7 +840,7 @@ class Worker:
                         )
                     next_renew = loop.time() + renew_every
                     if renewed:
-                        refusal = await self._limits_while_running(claim)
+                        refusal = await self._limits_while_running(claim, plan, stream)
                         if refusal is not None:
                             self._stop(stop, cancel, "limit", refusal)
                             return
@@ -781,8 +862,13 @@ class Worker:
         stop.refusal = refusal
         cancel.set()
 
-    async def _limits_while_running(self, claim: Claim) -> Refusal | None:
-        """Did other runs push the mission or the agent over while this one runs?"""
+    async def _limits_while_running(
+        self, claim: Claim, plan: _Plan, stream: ClaudeStream
+    ) -> Refusal | None:
+        """Did other runs push the mission or the agent over while this one runs?
+        Refreshes what this run has left from their recorded spend and checks the
+        run's own usage so far against it."""
+        mission = None
         async with self.db.read() as conn:
             if claim.mission_id is not None:
                 mission = await accounting.mission_state(conn, claim.mission_id)
@@ -790,11 +876,22 @@ class Worker:
                 if refusal is not None:
                     return refusal
             usage = await accounting.agent_usage_today(conn, claim.agent_id, utcnow())
-        return accounting.quota_refusal(_quota(claim), usage, count_runs=False)
+        refusal = accounting.quota_refusal(_quota(claim), usage, count_runs=False)
+        if refusal is not None:
+            return refusal
+        plan.budget.refresh(usage, mission)
+        return plan.budget.check(stream.usage)
 
     # ----------------------------------------------------------------- after a run
 
-    def _verdict(self, run: RunResult, reply: AgentReply, stop: _Stop, limits: Limits) -> _Verdict:
+    def _verdict(
+        self,
+        run: RunResult,
+        reply: AgentReply,
+        stop: _Stop,
+        limits: Limits,
+        denied: list[str] | None = None,
+    ) -> _Verdict:
         if not run.cancelled:
             # the run ended by itself before the guard's cancel landed: judge the run; a
             # conversation ended meanwhile by someone else is caught by ``finish``
@@ -826,9 +923,30 @@ class Worker:
                 escalation_details={"stdout_cap_bytes": limits.stdout_cap_bytes},
                 breaker="failure",
             )
-        if reply.is_error:
+        if reply.subtype == "error_max_budget_usd":
+            # the CLI stopped itself at the budget we passed it: a bound, not a fault
             return _Verdict(
-                "FAILED", _reason(reply.error_reason or "agent error"), breaker="failure"
+                "FAILED",
+                "budget_exhausted: the agent stopped at the budget left to it",
+                escalation="run_budget",
+                escalation_details={"subtype": reply.subtype},
+            )
+        denied_text = ", ".join(denied or [])
+        if reply.is_error:
+            reason = reply.error_reason or "agent error"
+            if denied_text:
+                reason = f"{reason}; tools denied: {denied_text}"
+            return _Verdict("FAILED", _reason(reason), breaker="failure")
+        if denied:
+            # never a plain success: work that needed these tools was not done
+            return _Verdict(
+                "FAILED",
+                _reason(
+                    f"tools_denied: {denied_text} (not allowed to this agent; the work that"
+                    " needed them was not done)"
+                ),
+                escalation="tools_denied",
+                escalation_details={"denied_tools": list(denied)},
             )
         return _Verdict("SUCCEEDED", breaker="success")
 
@@ -865,9 +983,11 @@ class Worker:
             snap = self.breakers.get(closed_again).snapshot()
             await tx.emit(EventType.RUNNER_CIRCUIT_CLOSED, "runner", None, snap.as_dict())
 
-    async def _finish(self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop) -> Outcome:
-        reply = reply_from_run(run)
-        verdict = self._verdict(run, reply, stop, plan.limits)
+    async def _finish(
+        self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop, stream: ClaudeStream
+    ) -> Outcome:
+        reply = _with_stream_usage(reply_from_run(run), stream.usage, plan.budget)
+        verdict = self._verdict(run, reply, stop, plan.limits, stream.denied)
         record = RunRecord(
             transcript=transcript_of(reply, run, plan.limits, plan.env.secret_values),
             truncated=run.truncated,
@@ -879,7 +999,7 @@ class Worker:
         opened, closed_again = self._record_breaker(claim.profile, verdict)
         status = await _retry(
             lambda: self._store_outcome(
-                claim, plan, run, reply, verdict, record, opened, closed_again
+                claim, plan, run, reply, verdict, record, opened, closed_again, stream
             ),
             "finish",
         )
@@ -906,6 +1026,7 @@ class Worker:
         record: RunRecord,
         opened: list[BreakerSnapshot],
         closed_again: bool,
+        stream: ClaudeStream,
     ) -> str:
         cid = claim.conversation_id
         async with transaction(self.ctx, self.actor, CLIENT) as tx:
@@ -955,6 +1076,7 @@ class Worker:
                         "task_id": claim.task_id,
                         "agent_id": claim.agent_id,
                         "reason": verdict.reason,
+                        "denied_tools": list(stream.denied),
                     },
                 )
                 if verdict.requeue:
@@ -1013,6 +1135,9 @@ class Worker:
                     "cost_usd": reply.cost_usd,
                     "truncated": run.truncated,
                     "prompt_redacted": plan.prompt.redacted,
+                    "capability": plan.capability.as_dict(),
+                    "denied_tools": list(stream.denied),
+                    "session_id": stream.session_id or reply.session_id,
                     **summary,
                 },
                 outcome={"SUCCEEDED": "ok", "CANCELLED": "cancelled"}.get(status, "failed"),
@@ -1082,6 +1207,22 @@ class Worker:
             extra={"conversation_id": claim.conversation_id, "reason": verdict.reason},
         )
         return Outcome(claim.conversation_id, status, verdict.reason, ran=False)
+
+
+def _with_stream_usage(reply: AgentReply, usage: StreamUsage, budget: LiveBudget) -> AgentReply:
+    """The reply with the larger of the reported and the streamed usage, field by
+    field, and of the reported and the priced cost: a run stopped before its result
+    line (a bound, a timeout, the output cap, a crash) still records what it used."""
+    return replace(
+        reply,
+        input_tokens=max(reply.input_tokens, usage.input_tokens),
+        output_tokens=max(reply.output_tokens, usage.output_tokens),
+        cache_creation_input_tokens=max(
+            reply.cache_creation_input_tokens, usage.cache_write_tokens
+        ),
+        cache_read_input_tokens=max(reply.cache_read_input_tokens, usage.cache_read_tokens),
+        cost_usd=max(reply.cost_usd, budget.cost_of(usage)),
+    )
 
 
 def _quota(claim: Claim) -> AgentQuota:

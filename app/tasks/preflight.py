@@ -23,7 +23,9 @@ from typing import Any
 
 import aiosqlite
 
+from app.agents.service import capability_of
 from app.agents.store import agent_row_tx
+from app.capability.model import Capability
 from app.core.clock import iso
 from app.core.settings import Settings
 from app.missions import store as mission_store
@@ -55,8 +57,8 @@ class Failure:
 @dataclass(frozen=True)
 class AgentFacts:
     status: str
-    shell_access: bool
-    allowed_tools: frozenset[str]
+    #: what the agent can do with its profile (app/capability/model.py)
+    capability: Capability
     profile: str
     quota_tokens: int
     quota_cost_usd: float
@@ -218,9 +220,7 @@ def _agent_active(_: TaskCreate, facts: Facts) -> list[Failure]:
 def _agent_tools_allowed(spec: TaskCreate, facts: Facts) -> list[Failure]:
     if facts.agent is None:
         return []
-    missing = sorted(
-        t.value for t in spec.required_tools if t.value not in facts.agent.allowed_tools
-    )
+    missing = sorted(t.value for t in spec.required_tools if t not in facts.agent.capability.tools)
     if missing:
         message = f"the agent is not allowed these tools: {', '.join(missing)}"
         return [Failure("agent_tools_allowed", "required_tools", message)]
@@ -229,8 +229,11 @@ def _agent_tools_allowed(spec: TaskCreate, facts: Facts) -> list[Failure]:
 
 @check("agent_shell_allowed")
 def _agent_shell_allowed(spec: TaskCreate, facts: Facts) -> list[Failure]:
-    if facts.agent is not None and spec.wants_shell and not facts.agent.shell_access:
-        message = "the task needs a shell but the agent has no shell access"
+    if facts.agent is not None and spec.wants_shell and not facts.agent.capability.shell:
+        message = (
+            "the task needs a shell but the agent cannot run commands"
+            f" ({facts.agent.capability.basis})"
+        )
         return [Failure("agent_shell_allowed", "needs_shell", message)]
     return []
 
@@ -426,14 +429,9 @@ async def _agent_facts(
     runs = await store.runs_since(conn, spec.agent_id, iso(midnight))
     fresh_since = iso(now - timedelta(minutes=settings.stale_run_minutes))
     states = await store.worker_states_since(conn, fresh_since)
-    try:
-        tools = frozenset(str(t) for t in json.loads(row["allowed_tools"]))
-    except (ValueError, TypeError):
-        tools = frozenset()
     return AgentFacts(
         status=str(row["status"]),
-        shell_access=bool(row["shell_access"]),
-        allowed_tools=tools,
+        capability=capability_of(settings, row),
         profile=str(row["profile"]),
         quota_tokens=int(row["quota_tokens_per_day"]),
         quota_cost_usd=float(row["quota_cost_usd_per_day"]),

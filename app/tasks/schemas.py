@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.agents.schemas import Tool
+from app.capability.model import Tool
 from app.missions.schemas import MAX_ID, Id
 
 #: Hard caps (a plain 422 ``validation_failed``); the pre-flight limits are lower.

@@ -25,10 +25,11 @@ from markupsafe import Markup
 
 from app.agents import service as agents_service
 from app.agents import store as agents_store
-from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView, Tool
+from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
 from app.audit.router import list_audit
 from app.auth import service as auth_service
 from app.auth import store as auth_store
+from app.capability.model import Tool
 from app.conversations import service as conversations_service
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext, Ctx

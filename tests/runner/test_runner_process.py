@@ -121,7 +121,8 @@ def test_child_inherits_nothing_from_the_worker_environment(fake_agent, workspac
     assert set(child_env) == {"ALLOWED", "PATH", "HOME", "LANG", "TMPDIR"}
     assert child_env["ALLOWED"] == "yes"
     assert child_env["PATH"] == process.SAFE_PATH
-    assert child_env["HOME"] == str(workspace)
+    # a fresh home inside the run's TMPDIR: nothing written there reaches the next run
+    assert child_env["HOME"] == os.path.join(child_env["TMPDIR"], "home")
     assert "worker-secret-must-not-leak" not in result.stdout.decode()
     assert "sk-ant-worker-env-key" not in result.stdout.decode()
 

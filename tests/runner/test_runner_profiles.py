@@ -58,13 +58,50 @@ def test_example_file_loads_with_both_profiles(confdir):
     profiles = load(path)
     assert set(profiles) == {"claude", "demo"}
     claude = profiles["claude"]
-    assert claude.argv[:4] == ["claude", "-p", "--output-format", "json"]
+    assert claude.argv == ["claude", "--model", "{model}"]
+    assert claude.runtime == "claude-code"
+    assert claude.commands_policy == "per-agent"
     assert claude.credential_file == Path("/etc/mission-control/credentials/anthropic.env")
-    assert claude.env_allow == ["ANTHROPIC_API_KEY"]
-    assert claude.output_format == "claude-json"
+    assert "ANTHROPIC_API_KEY" in claude.env_allow
     demo = profiles["demo"]
     assert demo.argv[0] == "{python}"
     assert demo.credential_file is None
+    assert demo.commands_policy == "per-agent"
+    assert demo.price_fallback == "demo"
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--dangerously-skip-permissions",
+        "--allow-dangerously-skip-permissions",
+        "--permission-mode=bypassPermissions",
+        "bypassPermissions",
+    ],
+)
+@pytest.mark.parametrize("runtime", ["claude-code", "generic"])
+def test_a_profile_that_switches_permissions_off_is_refused(confdir, flag, runtime):
+    text = f'[profiles.a]\nruntime = "{runtime}"\nargv = ["claude", "{flag}"]\n'
+    bad(confdir, text, "permission checks off")
+
+
+@pytest.mark.parametrize(
+    "flag", ["--allowedTools", "--tools", "--permission-mode", "-p", "--max-budget-usd"]
+)
+def test_a_claude_code_profile_may_not_set_what_the_capability_decides(confdir, flag):
+    text = f'[profiles.a]\nruntime = "claude-code"\nargv = ["claude", "{flag}", "x"]\n'
+    bad(confdir, text, "set by the claude-code runtime")
+
+
+def test_a_generic_profile_runs_commands_unless_it_says_otherwise(confdir):
+    path = write(
+        confdir,
+        '[profiles.a]\nargv = ["/bin/agent"]\n'
+        '[profiles.b]\nargv = ["/bin/agent"]\ncommands = "never"\n',
+    )
+    profiles = load(path)
+    assert profiles["a"].commands_policy == "always"
+    assert profiles["b"].commands_policy == "never"
 
 
 def test_defaults_of_limits():

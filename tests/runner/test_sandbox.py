@@ -462,7 +462,7 @@ async def test_worker_runs_agents_in_the_sandbox(tmp_path: Path) -> None:
     secret.chmod(0o600)
     script = worker_agent(tmp_path, settings.database_path, secret)
     write_profiles(tmp_path, {"probe": {"argv": [str(script)]}})
-    agent = rows.agent(profile="probe")
+    agent = rows.agent(profile="probe", tools=("read_files", "write_files"))
     _, conversation = rows.task(agent)
     assert conversation is not None
     try:

@@ -196,5 +196,6 @@ def test_the_agent_never_sees_the_worker_environment(tmp_path: Path) -> None:
     seen = json.loads(rows.conversation(conversation)["transcript"])
     assert sorted(seen) == ["HOME", "LANG", "PATH", "TMPDIR"]
     assert "canary-8f3a1c" not in json.dumps(seen)
-    assert seen["HOME"].startswith(str(tmp_path / "state" / "workspaces"))
-    assert os.path.basename(seen["HOME"]) == f"agent-{agent}"
+    # a fresh home inside the run's private TMPDIR (removed after the run)
+    assert seen["HOME"].startswith(str(tmp_path / "state" / "run-tmp"))
+    assert seen["HOME"] == os.path.join(seen["TMPDIR"], "home")

@@ -177,13 +177,27 @@ class Rows:
         cost: float = 100.0,
         runs: int = 1000,
         identity: str | None = None,
+        tools: tuple[str, ...] = (),
+        shell: bool = False,
     ) -> int:
         now = now_iso()
         agent_id = self.execute(
             "INSERT INTO agents (name, role, model, status, profile, quota_tokens_per_day,"
-            " quota_cost_usd_per_day, quota_runs_per_day, created_at, updated_at)"
-            " VALUES (?, 'tester', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, model, status, profile, tokens, cost, runs, now, now),
+            " quota_cost_usd_per_day, quota_runs_per_day, shell_access, allowed_tools,"
+            " created_at, updated_at) VALUES (?, 'tester', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                name,
+                model,
+                status,
+                profile,
+                tokens,
+                cost,
+                runs,
+                int(shell),
+                json.dumps(list(tools)),
+                now,
+                now,
+            ),
         )
         if identity is not None:
             self.execute(
@@ -258,14 +272,26 @@ class Rows:
         status: str = "queued",
         depends_on: tuple[int, ...] = (),
         queue: bool = True,
+        needs_shell: bool = False,
     ) -> tuple[int, int | None]:
         """A task and (unless ``queue`` is false) its QUEUED conversation."""
         now = now_iso()
         task_id = self.execute(
             "INSERT INTO tasks (title, description, agent_id, mission_id, mission_step,"
-            " project_id, status, created_by, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)",
-            (title, description, agent_id, mission_id, mission_step, project_id, status, now, now),
+            " project_id, status, needs_shell, created_by, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)",
+            (
+                title,
+                description,
+                agent_id,
+                mission_id,
+                mission_step,
+                project_id,
+                status,
+                int(needs_shell),
+                now,
+                now,
+            ),
         )
         for dep in depends_on:
             self.execute(

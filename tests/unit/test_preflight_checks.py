@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.capability.model import ProfileTraits, agent_capability
 from app.tasks import preflight
 from app.tasks.preflight import AgentFacts, Facts, MissionFacts
 from app.tasks.schemas import TaskCreate
@@ -15,8 +16,11 @@ from app.tasks.schemas import TaskCreate
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 AGENT = AgentFacts(
     status="active",
-    shell_access=False,
-    allowed_tools=frozenset({"read_files"}),
+    capability=agent_capability(
+        ProfileTraits("demo", "claude-code", "per-agent"),
+        shell_access=False,
+        allowed_tools=["read_files"],
+    ),
     profile="demo",
     quota_tokens=1000,
     quota_cost_usd=1.0,

@@ -1,0 +1,345 @@
+"""The Claude Code runtime: capability to command line, and its stream read live.
+
+Command line (docs/capability.md has the table)::
+
+    <profile argv> -p --output-format stream-json --verbose --include-partial-messages
+      --tools T --allowedTools T --disallowedTools D --permission-mode dontAsk
+      --permission-prompts none --restricted --strict-mcp-config --setting-sources ""
+      --max-turns N [--max-budget-usd B]
+
+``--tools`` offers the model exactly the granted tools (the others do not exist
+for it), ``--allowedTools`` pre-approves them so nothing prompts, and
+``--disallowedTools`` names every other tool so a setting cannot add one back.
+``dontAsk`` with ``--permission-prompts none`` denies whatever would prompt;
+``--restricted`` ignores user, project and local settings files (an agent cannot
+grant itself a tool by writing ``.claude/settings.json`` into its workspace) and
+keeps the file tools in the working directory. ``--dangerously-skip-permissions``
+is never passed and a profile containing it is refused
+(:mod:`app.runner.profiles`).
+
+The output is read as it arrives (:class:`ClaudeStream`): every model turn's
+usage (``message_start`` for input and cache tokens, ``message_delta`` for output
+tokens), the tools the model asked for, the denials the CLI reports, the session
+id and the final result object. The kernel sandbox enforces the same capability
+underneath (:mod:`app.runner.sandbox`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.capability.model import Capability, Tool
+
+#: our tools to Claude Code's tool names
+TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
+    Tool.READ_FILES: ("Read", "Glob", "Grep"),
+    Tool.WRITE_FILES: ("Edit", "Write", "MultiEdit", "NotebookEdit"),
+    Tool.WEB_FETCH: ("WebFetch",),
+    Tool.WEB_SEARCH: ("WebSearch",),
+    Tool.SHELL: ("Bash",),
+}
+#: tools never granted: they start other agents, schedule work or reach outside the
+#: run's capability (named in --disallowedTools so no setting can add them back)
+ALWAYS_DENIED: tuple[str, ...] = (
+    "Task",
+    "Agent",
+    "BashOutput",
+    "KillShell",
+    "CronCreate",
+    "CronDelete",
+    "EnterWorktree",
+    "ExitWorktree",
+    "ScheduleWakeup",
+    "SendMessage",
+    "Workflow",
+    "Monitor",
+    "Skill",
+    "SlashCommand",
+)
+#: a longer line (a huge tool result) is skipped, not buffered
+_MAX_LINE_BYTES = 16 * 1024 * 1024
+_MAX_TOKENS = 10**10
+
+
+def granted_tool_names(capability: Capability) -> list[str]:
+    """Claude Code tool names the capability grants, in a stable order."""
+    names: list[str] = []
+    for tool in Tool:
+        if tool in capability.tools:
+            names.extend(TOOL_NAMES[tool])
+    return names
+
+
+def denied_tool_names(capability: Capability) -> list[str]:
+    granted = set(granted_tool_names(capability))
+    names = [n for tool in Tool for n in TOOL_NAMES[tool] if n not in granted]
+    return names + [n for n in ALWAYS_DENIED if n not in granted]
+
+
+def command_line(
+    base_argv: list[str],
+    capability: Capability,
+    *,
+    max_turns: int,
+    max_budget_usd: float | None,
+) -> list[str]:
+    """The profile's argv with the flags that give the run exactly ``capability``."""
+    granted = ",".join(granted_tool_names(capability))
+    argv = [
+        *base_argv,
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+        "--tools",
+        granted,
+    ]
+    if granted:
+        argv += ["--allowedTools", granted]
+    argv += [
+        "--disallowedTools",
+        ",".join(denied_tool_names(capability)),
+        "--permission-mode",
+        "dontAsk",
+        "--permission-prompts",
+        "none",
+        "--restricted",
+        "--strict-mcp-config",
+        "--setting-sources",
+        "",
+        "--max-turns",
+        str(max_turns),
+    ]
+    if max_budget_usd is not None:
+        # the CLI stops itself at its own estimate; ours stops it too (live budgets)
+        argv += ["--max-budget-usd", f"{max(max_budget_usd, 0.0):.6f}"]
+    return argv
+
+
+# --------------------------------------------------------------------------- stream
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """Tokens seen so far in a run's stream, split as the provider bills them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    turns: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_write_tokens
+            + self.cache_read_tokens
+        )
+
+
+@dataclass
+class _Turn:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write: int = 0
+    cache_read: int = 0
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return max(0, min(int(value), _MAX_TOKENS))
+
+
+@dataclass
+class ClaudeStream:
+    """Reads Claude Code's stream-json output incrementally.
+
+    ``feed`` takes whatever bytes arrived (any split), handles each complete line,
+    and returns the bytes worth keeping as the run's output: every line but the
+    partial-message events (``stream_event``), which only repeat the assistant
+    messages token by token and would fill the output cap. ``on_usage`` is called,
+    synchronously, each time a line changed the usage: the live budget check.
+    Never raises on hostile input: unreadable lines are skipped.
+    """
+
+    #: the tool names the flags granted (None: unknown, nothing is inferred)
+    granted: frozenset[str] | None = None
+    on_usage: Callable[[StreamUsage], None] | None = None
+    session_id: str | None = None
+    #: tool names the model asked for, in order (repeats kept once)
+    requested: list[str] = field(default_factory=list)
+    #: tools refused to the model: asked for but not granted, or denied by the CLI
+    denied: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    lines: int = 0
+    skipped: int = 0
+    _turns: dict[str, _Turn] = field(default_factory=dict)
+    _current: str | None = None
+    _partial: bytearray = field(default_factory=bytearray)
+    _discarding: bool = False
+    _usage: StreamUsage = field(default_factory=StreamUsage)
+
+    @property
+    def usage(self) -> StreamUsage:
+        return self._usage
+
+    def feed(self, data: bytes) -> bytes:
+        keep = bytearray()
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                rest = data[start:]
+                if self._discarding:
+                    return bytes(keep)
+                if len(self._partial) + len(rest) > _MAX_LINE_BYTES:
+                    self._partial.clear()
+                    self._discarding = True
+                    self.skipped += 1
+                else:
+                    self._partial += rest
+                return bytes(keep)
+            piece = data[start : newline + 1]
+            start = newline + 1
+            if self._discarding:
+                self._discarding = False
+                continue
+            if self._partial:
+                self._partial += piece
+                line = bytes(self._partial)
+                self._partial.clear()
+            else:
+                line = piece
+            if self._line(line):
+                keep += line
+
+    def close(self) -> bytes:
+        """The last line when the output did not end with a newline."""
+        if self._partial and not self._discarding:
+            line = bytes(self._partial)
+            self._partial.clear()
+            return line if self._line(line) else b""
+        return b""
+
+    # ----------------------------------------------------------------- lines
+
+    def _line(self, line: bytes) -> bool:
+        """Handle one line; True when it is kept as output."""
+        self.lines += 1
+        stripped = line.strip()
+        if not stripped.startswith(b"{"):
+            return True
+        is_event = stripped.startswith(b'{"type":"stream_event"')
+        if is_event and b'"message_start"' not in stripped and b'"message_delta"' not in stripped:
+            return False  # token deltas: nothing to account, not worth keeping
+        try:
+            obj = json.loads(stripped)
+        except (ValueError, RecursionError):
+            self.skipped += 1
+            return not is_event
+        if not isinstance(obj, dict):
+            return True
+        kind = obj.get("type")
+        if kind == "stream_event":
+            self._event(obj.get("event"))
+            return False
+        if kind == "assistant":
+            self._assistant(obj.get("message"))
+        elif kind == "system":
+            self._system(obj)
+        elif kind == "result":
+            self.result = obj
+            self._result_denials(obj.get("permission_denials"))
+            if isinstance(obj.get("session_id"), str):
+                self.session_id = obj["session_id"][:128]
+        return True
+
+    def _event(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start":
+            message = event.get("message")
+            if not isinstance(message, dict):
+                return
+            message_id = str(message.get("id") or f"turn-{len(self._turns)}")[:128]
+            self._current = message_id
+            turn = self._turns.setdefault(message_id, _Turn())
+            self._apply(turn, message.get("usage"))
+        elif event.get("type") == "message_delta" and self._current is not None:
+            self._apply(self._turns[self._current], event.get("usage"))
+
+    def _assistant(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            return
+        message_id = message.get("id")
+        if isinstance(message_id, str):
+            # without partial messages (or before them): the usage the line carries
+            turn = self._turns.setdefault(message_id[:128], _Turn())
+            self._apply(turn, message.get("usage"))
+        content = message.get("content")
+        if not isinstance(content, list):
+            return
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                name = str(block.get("name") or "?")[:64]
+                if name not in self.requested:
+                    self.requested.append(name)
+                if self.granted is not None and name not in self.granted:
+                    self._deny(name)
+
+    def _system(self, obj: dict[str, Any]) -> None:
+        if isinstance(obj.get("session_id"), str) and self.session_id is None:
+            self.session_id = obj["session_id"][:128]
+        if obj.get("subtype") == "permission_denied":
+            self._deny(str(obj.get("tool_name") or "?")[:64])
+
+    def _result_denials(self, denials: Any) -> None:
+        if isinstance(denials, list):
+            for item in denials[:100]:
+                if isinstance(item, dict):
+                    self._deny(str(item.get("tool_name") or "?")[:64])
+
+    def _deny(self, name: str) -> None:
+        if name not in self.denied and len(self.denied) < 100:
+            self.denied.append(name)
+
+    def _apply(self, turn: _Turn, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        added = [0, 0, 0, 0]
+        for index, (attr, key) in enumerate(
+            (
+                ("input_tokens", "input_tokens"),
+                ("output_tokens", "output_tokens"),
+                ("cache_write", "cache_creation_input_tokens"),
+                ("cache_read", "cache_read_input_tokens"),
+            )
+        ):
+            if key in usage:
+                value = _count(usage[key])
+                # a turn's figures only grow (message_delta repeats them cumulatively)
+                before = getattr(turn, attr)
+                if value > before:
+                    setattr(turn, attr, value)
+                    added[index] = value - before
+        if any(added):
+            old = self._usage
+            self._usage = StreamUsage(
+                input_tokens=old.input_tokens + added[0],
+                output_tokens=old.output_tokens + added[1],
+                cache_write_tokens=old.cache_write_tokens + added[2],
+                cache_read_tokens=old.cache_read_tokens + added[3],
+                turns=len(self._turns),
+            )
+            if self.on_usage is not None:
+                self.on_usage(self._usage)
