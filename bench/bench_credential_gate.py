@@ -64,6 +64,24 @@ def adversarial_inputs(size: int = SIZE) -> Iterator[tuple[str, Callable[[], str
     yield "akia-repeated", lambda: _fill("AKIA", size)
     yield "slack-hook-repeated", lambda: _fill("https://hooks.slack.com/services/", size)
     yield "marker-repeated", lambda: _fill("[REDACTED:password]", size)
+    # Mission Control tokens, command lines, cookies, hashes and evasions.
+    yield "mc-repeated", lambda: _fill("mc_", size)
+    yield "mc-id-repeated", lambda: _fill("mc_a1b2c3d4e5_", size)
+    yield "percent-run", lambda: _fill("%41", size)
+    yield "zero-width-run", lambda: _fill("\u200b", size)
+    yield "zero-width-between", lambda: _fill("a\u200b", size)
+    yield "wrapped-lines", lambda: _fill("ab1c\n", size)
+    yield "wrapped-long-lines", lambda: _fill("Zk3mQ9vR2xT7pL0wYc4n" * 20 + "\n", size)
+    yield "continuation-lines", lambda: _fill("ab1c\\\r\n    ", size)
+    yield "mysql-p-repeated", lambda: _fill("mysql -pX1 ", size)
+    yield "flag-repeated", lambda: "curl " + _fill(" -u a:b1", size)
+    yield "cookie-repeated", lambda: _fill("Cookie: ", size)
+    yield "cookie-pairs", lambda: "Cookie: " + _fill("s=Ab3dEf7hIj9kLm1nOp; ", size)
+    yield "hash-prefix-repeated", lambda: _fill("$6$", size)
+    yield "argon-repeated", lambda: _fill("$argon2id$v=19$", size)
+    yield "discord-repeated", lambda: _fill("discord.com/api/webhooks/1/", size)
+    yield "sas-sig-repeated", lambda: _fill("&sig=", size)
+    yield "docker-auth-repeated", lambda: _fill('"auth": "', size)
 
 
 def realistic_text(size: int = SIZE) -> str:
@@ -116,6 +134,17 @@ def credential_examples() -> list[tuple[CredentialKind, str, list[tuple[int, int
     return examples
 
 
+def evasion_examples() -> list[tuple[CredentialKind, str, list[tuple[int, int]]]]:
+    """``tests/corpora/evasions.txt``: blocks whose first line names the kind."""
+    raw = (CORPORA / "evasions.txt").read_text(encoding="utf-8").rstrip("\n")
+    out = []
+    for block in raw.split("\n%%\n"):
+        kind, _, body = block.partition("\n")
+        text, spans = parse_example(body)
+        out.append((CredentialKind(kind), text, spans))
+    return out
+
+
 def _timed(func: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     func()
@@ -162,6 +191,16 @@ def main() -> None:
     for kind, (hit, total) in per_kind.items():
         print(f"detection {kind.value}: {hit}/{total}")
     print(f"detection rate: {detected}/{len(examples)} = {100 * detected / len(examples):.1f} %")
+
+    evasions = evasion_examples()
+    caught = 0
+    for kind, example, spans in evasions:
+        found = scan(example)
+        if {f.kind for f in found} == {kind} and all(
+            any(f.start <= s and e <= f.end for f in found) for s, e in spans
+        ):
+            caught += 1
+    print(f"evasions (zero-width, wrapped, percent-encoded): {caught}/{len(evasions)}")
 
     false_positives = 0
     benign_bytes = 0

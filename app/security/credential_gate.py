@@ -190,6 +190,14 @@ class _TokenRule:
 
 
 _TOKEN_RULES: tuple[_TokenRule, ...] = (
+    # --- Mission Control's own API tokens: mc_<10 lower-case id>_<43 url-safe> -----
+    # (app/security/tokens.py). Exact shape, so no randomness check.
+    _TokenRule(
+        CredentialKind.API_KEY,
+        _compile(_token("mc_", 3, r"[a-z0-9]{10}_[A-Za-z0-9_\-]{43}")),
+        ("mc_",),
+        check=None,
+    ),
     # --- AI and SaaS provider API keys -----------------------------------
     # Anthropic sk-ant-..., OpenAI sk-..., sk-proj-..., sk-svcacct-..., OpenRouter sk-or-v1-...
     _TokenRule(
@@ -533,7 +541,7 @@ def _assignment_tail(min_len: int, max_len: int) -> str:
     q = f"{{{min_len},{max_len}}}+"
     return (
         r"(?P<rest>[a-z0-9_.\-]{0,32}+)"
-        r"(?:[\"']?[ \t]{0,8}+(?::=|=>|==?|:)[ \t]{0,8}+"
+        r"(?:[\"']?\]?[ \t]{0,8}+(?::=|=>|==?|:)[ \t]{0,8}+"
         r"(?:\"(?P<dq>(?:[^\"\\\n]|\\.)" + q + r")\""
         r"|'(?P<sq>(?:[^'\\\n]|\\.)" + q + r")'"
         r"|(?P<uv>[^\s\"'`,;)}\]<>]" + q + r"))"
@@ -560,6 +568,8 @@ _KEY_BASES = (
     "jwt",
     "license",
     "app",
+    "account",  # Azure storage connection strings: AccountKey=
+    "sharedaccess",  # Azure Service Bus / Event Hubs: SharedAccessKey=
 )
 _KEY_LOOKBEHINDS = "|".join(f"(?<={base}{sep}key)" for base in _KEY_BASES for sep in ("", "_", "-"))
 
@@ -843,6 +853,37 @@ def _high_entropy(value: str) -> bool:
     return _entropy(value) >= threshold
 
 
+# Symbols of framework key alphabets that names, paths and versions lack.
+_SYMBOLS = frozenset("!@#$%^&*()=+~[]{}|;,<>?")
+_CALL = _compile(r"[A-Za-z_][A-Za-z0-9_.]{0,128}+\(")
+# What a real template or substitution looks like, as opposed to the same
+# characters inside a random key (``$(k2w9@``, ``%(x3k``, ``${q!``).
+_REAL_TEMPLATE = _compile(
+    r"\$\{[A-Za-z_][A-Za-z0-9_]{0,64}+[}:\-]|\{\{[ \t]{0,4}+[A-Za-z_]"
+    r"|%\([A-Za-z_][A-Za-z0-9_]{0,64}+\)[sdr]|\$\([a-z][a-z_\-]{1,32}+[ )]"
+    r"|\A\$[A-Za-z_][A-Za-z0-9_]{0,64}+\Z|\A<[^<>]{1,64}+>\Z"
+)
+_SYMBOLIC_BARE = _compile(r"[^\s\"'`]{0,4096}+")
+
+
+def _symbolic_secret(value: str) -> bool:
+    """A framework secret key made of letters, digits and many symbols.
+
+    Django's ``get_random_secret_key()`` and friends draw from
+    ``!@#$%^&*(-_=+)``, so such a key can contain ``$(`` or ``%(`` and look
+    like a template or like code to the other checks; it is a secret when it
+    is long, mixes letters, digits and at least three different symbols, has
+    high entropy and holds no real template.
+    """
+    if len(value) < 20 or _SPACE.search(value) or _path_or_url(value):
+        return False
+    if len(_SYMBOLS.intersection(value)) < 3 or not _has_digit(value):
+        return False
+    if not _LETTER.search(value) or _wordy(value):
+        return False
+    return _entropy(value) >= 3.8 and _REAL_TEMPLATE.search(value) is None
+
+
 def _classify_secret(traits: int, value: str, bare: bool) -> tuple[int, CredentialKind] | None:
     if _is_template(value) or _path_or_url(value) or (bare and _code_like(value)):
         return None
@@ -938,9 +979,18 @@ def _keyed(text: str, lowered: str, out: list[_Candidate]) -> None:
                 if _plausible_password(text, value, end, bare, spaced):
                     append((_P_KEYED, start, end, CredentialKind.PASSWORD))
                 continue
+            if bare and lowered[rest_end:start] in ("=", ":=") and not _CALL.match(value):
+                # KEY=value with nothing around "=" (an env file; code has
+                # spaces there): a symbol-rich key runs to the next space.
+                whole = _SYMBOLIC_BARE.match(text, start)
+                if whole is not None and _symbolic_secret(whole.group()):
+                    append((_P_GENERIC, start, whole.end(), CredentialKind.GENERIC_SECRET))
+                    continue
             verdict = _classify_secret(traits, value, bare)
             if verdict is not None:
                 append((verdict[0], start, end, verdict[1]))
+            elif not bare and _symbolic_secret(value):
+                append((_P_GENERIC, start, end, CredentialKind.GENERIC_SECRET))
 
 
 # --------------------------------------------------------------------------
@@ -967,6 +1017,191 @@ def _tokens(text: str, out: list[_Candidate]) -> None:
                     start -= len(scheme)
                     break
             out.append((_P_PREFIXED, start, m.end(), CredentialKind.SLACK_TOKEN))
+
+
+# --------------------------------------------------------------------------
+# Other fixed formats: Discord webhooks, Azure SAS signatures, docker
+# config.json auths, Cookie headers, password hashes, passwords on command
+# lines (mysql -p, curl -u, sshpass -p, ssh-keygen -N/-P).
+# --------------------------------------------------------------------------
+
+_DISCORD_WEBHOOK = _compile(
+    r"discord(?:app)?\.com/api/webhooks/[0-9]{15,22}+/[A-Za-z0-9_\-]{50,100}+(?![A-Za-z0-9_\-])"
+)
+# Azure shared access signature: ...&sig=<url-encoded base64 HMAC>
+_SAS_SIG = _compile(r"sig=(?<=[?&;]sig=)(?P<v>[A-Za-z0-9%+/=]{20,256}+)(?![A-Za-z0-9%+/=])")
+# docker/podman config.json: "auth": "<base64 of user:password>"
+_DOCKER_AUTH = _compile(r"\"auth\"[ \t]{0,8}+:[ \t]{0,8}+\"(?P<v>[A-Za-z0-9+/]{8,2048}+={0,2})\"")
+_COOKIE = _compile(r"cookie[\"']?[ \t]{0,8}+:[ \t]{0,8}+[\"']?")
+_COOKIE_PAIR = _compile(r"(?P<name>[A-Za-z0-9_.\-]{1,128}+)=(?P<v>[^;\s\"',\\]{1,4096}+)")
+_COOKIE_SPAN = 4096
+# crypt(3) and PHC strings: $1$ $5$ $6$ (optionally rounds=) $2a/b/y$ $apr1$ $y$
+# $7$ $argon2i/d/id$; the whole string is replaced.
+_HASH_LITERALS = ("$1$", "$5$", "$6$", "$2a$", "$2b$", "$2y$", "$apr1$", "$y$", "$7$", "$argon2")
+_PASSWORD_HASH = _compile(
+    r"\$(?:1|5|6|2[aby]|apr1|y|7|argon2(?:id|i|d))\$[A-Za-z0-9./$=,+\-]{8,1024}+"
+)
+_HASH_FIELD = _compile(r"[A-Za-z0-9./+]{16,1024}")
+# A flag and its value on a command line. The flag must start a word.
+_FLAG = _compile(
+    r"-(?<![^ \t\n]-)(?P<flag>p|u|N|P|-user)(?P<sep>[ \t]{1,8}+|=)?"
+    r"(?P<v>'[^'\n]{1,256}+'|\"[^\"\n]{1,256}+\"|[^\s'\"`|;&\-][^\s'\"`|;&]{0,255}+)"
+)
+_COMMAND = _compile(
+    r"(?<![A-Za-z0-9_\-])(?P<cmd>mysql[a-z_\-]{0,16}+|mariadb[a-z_\-]{0,16}+|curl|sshpass"
+    r"|ssh-keygen)(?![A-Za-z0-9_\-])"
+)
+_COMMAND_LINE_SPAN = 512
+
+
+def _flag_takes_password(cmd: str, flag: str, attached: bool) -> bool:
+    """``mysql -pPW``, ``curl -u user:PW``, ``sshpass -p PW``, ``ssh-keygen -N PW``."""
+    if cmd.startswith(("mysql", "mariadb")):
+        return flag == "p" and attached
+    if cmd == "curl":
+        return flag in ("u", "-user")
+    if cmd == "sshpass":
+        return flag == "p" and not attached
+    return flag in ("N", "P") and not attached  # ssh-keygen
+
+
+def _command_line_passwords(text: str, out: list[_Candidate]) -> None:
+    """Flags of the commands above, read on each command's line (bounded).
+
+    Commands are rare, so the text is searched for them and only the rest of
+    their line is read for flags; the next search starts after that line, so
+    every character is read once. A flag belongs to the nearest command
+    before it on the line.
+    """
+    if not any(cmd in text for cmd in ("mysql", "mariadb", "curl", "sshpass", "ssh-keygen")):
+        return
+    pos = 0
+    count = 0
+    while True:
+        first = _COMMAND.search(text, pos)
+        if first is None:
+            return
+        stop = text.find("\n", first.end(), first.end() + _COMMAND_LINE_SPAN)
+        if stop == -1:
+            stop = min(len(text), first.end() + _COMMAND_LINE_SPAN)
+        pos = max(stop, first.end())
+        commands = [(m.end(), m.group("cmd")) for m in _COMMAND.finditer(text, first.start(), stop)]
+        ends = [end for end, _ in commands]
+        for m in _FLAG.finditer(text, first.end(), stop):
+            if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
+                return
+            count += 1
+            flag = m.group("flag")
+            attached = m.group("sep") is None
+            cmd = commands[bisect.bisect_right(ends, m.start()) - 1][1]
+            if not _flag_takes_password(cmd, flag, attached):
+                continue
+            start, end = m.span("v")
+            value = text[start:end]
+            if value[0] in "'\"":
+                start, end, value = start + 1, end - 1, value[1:-1]
+            if flag in ("u", "-user"):
+                user, colon, pw = value.partition(":")
+                if not colon or not pw:
+                    continue  # curl -u user: prompts for the password
+                start += len(user) + 1
+                value = pw
+            if not value or _is_template(value) or "***" in value:
+                continue
+            if value.lower() not in _PLACEHOLDER_VALUES:
+                out.append((_P_KEYED, start, end, CredentialKind.PASSWORD))
+
+
+def _password_hashes(text: str, out: list[_Candidate]) -> None:
+    if not any(literal in text for literal in _HASH_LITERALS):
+        return
+    for count, m in enumerate(_PASSWORD_HASH.finditer(text)):
+        if _flooded(count, m, text, out, _P_PREFIXED, CredentialKind.PASSWORD):
+            break
+        value = m.group().rstrip(",")
+        last = value.rsplit("$", 1)[-1]
+        if not _HASH_FIELD.fullmatch(last) and not (
+            value.startswith("$2") and _HASH_FIELD.fullmatch(last[-31:])
+        ):
+            continue  # "$1$2" in a shell script, "$6$" in prose
+        if not _has_digit(last) and last in (last.lower(), last.upper()):
+            continue
+        out.append((_P_PREFIXED, m.start(), m.start() + len(value), CredentialKind.PASSWORD))
+
+
+_SEGMENT = _compile(r"[^_.\-]{1,4096}")
+
+
+def _session_value(value: str) -> bool:
+    """A random session id or signed session, not ``PART_NUMBER=ROCKET_LAUNCHER_0001``."""
+    if not (_high_entropy(value) and _plausible_token(value, 16)):
+        return False
+    for segment in _SEGMENT.findall(value):
+        if (
+            len(segment) >= 4
+            and segment.isalpha()
+            and segment in (segment.lower(), segment.upper())
+        ):
+            return False  # words joined by separators
+    return True
+
+
+def _cookies(text: str, lowered: str, out: list[_Candidate]) -> None:
+    if "cookie" not in lowered:
+        return
+    pos = 0
+    count = 0
+    while True:
+        m = _COOKIE.search(lowered, pos)
+        if m is None:
+            return
+        if _flooded(count, m, text, out, _P_AUTH_HEADER, CredentialKind.BEARER_TOKEN):
+            return
+        count += 1
+        # One header's value: the rest of the line, bounded; the next search
+        # starts after it, so every character is read once.
+        line_end = text.find("\n", m.end(), m.end() + _COOKIE_SPAN)
+        stop = line_end if line_end != -1 else min(len(text), m.end() + _COOKIE_SPAN)
+        pos = max(stop, m.end())
+        set_cookie = lowered.endswith("set-", 0, m.start())
+        for pair in _COOKIE_PAIR.finditer(text, m.end(), stop):
+            start, end = pair.span("v")
+            value = text[start:end]
+            if _session_value(value):
+                out.append((_P_AUTH_HEADER, start, end, CredentialKind.BEARER_TOKEN))
+            if set_cookie:
+                break  # the attributes that follow (Path=, Expires=) are not cookies
+
+
+def _formats(text: str, lowered: str | None, out: list[_Candidate]) -> None:
+    if "discord" in text:
+        for count, m in enumerate(_DISCORD_WEBHOOK.finditer(text)):
+            if _flooded(count, m, text, out, _P_PREFIXED, CredentialKind.API_KEY):
+                break
+            start = m.start()
+            for scheme in ("https://", "http://", "https://ptb.", "https://canary."):
+                if text.startswith(scheme, start - len(scheme)):
+                    start -= len(scheme)
+                    break
+            out.append((_P_PREFIXED, start, m.end(), CredentialKind.API_KEY))
+    if "sig=" in text:
+        for count, m in enumerate(_SAS_SIG.finditer(text)):
+            if _flooded(count, m, text, out, _P_GENERIC, CredentialKind.GENERIC_SECRET):
+                break
+            value = m.group("v")
+            decoded = _PERCENT.sub(lambda e: chr(int(e.group()[1:], 16)), value)
+            if len(decoded) >= 20 and _plausible_token(decoded, 20):
+                out.append((_P_GENERIC, m.start("v"), m.end("v"), CredentialKind.GENERIC_SECRET))
+    if '"auth"' in text:
+        for count, m in enumerate(_DOCKER_AUTH.finditer(text)):
+            if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
+                break
+            if _basic_credentials(m.group("v")):
+                out.append((_P_KEYED, m.start("v"), m.end("v"), CredentialKind.PASSWORD))
+    if lowered is not None:
+        _cookies(text, lowered, out)
+    _password_hashes(text, out)
+    _command_line_passwords(text, out)
 
 
 # --------------------------------------------------------------------------
@@ -1049,21 +1284,261 @@ def _resolve(text: str, candidates: list[_Candidate]) -> list[Finding]:
 # --------------------------------------------------------------------------
 
 
-def scan(text: str) -> list[Finding]:
-    """Every secret in ``text``: non-overlapping findings sorted by position."""
-    if not text:
-        return []
+def _scan_view(text: str) -> list[Finding]:
+    """Every secret in ``text`` as written (no normalisation)."""
     # str.lower() keeps every index except for U+0130, which becomes two
     # characters; replacing it first keeps the lower-cased copy aligned.
     lowered = text.replace("\u0130", "i").lower()
+    aligned = len(lowered) == len(text)
     candidates: list[_Candidate] = []
     _private_keys(text, candidates)
     _tokens(text, candidates)
     _database_urls(text, candidates)
-    if len(lowered) == len(text):
+    _formats(text, lowered if aligned else None, candidates)
+    if aligned:
         _auth_headers(text, lowered, candidates)
         _keyed(text, lowered, candidates)
     return _resolve(text, candidates)
+
+
+# --------------------------------------------------------------------------
+# Evasions: a secret split by a zero-width character, wrapped onto the next
+# line, or percent-encoded. The text is scanned a second time in a normalised
+# view (zero-width characters removed, wrapped lines joined, %XX decoded),
+# around the edits only. A finding of that view is kept when it spans an edit
+# (otherwise the first scan has judged that text already); it is mapped back
+# onto the original text and merged with the findings of the first scan.
+# A joined line break only counts for kinds with a recognisable format
+# (prefixed tokens, AWS ids, private keys): joining two lines of ordinary text
+# must not turn a value into a password or a generic secret.
+# --------------------------------------------------------------------------
+
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
+_ZERO_WIDTH_RUN = _compile("[" + _ZERO_WIDTH + "]{1,64}+")
+_PERCENT = _compile(r"%[2-7][0-9A-Fa-f]")
+_WRAP = r"[A-Za-z0-9_\-+/=]{4}"
+# A line that ends inside a token (4+ token characters, optionally a
+# backslash continuation) continued by a line whose first word is made of
+# token characters only ("=" only as base64 padding at the end of the line).
+_LINE_JOIN = _compile(
+    rf"\n(?:(?<={_WRAP}\n)|(?<={_WRAP}\r\n)|(?<={_WRAP}\\\n)|(?<={_WRAP}\\\r\n))[ \t]{{0,64}}+"
+    r"(?=[A-Za-z0-9_\-+/]{1,4096}+(?:={1,3}(?:[\r\n\"'`]|\Z)|[\s\"'`]|\Z))"
+)
+_FIELD_AFTER = _compile(r"[A-Za-z0-9_\-+/=]{1,4096}+")
+_JOIN_KINDS = frozenset(
+    {
+        CredentialKind.API_KEY,
+        CredentialKind.AWS_KEY,
+        CredentialKind.GITHUB_TOKEN,
+        CredentialKind.OAUTH_TOKEN,
+        CredentialKind.PRIVATE_KEY,
+        CredentialKind.SLACK_TOKEN,
+        CredentialKind.STRIPE_KEY,
+    }
+)
+# Fail-safe bound, as for the detectors: past this many edits the rest of the
+# text is one finding. Real text has a few hundred per MB.
+_MAX_EDITS = 50_000
+# The view is scanned around its edits only: the joined line, bounded.
+_WINDOW_BACK = 2048
+_WINDOW_AHEAD = 8192
+_WINDOW_MERGE = 4096  # fewer, larger windows: each scan has a fixed cost
+# password%3Dhunter2: the edit that made the finding may be in its key.
+_EDIT_CONTEXT = 64
+
+_REMOVED = 0
+_DECODED = 1
+_JOINED = 2
+
+
+def _random_half(value: str) -> bool:
+    """The continuation of a split token: letters with digits, or mixed case, not words."""
+    if len(value) < 4:
+        return False
+    if _has_digit(value) and _LETTER.search(value) is not None:
+        return True
+    return len(value) >= 8 and value not in (value.lower(), value.upper()) and not _wordy(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    text: str
+    edits: list[int]  # view positions: a removal before q, or the decoded char at q
+    kinds: list[int]  # _REMOVED, _DECODED or _JOINED, per edit
+    view_bounds: list[int]  # view positions where the offset to the original changes
+    orig_bounds: list[int]  # the original positions there
+    overflow: int  # original position from which the text was not normalised, or -1
+
+    def to_original(self, i: int) -> int:
+        k = bisect.bisect_right(self.view_bounds, i) - 1
+        return self.orig_bounds[k] + (i - self.view_bounds[k])
+
+    def accepts(self, start: int, end: int, kind: CredentialKind) -> bool:
+        """Whether an edit made the finding ``[start, end)`` of the view.
+
+        A removed zero-width character or a decoded ``%XX`` counts inside the
+        span or in the ``_EDIT_CONTEXT`` characters before it (the key may
+        have been disguised); a joined line break only strictly inside the
+        span, and only for formatted kinds.
+        """
+        k = bisect.bisect_left(self.edits, start - _EDIT_CONTEXT)
+        while k < len(self.edits) and self.edits[k] < end:
+            q, edit = self.edits[k], self.kinds[k]
+            k += 1
+            if edit != _JOINED:
+                if q >= start or "\n" not in self.text[q:start]:
+                    return True  # inside, or in the key on the same line
+                continue
+            if q > start and kind in _JOIN_KINDS:
+                return True
+        return False
+
+
+def _edit_spans(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, kind) of the first edits (at most the bound + 1), sorted."""
+    limit = _MAX_EDITS + 1
+    spans: list[tuple[int, int, int]] = []
+    if any(ch in text for ch in _ZERO_WIDTH):
+        found = itertools.islice(_ZERO_WIDTH_RUN.finditer(text), limit)
+        spans.extend((m.start(), m.end(), _REMOVED) for m in found)
+    if "%" in text:
+        found = itertools.islice(_PERCENT.finditer(text), limit)
+        spans.extend((m.start(), m.end(), _DECODED) for m in found)
+    joins = 0
+    for m in _LINE_JOIN.finditer(text):
+        field = _FIELD_AFTER.match(text, m.end())
+        if field is None or not _random_half(field.group()):
+            continue  # the next line starts with a word, not the rest of a token
+        start = m.start()
+        if text.startswith("\r", start - 1):
+            start -= 1
+        if text.startswith("\\", start - 1):
+            start -= 1
+        spans.append((start, m.end(), _JOINED))
+        joins += 1
+        if joins >= limit:
+            break
+    spans.sort()
+    return spans
+
+
+def _normalised(text: str) -> _View | None:
+    spans = _edit_spans(text)
+    if not spans:
+        return None
+    parts: list[str] = []
+    edits: list[int] = []
+    kinds: list[int] = []
+    view_bounds = [0]
+    orig_bounds = [0]
+    pos = 0
+    vpos = 0
+    overflow = -1
+    for count, (start, end, edit) in enumerate(spans):
+        if count >= _MAX_EDITS:
+            overflow = start
+            break
+        if start < pos:
+            continue
+        parts.append(text[pos:start])
+        vpos += start - pos
+        edits.append(vpos)
+        kinds.append(edit)
+        if edit == _DECODED:
+            parts.append(chr(int(text[start + 1 : end], 16)))
+            vpos += 1
+        view_bounds.append(vpos)
+        orig_bounds.append(end)
+        pos = end
+    if overflow == -1:
+        parts.append(text[pos:])
+    return _View("".join(parts), edits, kinds, view_bounds, orig_bounds, overflow)
+
+
+def _windows(view: _View) -> list[tuple[int, int, bool]]:
+    """The lines of the view that hold an edit (bounded), merged; and whether
+    a window holds joined line breaks only."""
+    text = view.text
+    n = len(text)
+    out: list[tuple[int, int, bool]] = []
+    for q, edit in zip(view.edits, view.kinds, strict=True):
+        joined = edit == _JOINED
+        if out and q < out[-1][1]:
+            if not joined and out[-1][2]:
+                out[-1] = (out[-1][0], out[-1][1], False)
+            continue  # inside the previous window
+        lo = max(0, q - _WINDOW_BACK)
+        start = text.rfind("\n", lo, q) + 1 or lo
+        hi = min(n, q + _WINDOW_AHEAD)
+        stop = text.find("\n", q, hi)
+        end = hi if stop == -1 else stop
+        if out and start <= out[-1][1] + _WINDOW_MERGE:
+            out[-1] = (out[-1][0], end, out[-1][2] and joined)
+        else:
+            out.append((start, end, joined))
+    return out
+
+
+def _scan_formats(text: str) -> list[Finding]:
+    """Only the detectors of ``_JOIN_KINDS``: what a joined line may produce."""
+    candidates: list[_Candidate] = []
+    _private_keys(text, candidates)
+    _tokens(text, candidates)
+    return _resolve(text, candidates)
+
+
+def _evasions(text: str, findings: list[Finding]) -> list[Finding]:
+    view = _normalised(text)
+    if view is None:
+        return findings
+    extra: list[Finding] = []
+    for lo, hi, joins_only in _windows(view):
+        scanner = _scan_formats if joins_only else _scan_view
+        for f in scanner(view.text[lo:hi]):
+            f_start, f_end = f.start + lo, f.end + lo
+            if view.accepts(f_start, f_end, f.kind):
+                extra.append(Finding(f.kind, view.to_original(f_start), view.to_original(f_end)))
+    if view.overflow != -1:
+        cut = view.overflow
+        findings = [f for f in findings if f.end <= cut]
+        extra = [f for f in extra if f.end <= cut]
+        extra.append(Finding(CredentialKind.GENERIC_SECRET, cut, len(text)))
+    if not extra:
+        return findings
+    return _merge(findings, extra)
+
+
+def _merge(first: list[Finding], normalised: list[Finding]) -> list[Finding]:
+    """Overlapping findings become one; a normalised finding names the kind.
+
+    A secret split by an evasion is often partly found by the first scan
+    (``ghp_`` + 36 characters before a zero-width space, or the whole value
+    as a generic secret): the finding of the normalised view, which saw the
+    whole token, covers both and gives the specific kind.
+    """
+    tagged = sorted(
+        [(f.start, f.end, 1, f.kind) for f in first]
+        + [(f.start, f.end, 0, f.kind) for f in normalised]
+    )
+    out: list[Finding] = []
+    cur_start, cur_end, cur_rank, cur_kind = tagged[0]
+    for start, end, rank, kind in tagged[1:]:
+        if start < cur_end:
+            cur_end = max(cur_end, end)
+            if rank < cur_rank:
+                cur_rank, cur_kind = rank, kind
+            continue
+        out.append(Finding(cur_kind, cur_start, cur_end))
+        cur_start, cur_end, cur_rank, cur_kind = start, end, rank, kind
+    out.append(Finding(cur_kind, cur_start, cur_end))
+    return out
+
+
+def scan(text: str) -> list[Finding]:
+    """Every secret in ``text``: non-overlapping findings sorted by position."""
+    if not text:
+        return []
+    return _evasions(text, _scan_view(text))
 
 
 # redact() rescans its own output until nothing is found, so that its result

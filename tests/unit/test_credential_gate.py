@@ -433,6 +433,24 @@ def _adversarial() -> Iterator[tuple[str, Callable[[], str]]]:
     yield "slack-hook-repeated", lambda: _fill("https://hooks.slack.com/services/")
     yield "marker-repeated", lambda: _fill("[REDACTED:password]")
     yield "marker-after-key", lambda: "password=" + _fill("[REDACTED:password]")
+    # Detectors and normalisation added for the second audit's list.
+    yield "mc-repeated", lambda: _fill("mc_")
+    yield "mc-id-repeated", lambda: _fill("mc_a1b2c3d4e5_")
+    yield "percent-run", lambda: _fill("%41")
+    yield "zero-width-run", lambda: _fill("\u200b")
+    yield "zero-width-between", lambda: _fill("a\u200b")
+    yield "wrapped-lines", lambda: _fill("ab1c\n")
+    yield "wrapped-long-lines", lambda: _fill("Zk3mQ9vR2xT7pL0wYc4n" * 20 + "\n")
+    yield "continuation-lines", lambda: _fill("ab1c\\\r\n    ")
+    yield "mysql-p-repeated", lambda: _fill("mysql -pX1 ")
+    yield "flag-repeated", lambda: "curl " + _fill(" -u a:b1")
+    yield "cookie-repeated", lambda: _fill("Cookie: ")
+    yield "cookie-pairs", lambda: "Cookie: " + _fill("s=Ab3dEf7hIj9kLm1nOp; ")
+    yield "hash-prefix-repeated", lambda: _fill("$6$")
+    yield "argon-repeated", lambda: _fill("$argon2id$v=19$")
+    yield "discord-repeated", lambda: _fill("discord.com/api/webhooks/1/")
+    yield "sas-sig-repeated", lambda: _fill("&sig=")
+    yield "docker-auth-repeated", lambda: _fill('"auth": "')
 
 
 @pytest.mark.parametrize(
@@ -581,3 +599,129 @@ def test_no_regex_has_a_nested_or_unbounded_quantifier() -> None:
     assert len(gate._PATTERNS) >= 20
     bad = {p.pattern: quantifier_problems(p.pattern) for p in gate._PATTERNS}
     assert {source: problems for source, problems in bad.items() if problems} == {}
+
+
+# --------------------------------------------------------------------------
+# Second audit: Mission Control's own tokens, more formats, and evasions
+# --------------------------------------------------------------------------
+
+EVASIONS = CORPORA / "evasions.txt"
+
+
+def load_evasions() -> list[tuple[CredentialKind, str, list[tuple[int, int]]]]:
+    """``evasions.txt``: ``%%``-separated blocks, the first line names the kind."""
+    raw = EVASIONS.read_text(encoding="utf-8").rstrip("\n")
+    out = []
+    for block in raw.split("\n%%\n"):
+        kind, _, body = block.partition("\n")
+        text, spans = parse_example(body)
+        out.append((CredentialKind(kind), text, spans))
+    return out
+
+
+def test_tokens_minted_by_mission_control_are_caught() -> None:
+    from app.security.tokens import generate_token
+
+    for _ in range(50):
+        token = generate_token(b"k" * 32).plaintext
+        for text in (token, f"MC_TOKEN={token}", f"Authorization: Bearer {token}", f"'{token}'"):
+            found = scan(text)
+            assert [f.kind for f in found] == [CredentialKind.API_KEY], text
+            assert token not in redact(text).text
+
+
+def test_mc_token_shape_only() -> None:
+    # The id is 10 lower-case characters and the secret 43 url-safe ones.
+    assert scan("mc_session") == []
+    assert scan("mc_abc_def") == []
+    assert scan("xmc_a1b2c3d4e5_" + rand(43)) == []
+
+
+def test_evasion_corpus_has_every_evasion() -> None:
+    texts = [text for _, text, _ in load_evasions()]
+    assert any("\u200b" in t for t in texts)
+    assert any("\n" in t for t in texts)
+    assert any("%" in t for t in texts)
+    assert len(texts) >= 8
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_evasion_is_detected_with_its_kind(index: int) -> None:
+    kind, text, spans = load_evasions()[index]
+    found = scan(text)
+    assert {f.kind for f in found} == {kind}, [(f.kind, text[f.start : f.end]) for f in found]
+    for start, end in spans:
+        assert any(f.start <= start and end <= f.end for f in found), text
+    result = redact(text)
+    for start, end in spans:
+        secret = text[start:end]
+        assert secret not in result.text
+        # no piece of the split token survives either
+        for piece in re.split(r"[\u200b\u200c\u200d\u2060\ufeff\n\\ ]+", secret):
+            if len(piece) >= 12:
+                assert piece not in result.text, piece
+    assert scan(result.text) == []
+
+
+def test_without_normalisation_the_evasions_are_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control removal: with the normalised second scan switched off, the
+    split, zero-width and percent-encoded tokens are not caught with their kind."""
+    monkeypatch.setattr(gate, "_normalised", lambda text: None)
+    missed = 0
+    for kind, text, spans in load_evasions():
+        found = scan(text)
+        ok = {f.kind for f in found} == {kind} and all(
+            any(f.start <= s and e <= f.end for f in found) for s, e in spans
+        )
+        missed += not ok
+    assert missed == len(load_evasions())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ghp_" + rand(12) + "\u200b" + rand(24),
+        "ghp_" + rand(20) + "\n" + rand(16),
+        "ghp_" + rand(20) + "\r\n    " + rand(16),
+        "".join(f"%{ord(c):02X}" for c in "ghp_" + rand(36)),
+        "ghp_" + rand(4) + "%" + f"{ord('Q'):02X}" + rand(31),
+    ],
+)
+def test_split_github_token_is_one_finding(text: str) -> None:
+    found = scan(text)
+    assert [f.kind for f in found] == [CredentialKind.GITHUB_TOKEN]
+    assert found[0].start == 0 and found[0].end == len(text)
+
+
+def test_two_prose_lines_are_not_joined_into_a_secret() -> None:
+    text = "token == Punctuation\n            yield index, token\n"
+    assert scan(text) == []
+    assert scan("password = None\n        proxy_passwd= None\n") == []
+
+
+def test_too_many_edits_redact_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate, "_MAX_EDITS", 100)
+    text = "hello " + "%41" * 150 + " tail"
+    found = scan(text)
+    assert found[-1].end == len(text)
+    assert found[-1].start == len("hello ") + 3 * 100
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("mysql -uroot -pS3cr3tPw0rd db", "S3cr3tPw0rd"),
+        ("curl -sS -u admin:Pa55w0rd-x https://x", "Pa55w0rd-x"),
+        ("curl --user=admin:Pa55w0rd-x https://x", "Pa55w0rd-x"),
+        ("ssh-keygen -N 'Tr0ub4dor&3' -f k", "Tr0ub4dor&3"),
+        ("sshpass -p Tr0ub4dor3 ssh pi@h", "Tr0ub4dor3"),
+    ],
+)
+def test_command_line_passwords(text: str, secret: str) -> None:
+    found = scan(text)
+    assert [(f.kind, text[f.start : f.end]) for f in found] == [(CredentialKind.PASSWORD, secret)]
+
+
+def test_a_flag_without_its_command_is_not_a_password() -> None:
+    assert scan("tar -pxf archive.tar; mkdir -pv /a; useradd -u 1000:1000 x") == []
+    assert scan("grep -N Tr0ub4dor3 file") == []
