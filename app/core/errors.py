@@ -65,18 +65,42 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
+# Bounded validation answers: at most this many details, each part of a
+# location and each message cut, and the whole answer below a size cap.
+MAX_ERROR_DETAILS = 20
+MAX_LOC_PARTS = 8
+MAX_TEXT_CHARS = 120
+MAX_ERROR_BODY_BYTES = 8 * 1024
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+
+
 def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
-    """Validation details without the offending input (it may hold a secret)."""
+    """Validation details without the offending input (it may hold a secret),
+    at most ``MAX_ERROR_DETAILS`` of them, each bounded in size."""
     cleaned: list[dict[str, Any]] = []
-    for err in errors:
+    for err in errors[:MAX_ERROR_DETAILS]:
+        loc = [_cut(str(part)) for part in err.get("loc", ())]
         cleaned.append(
             {
-                "loc": [str(part) for part in err.get("loc", ())],
-                "type": str(err.get("type", "invalid")),
-                "message": str(err.get("msg", "invalid value")),
+                "loc": loc[:MAX_LOC_PARTS],
+                "type": _cut(str(err.get("type", "invalid"))),
+                "message": _cut(str(err.get("msg", "invalid value"))),
             }
         )
     return cleaned
+
+
+def bounded_validation_body(errors: Any) -> tuple[list[dict[str, Any]], int]:
+    """The details to send and how many were left out, under ``MAX_ERROR_BODY_BYTES``."""
+    import json
+
+    details = _clean_validation_errors(errors)
+    while details and len(json.dumps(details)) > MAX_ERROR_BODY_BYTES - 512:
+        details.pop()
+    return details, len(errors) - len(details)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -88,7 +112,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "error")
+    code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 400 and "parsing the body" in message:
         code, message = "invalid_body", "the request body could not be decoded as JSON"
@@ -100,10 +124,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     from fastapi.exceptions import RequestValidationError
 
     assert isinstance(exc, RequestValidationError)
-    details = _clean_validation_errors(exc.errors())
+    errors = exc.errors()
+    details, omitted = bounded_validation_body(errors)
     if any(d["type"] == "json_invalid" for d in details):
         return error_response(400, "invalid_json", "the request body is not valid JSON", details)
-    return error_response(422, "validation_failed", "the request is not valid", details)
+    message = "the request is not valid"
+    if omitted:
+        message += f" ({len(errors)} problems; the first {len(details)} are listed)"
+    return error_response(422, "validation_failed", message, details)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.clientip import ProxyTrust
 from app.core.errors import error_body
 from app.core.headers import apply_security_headers
+from app.core.jsonlimits import MAX_JSON_KEYS, too_many_keys
 from app.core.logging import request_id_var
 from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
@@ -78,6 +79,18 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body exceeds {limit} bytes")
+
+
+class TooManyKeys(HTTPException):
+    """Raised when the whole body is in, before it is parsed (bounded error bodies)."""
+
+    code = "too_many_keys"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            400,
+            f"the JSON body has more than {limit} keys in all; send only the documented fields",
+        )
 
 
 def credential_query_names(query_string: bytes) -> list[str]:
@@ -220,6 +233,7 @@ class EdgeMiddleware:
     def _limit_body(self, receive: Receive, body_state: dict[str, bool]) -> Receive:
         limit = self.settings.body_limit_bytes
         seen = 0
+        chunks: list[bytes] = []
 
         async def limited() -> Message:
             nonlocal seen
@@ -227,9 +241,16 @@ class EdgeMiddleware:
             message = await receive()
             body_state["waiting"] = False
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    body = b"".join(chunks)
+                    chunks.clear()
+                    if too_many_keys(body):
+                        raise TooManyKeys(MAX_JSON_KEYS)
             return message
 
         return limited
