@@ -16,7 +16,8 @@ $(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
 run: $(DEV_STAMP)
 	@mkdir -p var
 	@$(RUN_ENV) $(BIN)/missionctl db migrate
-	@$(RUN_ENV) $(BIN)/missionctl first-run
+	@MC_HOST=$(HOST) MC_PORT=$(PORT) $(RUN_ENV) $(BIN)/missionctl first-run
+	@echo "Mission Control: open http://$(HOST):$(PORT)/ in a browser (Ctrl-C stops it)"
 	@$(RUN_ENV) $(BIN)/missionctl worker --name dev & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(BIN)/missionctl serve --host $(HOST) --port $(PORT)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from app import __version__
 from app.core.errors import ApiError
 from app.core.migrations import MigrationError, migrate
-from app.core.settings import Settings, load_settings
+from app.core.settings import DEFAULT_ENV_FILE, Settings, load_settings
 from app.security.principal import Scope
 from app.security.secrets import SecretError, server_key
 
@@ -362,9 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
     )
-    db.add_parser("migrate", help="apply pending schema migrations").set_defaults(
-        func=cmd_db_migrate
+    dbmigrate = db.add_parser("migrate", help="apply pending schema migrations")
+    dbmigrate.add_argument(
+        "--create",
+        action="store_true",
+        help="create the database when it does not exist at the default ./var path",
     )
+    dbmigrate.set_defaults(func=cmd_db_migrate)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
@@ -470,6 +474,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: where the appliance installs missionctl (provisioning/roles/app)
+PI_MISSIONCTL = "/opt/mission-control/current/venv/bin/missionctl"
+# Commands that never open (or create) the database.
+NO_DATABASE = frozenset({"scrub", "doctor", "runner", "support-bundle"})
+NO_DATABASE_BACKUP = frozenset({"list", "verify", "restore"})
+
+
+def missing_database(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Why this command must not run: it would create a new, empty database at the
+    built-in relative default (``./var/...``) because it was started from another
+    folder, or because the Pi's settings could not be read. None when it may run.
+
+    A database path that was configured (``MC_DATABASE_PATH`` in the environment or
+    the env file) may be created; so may any path with ``db migrate --create``.
+    """
+    if args.command in NO_DATABASE or getattr(args, "create", False):
+        return None
+    if args.command == "backup" and args.backup_command in NO_DATABASE_BACKUP:
+        return None
+    if "database_path" in settings.model_fields_set or settings.database_path.exists():
+        return None
+    where = settings.database_path.absolute()
+    lines = [f"missionctl: there is no database at {where}, and none was configured."]
+    pi_env = Path(DEFAULT_ENV_FILE)
+    if pi_env.exists() and not os.access(pi_env, os.R_OK):
+        lines.append(
+            f"  This is a Mission Control appliance: its settings in {pi_env} are not"
+            " readable by you. Run it as the service user:\n"
+            f"    sudo -u mission-control {PI_MISSIONCTL} {args.command} ..."
+        )
+    else:
+        lines.append(
+            "  Run missionctl from the folder that holds var/ (where `make run` was started),"
+            " or set MC_DATABASE_PATH (and MC_STATE_DIR) to the database you mean."
+        )
+    lines.append(
+        "  To create a new, empty database here on purpose: missionctl db migrate --create"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -477,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except Exception as exc:  # settings errors are the user's to fix: say what, no trace
         print(f"missionctl: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    refusal = missing_database(args, settings)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
         return 2
     try:
         result: int = args.func(args, settings)

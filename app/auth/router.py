@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 
 from app.auth import store
+from app.auth.initial import holds_initial_password, remove_initial_password
 from app.auth.schemas import LoginRequest, PasswordChange, SessionInfo
+from app.auth.service import weak_password
 from app.auth.sessions import clear_session_cookie, open_session, set_session_cookie
 from app.core.context import Ctx
 from app.core.errors import ApiError
@@ -16,6 +20,7 @@ from app.security.passwords import PasswordPolicyError, hash_password, verify_pa
 from app.security.principal import Scope
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
 
 BAD_LOGIN = "invalid username or password"
 
@@ -111,7 +116,10 @@ async def change_own_password(
     try:
         new_hash = hash_password(body.new_password)
     except PasswordPolicyError as exc:
-        raise ApiError(422, "weak_password", str(exc)) from None
+        raise weak_password(str(exc), "new_password") from None
+    generated = await asyncio.to_thread(
+        holds_initial_password, ctx.settings.state_dir, body.current_password
+    )
     async with ctx.db.write() as conn:
         await store.set_password(conn, principal.user_id, new_hash)
         await store.delete_user_sessions(conn, principal.user_id)
@@ -121,7 +129,10 @@ async def change_own_password(
             action="user.password_changed",
             target=f"user:{principal.name}",
             client=client_address(request),
+            summary={"initial_password_file_removed": True} if generated else None,
         )
+    if generated:  # the first-run password is no longer in use: its file goes too
+        await asyncio.to_thread(remove_initial_password, ctx.settings.state_dir)
     response = Response(status_code=204)
     clear_session_cookie(response)
     return response

@@ -10,9 +10,19 @@ from app.core.clock import in_future
 from app.core.database import Database, Row
 from app.core.errors import ApiError
 from app.security import audit
-from app.security.passwords import PasswordPolicyError, hash_password
+from app.security.passwords import RULES, PasswordPolicyError, hash_password
 from app.security.principal import Scope
 from app.security.tokens import generate_token
+
+
+def weak_password(message: str, field: str) -> ApiError:
+    """422 naming the password field, with the rule it broke and the fix."""
+    return ApiError(
+        422,
+        "weak_password",
+        message,
+        [{"loc": ["body", field], "type": "weak_password", "message": f"{message}: {RULES}"}],
+    )
 
 
 def token_view(row: Row) -> TokenView:
@@ -90,7 +100,7 @@ async def create_user(
     try:
         password_hash = hash_password(password)
     except PasswordPolicyError as exc:
-        raise ApiError(422, "weak_password", str(exc)) from None
+        raise weak_password(str(exc), "password") from None
     try:
         async with db.write() as conn:
             user_id = await store.insert_user(conn, username, password_hash, role.value)
@@ -118,7 +128,7 @@ async def reset_password(
     try:
         password_hash = hash_password(password)
     except PasswordPolicyError as exc:
-        raise ApiError(422, "weak_password", str(exc)) from None
+        raise weak_password(str(exc), "new_password") from None
     async with db.write() as conn:
         await store.set_password(conn, int(user["id"]), password_hash)
         await store.delete_user_sessions(conn, int(user["id"]))

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
+#: the rules in words, shown next to every password field before anyone types
+RULES = (
+    f"use at least {MIN_PASSWORD_LENGTH} characters (a few unrelated words make a strong,"
+    " memorable one)"
+)
 
 
 @cache

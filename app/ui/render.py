@@ -20,7 +20,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
+from app.auth.initial import pending_for
 from app.core.clock import utcnow
+from app.security.passwords import RULES
 from app.security.principal import Principal, Scope
 
 if TYPE_CHECKING:
@@ -183,8 +185,17 @@ def environment() -> Environment:
         duration=duration,
         transcript=transcript,
     )
-    env.globals.update(static_url=static_url, Scope=Scope)
+    env.globals.update(static_url=static_url, Scope=Scope, password_rules=sentence(RULES))
     return env
+
+
+def sentence(text: str) -> str:
+    """``text`` as a sentence: a capital first letter and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def render_html(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -202,8 +213,17 @@ def page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    """A page of the logged-in UI: layout, navigation and the session's CSRF token."""
+    """A page of the logged-in UI: layout, navigation and the session's CSRF token.
+
+    While the first-run password file exists, its user is asked on every page to
+    choose a password of their own (the change removes the file)."""
     context.setdefault("nav", {"unread": 0, "escalations": 0})
+    app_context = getattr(request.app.state, "context", None)
+    initial_password = (
+        pending_for(app_context.settings.state_dir, principal.name)
+        if app_context is not None and principal.kind == "session"
+        else None
+    )
     return render_html(
         template,
         status_code=status_code,
@@ -212,6 +232,7 @@ def page(
         csrf_token=principal.csrf_token or "",
         can_operate=principal.scope.allows(Scope.OPERATE),
         is_admin=principal.scope.allows(Scope.ADMIN),
+        initial_password=initial_password,
         title=title,
         section=section,
         **context,

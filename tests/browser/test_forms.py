@@ -113,8 +113,20 @@ def test_the_owner_s_forms_store_what_they_show(
 
     # --- agents ----------------------------------------------------------------------------
     page.goto("/ui/agents")
-    page.get_by_label("Name", exact=True).fill("scribe")
     page.get_by_label("Role").fill("note taker")
+    # a mistake is said in plain words next to its field, naming it and the fix
+    page.get_by_label("Name", exact=True).fill("notes/agent")
+    with console.expect_refusal("/api/agents", 422):
+        submit(page, "Create agent")
+        error = page.locator('[data-error-for="name"]:not([hidden])')
+        error.wait_for()
+    assert error.inner_text() == (
+        "Name holds characters that are not allowed: use letters, digits, dots, dashes"
+        " and underscores."
+    )
+    assert page.get_by_label("Name", exact=True).get_attribute("aria-invalid") == "true"
+    assert page.locator(".form-error").inner_text().startswith("Not saved: one thing")
+    page.get_by_label("Name", exact=True).fill("scribe")
     page.get_by_label("web search").check()
     page.get_by_label("Runs per day").fill("7")
     page.get_by_label("Identity (system prompt)").fill("Write it down.")
@@ -130,7 +142,18 @@ def test_the_owner_s_forms_store_what_they_show(
         "SELECT text FROM agent_identities WHERE agent_id = ? AND version = 1", (agent_id,)
     ) == ("Write it down.")
 
-    page.get_by_label("Add a memory entry").fill("The owner likes short notes.")
+    memory = page.get_by_label("Add a memory entry")
+    memory.evaluate("box => box.removeAttribute('maxlength')")
+    memory.fill("n" * 20_001)
+    with console.expect_refusal(f"/api/agents/{agent_id}/memory", 422):
+        submit(page, "Add")
+        error = page.locator('[data-error-for="content"]:not([hidden])')
+        error.wait_for()
+    assert error.inner_text() == (
+        "Add a memory entry is too long: at most 20000 characters. Shorten it."
+    )
+    assert "String should" not in page.locator("main").inner_text()
+    memory.fill("The owner likes short notes.")
     submit(page, "Add")
     page.get_by_text("The owner likes short notes.").wait_for()
     assert stored.value("SELECT content FROM agent_memory WHERE agent_id = ?", (agent_id,)) == (

@@ -138,7 +138,9 @@ def test_the_issue_flow(browser: Any, server: Server, console: Console) -> None:
         name: page.locator(f'[data-error-for="{name}"]').inner_text()
         for name in ("title", "description", "due_at")
     }
-    assert "title" in errors["title"] and "title_length" in errors["title"]
+    assert errors["title"] == "The title must not be empty."
+    assert page.locator('[data-error-for="title"] [data-check="title_length"]').count() == 1
+    assert "(check:" not in page.locator("main").inner_text()
     assert "credential" in errors["description"]
     assert "future" in errors["due_at"]
     assert page.get_by_label("Description").get_attribute("aria-invalid") == "true"

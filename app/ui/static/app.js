@@ -68,9 +68,15 @@
       case 409: return err.message + '. Reload the page to see the latest state.';
       case 413: return 'That is too large to send.';
       case 429: return 'Too many requests. Wait a moment and try again.';
+      case 422:
+        if (Array.isArray(err.details) && err.details.length) {
+          return 'Not saved: ' + (err.details.length === 1 ? 'one thing needs a change.' :
+            err.details.length + ' things need a change.');
+        }
+        return sentence(err.message);
       default:
         if (err.status >= 500) return 'The server could not complete the request. Try again later.';
-        return err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
+        return sentence(err.message);
     }
   };
 
@@ -233,9 +239,66 @@
     if (box) { box.hidden = true; box.textContent = ''; }
   }
 
-  function detailText(detail) {
-    const message = detail.message || detail.msg || 'invalid value';
-    return detail.check ? message + ' (check: ' + detail.check + ')' : message;
+  // --- errors in plain words: the field's own label, what is wrong, what to do ---------------------
+  function sentence(text) {
+    const t = String(text).trim();
+    if (!t) return t;
+    const first = t.charAt(0).toUpperCase() + t.slice(1);
+    return /[.!?]$/.test(first) ? first : first + '.';
+  }
+
+  function labelOf(form, slot, name) {
+    const input = slot ? (form.querySelector('[aria-describedby~="' + CSS.escape(slot.id) + '"]') ||
+      document.querySelector('[form="' + CSS.escape(form.id || '-') + '"][aria-describedby~="' + CSS.escape(slot.id) + '"]')) : null;
+    if (input) {
+      const set = input.closest('fieldset');
+      if (input.tagName === 'FIELDSET') return input.querySelector('legend').textContent.trim();
+      const label = input.id ? form.ownerDocument.querySelector('label[for="' + CSS.escape(input.id) + '"]') : null;
+      if (label && label.textContent.trim()) return label.textContent.trim();
+      if (set && set.querySelector('legend')) return set.querySelector('legend').textContent.trim();
+    }
+    const last = (name || '').split('.').filter(function (p) { return !/^\d+$/.test(p); }).pop() || 'this field';
+    return last.replace(/_/g, ' ');
+  }
+
+  function number(text) {
+    const found = /(-?\d+(?:\.\d+)?)/.exec(text || '');
+    return found ? found[1] : '';
+  }
+
+  // pydantic's error types, said for a person
+  const PLAIN = {
+    missing: function (l) { return l + ' is required: fill it in.'; },
+    string_too_short: function (l) { return l + ' cannot be empty: fill it in.'; },
+    string_too_long: function (l, m) { return l + ' is too long: at most ' + number(m) + ' characters. Shorten it.'; },
+    too_short: function (l, m) { return l + ': choose at least ' + (number(m) || 'one') + '.'; },
+    too_long: function (l, m) { return l + ': at most ' + number(m) + ' items. Remove some.'; },
+    int_parsing: function (l) { return l + ' must be a whole number, such as 3.'; },
+    int_type: function (l) { return l + ' must be a whole number, such as 3.'; },
+    int_from_float: function (l) { return l + ' must be a whole number, such as 3.'; },
+    float_parsing: function (l) { return l + ' must be a number, such as 2.5.'; },
+    float_type: function (l) { return l + ' must be a number, such as 2.5.'; },
+    bool_parsing: function (l) { return l + ' must be ticked or not.'; },
+    greater_than_equal: function (l, m) { return l + ' must be ' + number(m) + ' or more.'; },
+    greater_than: function (l, m) { return l + ' must be more than ' + number(m) + '.'; },
+    less_than_equal: function (l, m) { return l + ' must be ' + number(m) + ' or less.'; },
+    less_than: function (l, m) { return l + ' must be less than ' + number(m) + '.'; },
+    enum: function (l) { return l + ': choose one of the values offered.'; },
+    literal_error: function (l) { return l + ': choose one of the values offered.'; },
+    string_pattern_mismatch: function (l) { return l + ' holds characters that are not allowed: use letters, digits, dots, dashes and underscores.'; },
+    extra_forbidden: function (l) { return l + ' is not expected here: reload the page and try again.'; },
+    datetime_parsing: function (l) { return l + ' is not a date and time: pick one.'; },
+    datetime_from_date_parsing: function (l) { return l + ' is not a date and time: pick one.'; },
+    list_type: function (l) { return l + ' must be a list.'; },
+    string_type: function (l) { return l + ' must be text.'; },
+  };
+
+  function detailText(form, slot, name, detail) {
+    const message = String(detail.message || detail.msg || 'invalid value');
+    const say = detail.type && PLAIN[detail.type];
+    if (say) return say(labelOf(form, slot, name), message);
+    if (detail.type === 'value_error') return sentence(message.replace(/^Value error, /, ''));
+    return sentence(message);
   }
 
   MC.showError = function (form, err) {
@@ -248,9 +311,10 @@
       details.forEach(function (detail) {
         const name = fieldOf(detail);
         const slot = name ? errorSlot(form, name) : null;
-        if (!slot) { unplaced.push(detailText(detail)); return; }
+        if (!slot) { unplaced.push(detailText(form, null, name, detail)); return; }
         const line = document.createElement('span');
-        line.textContent = detailText(detail);
+        line.textContent = detailText(form, slot, name, detail);
+        if (detail.check) line.dataset.check = detail.check;
         if (slot.childNodes.length) slot.appendChild(document.createElement('br'));
         slot.appendChild(line);
         slot.hidden = false;
