@@ -42,3 +42,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # --no-install-recommends: wireguard-tools would otherwise pull in a kernel
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The real agent CLIs (tests/runner/test_real_claude_code.py): pinned in
+# scripts/agent-cli-versions.env, from the npm registry (npm's cache in ~/.npm keeps
+# the tarballs). npm's global prefix is /usr here, which the per-run sandbox lets
+# agents execute. Skipped without npm: those tests then say why.
+# shellcheck source=scripts/agent-cli-versions.env
+. "$(dirname "$0")/agent-cli-versions.env"
+if command -v npm >/dev/null 2>&1; then
+    installed="$(claude --version 2>/dev/null | awk '{print $1}' || true)"
+    if [ "$installed" != "$CLAUDE_CODE_VERSION" ]; then
+        echo "test-deps: installing Claude Code $CLAUDE_CODE_VERSION from the npm registry" >&2
+        npm install -g --no-fund --no-audit --loglevel=error \
+            "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" >/dev/null
+    fi
+else
+    echo "test-deps: npm not found; the real Claude Code tests will skip" >&2
+fi
