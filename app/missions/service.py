@@ -170,7 +170,8 @@ async def agent_problems(tx: Tx, spec: MissionCreate) -> list[dict[str, Any]]:
                 {
                     "check": "agent_active",
                     "field": f"steps[{i}].agent_id",
-                    "message": f"agent {step.agent_id} is {row['status']}, not active",
+                    "message": f"agent {row['name']} is {row['status']}: resume it or choose"
+                    " another agent",
                 }
             )
     return problems

@@ -266,12 +266,16 @@ async def _record_refused(
             await tx.emit(EventType.TASK_REFUSED, "task", None, summary, rule_depth=rule_depth)
             if not escalate:
                 return
+            async with tx.conn.execute(
+                "SELECT name FROM agents WHERE id = ?", (spec.agent_id,)
+            ) as cursor:
+                agent = await cursor.fetchone()
+            who = f"agent {agent[0]}" if agent else f"agent #{spec.agent_id} (no such agent)"
             await tx.escalate(
                 "preflight_refused",
                 "task",
                 None,
-                f"a task for agent {spec.agent_id} by {actor} failed pre-flight: "
-                + ", ".join(codes),
+                f"a task for {who} by {actor} failed pre-flight: " + ", ".join(codes),
                 {**summary, "actor": actor, "failures": [f.as_dict() for f in failures]},
             )
     except Exception:  # recording must never hide the 422 itself

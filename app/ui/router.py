@@ -786,6 +786,8 @@ async def escalations_page(
         section="escalations",
         escalations=[escalations_service.escalation_view(r) for r in rows],
         summary=await escalations_service.summary(ctx),
+        agent_names=await store.agent_names(ctx.db),
+        links=_LINKS,
         status=chosen,
         pager=pager(request, (total, page_params)),
     )

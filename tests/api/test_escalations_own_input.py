@@ -81,6 +81,15 @@ async def test_the_same_refusals_from_a_token_still_escalate(
     assert kinds.count("preflight_refused") == 7
     assert kinds.count("mission_bound_exceeded") == 2
     assert count(ctx, "notifications", "category = 'escalation'") == 9
+    reasons = [
+        r
+        for (r,) in rows(
+            ctx, "SELECT reason FROM escalations WHERE kind = ?", ("preflight_refused",)
+        )
+    ]
+    # agents by name, not number
+    assert sum("a task for agent worker-1 by token:" in r for r in reasons) == 6
+    assert sum("agent #4242 (no such agent)" in r for r in reasons) == 1
 
 
 async def escalate(ctx: AppContext, n: int) -> list[int]:

@@ -472,7 +472,7 @@ def test_rules_and_notifications_forms(
     log_in(page, "carol")
     page.goto(f"/ui/rules/{shell_rule}")
     submit(page, "Approve", confirmed=True)
-    page.get_by_role("button", name="Enable").wait_for()
+    page.locator("#rule-pending").wait_for(state="detached")
     row = stored.one("SELECT approval, approved_by FROM rules WHERE id = ?", (shell_rule,))
     assert tuple(row) == ("approved", "user:carol")
 
