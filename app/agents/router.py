@@ -39,7 +39,7 @@ async def list_agents(
     status: Annotated[AgentStatus | None, Query()] = None,
 ) -> Page[AgentView]:
     rows, total = await store.list_agents(ctx.db, page, status.value if status else None)
-    return Page[AgentView].build([service.agent_view(r) for r in rows], total, page)
+    return Page[AgentView].build([service.agent_view(r, ctx.settings) for r in rows], total, page)
 
 
 @router.post("", status_code=201, response_model=AgentView)

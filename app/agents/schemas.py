@@ -65,6 +65,16 @@ class AgentUpdate(Strict):
     think_interval_minutes: Annotated[int, Field(ge=5, le=10_080)] | None = None
 
 
+class CapabilityView(BaseModel):
+    """What the agent can do with its profile (app/capability/model.py)."""
+
+    tools: list[Tool]
+    shell: bool
+    write: bool
+    badge: str
+    basis: str
+
+
 class AgentView(BaseModel):
     id: int
     name: str
@@ -74,6 +84,7 @@ class AgentView(BaseModel):
     profile: str
     shell_access: bool
     allowed_tools: list[Tool]
+    capability: CapabilityView
     quotas: Quotas
     think_interval_minutes: int | None
     identity_version: int

@@ -13,6 +13,7 @@ from app.agents.schemas import (
     AgentStatus,
     AgentUpdate,
     AgentView,
+    CapabilityView,
     IdentityDiff,
     MemoryView,
     Quotas,
@@ -30,7 +31,8 @@ from app.runner.catalog import profile_traits
 from app.security.principal import Principal
 
 
-def agent_view(row: Row) -> AgentView:
+def agent_view(row: Row, settings: Settings) -> AgentView:
+    capability = capability_of(settings, row)
     return AgentView(
         id=row["id"],
         name=row["name"],
@@ -40,6 +42,13 @@ def agent_view(row: Row) -> AgentView:
         profile=row["profile"],
         shell_access=bool(row["shell_access"]),
         allowed_tools=[Tool(t) for t in json.loads(row["allowed_tools"])],
+        capability=CapabilityView(
+            tools=sorted(capability.tools),
+            shell=capability.shell,
+            write=capability.write,
+            badge=capability.badge,
+            basis=capability.basis,
+        ),
         quotas=Quotas(
             tokens_per_day=row["quota_tokens_per_day"],
             cost_usd_per_day=row["quota_cost_usd_per_day"],
@@ -88,7 +97,7 @@ async def get_agent(ctx: AppContext, agent_id: int) -> AgentView:
     row = await store.agent_row(ctx.db, agent_id)
     if row is None:
         raise ApiError(404, "not_found", "no such agent")
-    return agent_view(row)
+    return agent_view(row, ctx.settings)
 
 
 async def create_agent(

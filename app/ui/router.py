@@ -29,10 +29,11 @@ from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
 from app.audit.router import list_audit
 from app.auth import service as auth_service
 from app.auth import store as auth_store
-from app.capability.model import Tool
+from app.capability.model import Capability, Tool
 from app.conversations import service as conversations_service
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext, Ctx
+from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import Page, PageParams, Pagination
 from app.escalations import service as escalations_service
@@ -300,6 +301,11 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
 # --- agents ---------------------------------------------------------------------------------
 
 
+def capabilities(ctx: AppContext, rows: list[Row]) -> dict[int, Capability]:
+    """Each agent's capability (the one decision, app/capability/model.py) for badges."""
+    return {int(r["id"]): agents_service.capability_of(ctx.settings, r) for r in rows}
+
+
 @router.get("/ui/agents", response_class=HTMLResponse)
 async def agents_page(
     request: Request, principal: UiSession, ctx: Ctx, page_params: Pagination
@@ -313,6 +319,7 @@ async def agents_page(
         title="Agents",
         section="agents",
         agents=rows,
+        capabilities=capabilities(ctx, rows),
         pager=pager(request, (total, page_params)),
         tools=list(Tool),
         profiles=sorted(agents_service.known_profiles(ctx)),
@@ -576,7 +583,8 @@ async def task_new_page(
         "task_new.html",
         title="New task",
         section="tasks",
-        agents=await store.active_agent_choices(ctx.db),
+        agents=(agents := await store.active_agent_choices(ctx.db)),
+        capabilities=capabilities(ctx, agents),
         missions=await store.open_mission_choices(ctx.db),
         projects=await store.project_choices(ctx.db),
         priorities=[p.value for p in Priority],

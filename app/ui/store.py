@@ -24,7 +24,7 @@ def utc_midnight(moment: datetime) -> str:
 
 
 _AGENT_TODAY = """
-SELECT a.id, a.name, a.role, a.model, a.status, a.profile, a.shell_access,
+SELECT a.id, a.name, a.role, a.model, a.status, a.profile, a.shell_access, a.allowed_tools,
        a.quota_tokens_per_day, a.quota_cost_usd_per_day, a.quota_runs_per_day,
        (SELECT coalesce(sum(u.tokens), 0) FROM usage_ledger u
          WHERE u.agent_id = a.id AND u.day = ?) AS tokens_today,
@@ -114,7 +114,7 @@ async def agent_names(db: Database, limit: int = 200) -> dict[int, str]:
 
 async def active_agent_choices(db: Database, limit: int = 200) -> list[Row]:
     return await db.fetch_all(
-        "SELECT id, name, shell_access, allowed_tools FROM agents"
+        "SELECT id, name, profile, shell_access, allowed_tools FROM agents"
         " WHERE deleted_at IS NULL AND status = 'active' ORDER BY name COLLATE NOCASE LIMIT ?",
         (limit,),
     )
