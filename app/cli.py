@@ -78,7 +78,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     configure_logging(settings.log_level)
     server, notifier = build_server(settings)
-    _run(run_server(server, notifier, where))
+    from app.care.serving import serving_record
+
+    with serving_record(settings):  # where it really listens, for `missionctl doctor`
+        _run(run_server(server, notifier, where))
     return 0
 
 

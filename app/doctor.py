@@ -143,15 +143,109 @@ def check_clock(settings: Settings) -> Check:
     )
 
 
+def check_serving(settings: Settings) -> Check:
+    """Whether the API answers, where it really listens (``serve --port`` may differ
+    from the configured address); not running is a warning, not a misconfiguration."""
+    from app.care.serving import address_of, probe, recorded
+
+    configured = address_of(settings)
+    running = recorded(settings)
+    address = running.address if running is not None else configured
+    status = probe(address)
+    if status is None:
+        start = (
+            "sudo systemctl start mission-control"
+            if settings.listen_uds is not None
+            else "make run (or missionctl serve)"
+        )
+        return Check(
+            "serving",
+            False,
+            f"nothing answers on {address}: is the API running? Start it with {start}",
+            warning=True,
+        )
+    where = f"serving on {address}" + (f" (pid {running.pid})" if running else "")
+    if address != configured:
+        where += f", not on the configured {configured} (MC_HOST, MC_PORT, MC_LISTEN_UDS)"
+    if status != "ok":
+        return Check(
+            "serving", False, f"{where}; /healthz says {status}: see /ui/health", warning=True
+        )
+    return Check("serving", True, f"{where}; /healthz says ok")
+
+
+def check_initial_password(settings: Settings) -> Check:
+    from app.auth.initial import initial_password_path
+
+    path = initial_password_path(settings.state_dir).absolute()
+    if not path.exists():
+        return Check("first-run password", True, "no generated password left on disk")
+    return Check(
+        "first-run password",
+        False,
+        f"{path} still holds the generated admin password: log in and choose your own"
+        " (Settings; the file is then removed), or delete the file",
+        warning=True,
+    )
+
+
+def check_worker(settings: Settings) -> Check:
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    path = settings.database_path
+    if not path.exists():
+        return Check("worker", False, "no database yet", warning=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        newest = conn.execute("SELECT max(seen_at) FROM worker_heartbeats").fetchone()[0]
+    except sqlite3.Error:
+        newest = None
+    finally:
+        conn.close()
+    quiet = timedelta(seconds=settings.worker_heartbeat_quiet_max_s)
+    fix = (
+        "sudo systemctl status mission-control-worker"
+        if settings.listen_uds is not None
+        else "make run starts one beside the API (or missionctl worker)"
+    )
+    if newest is None:
+        return Check("worker", False, f"no worker has ever reported: {fix}", warning=True)
+    seen = datetime.fromisoformat(str(newest).replace("Z", "+00:00"))
+    age = datetime.now(UTC) - seen
+    if age > quiet:
+        return Check(
+            "worker",
+            False,
+            f"no worker has reported for {int(age.total_seconds())} s: queued tasks wait. {fix}",
+            warning=True,
+        )
+    return Check("worker", True, f"a worker reported {int(age.total_seconds())} s ago")
+
+
+def check_backup(settings: Settings) -> Check:
+    from app.monitoring.checks import check_backup_age
+
+    finding = check_backup_age(settings)
+    if finding is None:
+        return Check("backup", True, f"a recent backup is in {settings.backups_path}")
+    fix = finding.fix if settings.listen_uds is not None else "missionctl backup create"
+    return Check("backup", False, f"{finding.body} Fix: {fix}", warning=True)
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [
         check_listen_address(settings),
+        check_serving(settings),
         check_proxy(settings),
         check_secrets(settings),
         check_env_file(),
+        check_initial_password(settings),
         check_database(settings),
         check_credentials(settings),
         check_audit_chain(settings),
+        check_worker(settings),
+        check_backup(settings),
         check_clock(settings),
     ]
 

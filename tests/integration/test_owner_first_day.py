@@ -106,3 +106,42 @@ def test_the_bundled_profiles_are_no_warning_unless_a_file_was_configured(
     configured = Settings(_env_file=None, profiles_path=tmp_path / "gone.toml")  # type: ignore[call-arg]
     assert load_catalog(configured).bundled
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+def test_doctor_checks_the_serving_port_password_file_worker_and_backup(tmp_path: Path) -> None:
+    from tests.browser.support import wait_healthy
+    from tests.integration.helpers import cli_env, free_port
+
+    assert missionctl(tmp_path, "first-run").returncode == 0
+    before = missionctl(tmp_path, "doctor")
+    assert "WARN  serving: nothing answers on http://127.0.0.1:8080" in before.stdout
+    assert "WARN  first-run password:" in before.stdout and "choose your own" in before.stdout
+    assert "WARN  worker: no worker has ever reported" in before.stdout
+    assert "WARN  backup: No backup archive was found" in before.stdout
+    assert "missionctl backup create" in before.stdout
+
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=cli_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", serve)
+        (tmp_path / "state" / "initial-admin-password").unlink()
+        assert missionctl(tmp_path, "backup", "create").returncode == 0
+        during = missionctl(tmp_path, "doctor")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=20)
+    assert (
+        f"PASS  serving: serving on http://127.0.0.1:{port} (pid {serve.pid}), not on the"
+        " configured http://127.0.0.1:8080"
+    ) in during.stdout
+    assert "/healthz says ok" in during.stdout
+    assert "PASS  first-run password" in during.stdout
+    assert "PASS  backup" in during.stdout
+    assert during.returncode == 0, during.stdout
+    assert not (tmp_path / "state" / "serving.json").exists()  # removed when serve stops
