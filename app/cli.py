@@ -56,8 +56,17 @@ def _read_password(from_stdin: bool) -> str:
 # commands --------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.core.logging import configure_logging
-    from app.core.serve import ListenRefused, build_server, check_listen, run_server
+    from app.core.serve import (
+        ListenRefused,
+        build_server,
+        check_listen,
+        make_non_dumpable,
+        run_server,
+    )
 
+    # First: no core dump, no ptrace by a same-uid process (an agent run), no
+    # /proc/<pid>/mem or environ for it, before any key is read.
+    make_non_dumpable()
     overrides: dict[str, Any] = {}
     if args.uds:
         overrides["listen_uds"] = Path(args.uds)

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterable
 from random import getrandbits
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -93,6 +93,24 @@ class TooManyKeys(HTTPException):
         )
 
 
+def relative_location(location: str) -> str:
+    """A redirect target without scheme and host.
+
+    Starlette's trailing-slash redirect builds an absolute URL from the
+    request's ``Host`` header, which the client chooses; the app never
+    redirects to another site, so every ``Location`` is cut to its path and
+    query (a relative reference, RFC 9110) and no answer carries a
+    client-chosen host.
+    """
+    parts = urlsplit(location)
+    if not parts.scheme and not parts.netloc:
+        return location
+    path = parts.path or "/"
+    if path.startswith(("//", "/\\")):
+        path = "/" + path.lstrip("/\\")  # "//evil.example", "/\\evil.example": a host again
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
 def credential_query_names(query_string: bytes) -> list[str]:
     """Names of credential-like parameters in a raw query string."""
     try:
@@ -112,7 +130,7 @@ class EdgeMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.trust = ProxyTrust(settings.trusted_proxies)
+        self.trust = ProxyTrust(settings.trusted_proxies, settings.trusted_proxy_user)
         self.client_limiter = RateLimiter(
             settings.rate_limit_per_client, settings.rate_limit_burst_per_client
         )
@@ -147,6 +165,8 @@ class EdgeMiddleware:
                 headers = MutableHeaders(scope=message)
                 apply_security_headers(headers, hsts=hsts)
                 headers["x-request-id"] = request_id
+                if "location" in headers:
+                    headers["location"] = relative_location(headers["location"])
             await send(message)
 
         try:

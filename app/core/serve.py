@@ -17,11 +17,34 @@ import uvicorn
 from starlette.datastructures import State
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.core.clientip import PEER_CREDENTIALS, peer_uid
 from app.core.settings import Settings
 from app.core.systemd import Notifier, wait_until, watchdog_interval_s, watchdog_loop
 from app.health.probes import database_ok
 
 log = logging.getLogger("mission_control.serve")
+
+
+_PR_SET_DUMPABLE = 4
+_PR_GET_DUMPABLE = 3
+
+
+def make_non_dumpable() -> bool:
+    """``prctl(PR_SET_DUMPABLE, 0)``: the API process cannot be traced or
+    core-dumped, and its ``/proc/<pid>`` files (``mem``, ``environ``) belong to
+    root, so a process of the same user (an agent run) cannot read its keys.
+    True when the kernel confirms it; False off Linux (logged)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        dumpable = int(libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
+    except (OSError, AttributeError):
+        log.warning("could not make the process non-dumpable (no prctl)")
+        return False
+    return dumpable == 0
 
 
 class ListenRefused(RuntimeError):
@@ -85,9 +108,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._raw_head_bytes = 0
         self._refused = False
+        self._peer_uid: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Who is at the other end of a unix socket, from the kernel (SO_PEERCRED):
+        # forwarded headers are trusted only from the proxy's uid (clientip.py).
+        self._peer_uid = peer_uid(transport.get_extra_info("socket"))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -110,6 +137,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._peer_uid is not None:
+            self.scope["extensions"] = {PEER_CREDENTIALS: {"uid": self._peer_uid}}
         self._in_head = True
         self._head_bytes = 0
         self._raw_head_bytes = 0

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     listen_uds: Path | None = None
     behind_proxy: bool = False
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # "unix" in trusted_proxies trusts a unix-socket peer only when the kernel
+    # says (SO_PEERCRED) it runs as this user (a name or a numeric uid): nginx's.
+    # Any other local process that reaches the socket is a client like any other.
+    trusted_proxy_user: Annotated[str, Field(min_length=1, max_length=64)] = "www-data"
     tls: bool = False
 
     # HTTP edge
