@@ -193,6 +193,11 @@ class ClaudeStream:
     def usage(self) -> StreamUsage:
         return self._usage
 
+    @property
+    def current_turn(self) -> str | None:
+        """The message id of the model turn being streamed."""
+        return self._current
+
     def feed(self, data: bytes) -> bytes:
         keep = bytearray()
         start = 0
