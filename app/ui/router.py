@@ -66,6 +66,7 @@ from app.tasks.schemas import Priority, TaskStatus
 from app.ui import store
 from app.ui.auth import UiSession, refuse_page, safe_next
 from app.ui.render import ASSETS, PUBLIC_ASSETS, Asset, page, render_html
+from app.ui.rule_labels import builder_labels, field_label
 from app.ui.vpn import read_peer_status
 
 router = APIRouter(include_in_schema=False)
@@ -644,8 +645,11 @@ async def run_page(
 
 def rule_builder_context() -> dict[str, Any]:
     return {
+        **builder_labels(),
         "events": [e.value for e in TriggerEvent],
-        "fields": {e.value: sorted(allowed_fields(e)) for e in TriggerEvent},
+        "fields": {
+            e.value: [[f, field_label(f)] for f in sorted(allowed_fields(e))] for e in TriggerEvent
+        },
         "ops": [o.value for o in Op],
         "action_types": list(ACTION_TYPES),
         "categories": [c.value for c in Category],
@@ -685,7 +689,13 @@ async def rule_new_page(request: Request, principal: UiSession, ctx: Ctx) -> HTM
         title="New rule",
         section="rules",
         builder=builder,
-        builder_json=json.dumps(builder["fields"]),
+        builder_json=json.dumps(
+            {
+                "fields": builder["fields"],
+                "categories": builder["default_categories"],
+                "presets": {p["id"]: p for p in builder["presets"]},
+            }
+        ),
         agents=await store.agent_names(ctx.db),
     )
 
@@ -707,6 +717,8 @@ async def rule_page(
         section="rules",
         rule=rule,
         rule_json=json.dumps({"when": rule.when, "then": rule.then}, indent=2),
+        labels=builder_labels(),
+        field_label=field_label,
         firings=firings,
         pager=pager(request, (total, page_params)),
         is_author=rule.created_by.casefold() == principal.actor.casefold(),

@@ -452,6 +452,36 @@ def test_rules_and_notifications_forms(
     page.wait_for_url(re.compile(r"/ui/rules$"))
     assert stored.value("SELECT deleted_at FROM rules WHERE id = ?", (rule_id,)) is not None
 
+    # presets: the two rules an owner wants first, in two clicks each
+    page.goto("/ui/rules/new")
+    page.get_by_label("When this event happens").select_option("conversation.failed")
+    assert page.locator("#a-0-cat").input_value() == "runner"  # follows the event
+    page.get_by_label("When this event happens").select_option("mission.failed")
+    assert page.locator("#a-0-cat").input_value() == "mission"
+    assert (
+        page.locator("#rule-on option[value='task.status_changed']")
+        .inner_text()
+        .startswith("A task changes status")
+    )
+    shot(page, "rule-builder-presets")
+    for preset, expected in (
+        ("Notify me when a task fails", {"type": "notify", "category": "task"}),
+        ("Review every finished task", {"type": "open_escalation", "kind": "review_task"}),
+    ):
+        page.goto("/ui/rules/new")
+        page.get_by_role("button", name=preset).click()
+        submit(page, "Create rule")
+        page.wait_for_url(re.compile(r"/ui/rules/\d+$"))
+        row = stored.one("SELECT * FROM rules WHERE id = ?", (id_from_url(page),))
+        assert row["event_type"] == "task.status_changed"
+        value = "failed" if expected["type"] == "notify" else "succeeded"
+        assert json.loads(row["conditions"]) == [
+            {"field": "payload.to", "op": "eq", "value": value}
+        ]
+        action = json.loads(row["actions"])[0]
+        assert {k: action[k] for k in expected} == expected
+        assert page.get_by_text("new status is").count() == 1  # the rule page speaks English
+
     # a rule that would start a shell agent waits for another admin (carol) to approve it
     page.goto("/ui/agents")
     page.get_by_label("Name", exact=True).fill("shelly")
@@ -501,14 +531,14 @@ def test_password_change_and_logout(
     page.get_by_label("Current password").fill(PASSWORD)
     page.get_by_label("New password").fill(NEW_PASSWORD)
     submit(page, "Change password", confirmed=True)
-    page.wait_for_url(re.compile(r"/$"))
+    page.locator("#login-form").wait_for()  # back on the login page
     assert stored.value("SELECT password_hash FROM users WHERE username = 'carol'") != before
     carol = stored.value("SELECT id FROM users WHERE username = 'carol'")
     assert stored.count("sessions", "user_id = ?", (carol,)) == 0
     log_in(page, "carol", NEW_PASSWORD)
     assert stored.count("sessions", "user_id = ?", (carol,)) == 1
     page.locator("#logout").click()
-    page.wait_for_url(re.compile(r"/$"))
+    page.locator("#login-form").wait_for()  # ("/ui/" also ends with a slash)
     assert stored.count("sessions", "user_id = ?", (carol,)) == 0
     page.close()
     console.assert_clean()

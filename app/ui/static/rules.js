@@ -6,19 +6,28 @@
 (function () {
   const builder = document.getElementById('rule-form');
   if (builder) {
-    const fields = JSON.parse(builder.dataset.fields || '{}');
+    const data = JSON.parse(builder.dataset.fields || '{}');
+    const fields = data.fields || {};
+    const categories = data.categories || {};
+    const presets = data.presets || {};
     const on = builder.elements.namedItem('on');
 
     const fillFields = function (select) {
       const keep = select.value;
+      const names = (fields[on.value] || []).map(function (pair) { return pair[0]; });
       select.textContent = '';
-      (fields[on.value] || []).forEach(function (name) {
+      (fields[on.value] || []).forEach(function (pair) {
         const option = document.createElement('option');
-        option.value = name;
-        option.textContent = name;
+        option.value = pair[0];
+        option.textContent = pair[1] + ' (' + pair[0] + ')';
         select.append(option);
       });
-      if (keep && (fields[on.value] || []).indexOf(keep) >= 0) select.value = keep;
+      if (keep && names.indexOf(keep) >= 0) select.value = keep;
+    };
+    // a notification's category follows the event until the owner picks one
+    const followCategory = function (select) {
+      if (select.dataset.chosen === 'yes' || !categories[on.value]) return;
+      select.value = categories[on.value];
     };
     const syncOp = function (row) {
       const op = row.querySelector('[data-role="op"]');
@@ -44,6 +53,7 @@
     };
     const syncAll = function () {
       builder.querySelectorAll('[data-role="field"]').forEach(fillFields);
+      builder.querySelectorAll('[data-role="category"]').forEach(followCategory);
       builder.querySelectorAll('.repeat-row').forEach(function (row) { syncOp(row); syncAction(row); });
     };
     on.addEventListener('change', syncAll);
@@ -52,8 +62,47 @@
       if (!row) return;
       if (event.target.dataset.role === 'op') syncOp(row);
       if (event.target.dataset.role === 'action-type') syncAction(row);
+      if (event.target.dataset.role === 'category') event.target.dataset.chosen = 'yes';
     });
     builder.addEventListener('mc:row-added', syncAll);
+
+    // presets fill the form; nothing is sent until the owner presses "Create rule"
+    const setValue = function (el, value) {
+      if (!el || value === undefined) return;
+      el.value = String(value);
+      el.dispatchEvent(new Event('change', { bubbles: true }));
+    };
+    const applyPreset = function (preset) {
+      setValue(builder.elements.namedItem('name'), preset.name);
+      setValue(on, preset.on);
+      const conditions = document.getElementById('conditions');
+      conditions.textContent = '';
+      const addCondition = builder.querySelector('[data-add-row="condition-template"]');
+      (preset.when || []).forEach(function (c) {
+        addCondition.click();
+        const row = conditions.lastElementChild;
+        fillFields(row.querySelector('[data-role="field"]'));
+        setValue(row.querySelector('[data-role="field"]'), c.field);
+        setValue(row.querySelector('[data-role="op"]'), c.op);
+        setValue(row.querySelector('[data-role="value"]'), c.value);
+      });
+      const actions = document.getElementById('actions');
+      while (actions.children.length > 1) actions.lastElementChild.remove();
+      const row = actions.firstElementChild;
+      setValue(row.querySelector('[data-role="action-type"]'), preset.then.type);
+      const set = row.querySelector('fieldset[data-action="' + CSS.escape(preset.then.type) + '"]');
+      Object.keys(preset.then).forEach(function (key) {
+        if (key === 'type' || !set) return;
+        const el = set.querySelector('[name$=".' + CSS.escape(key) + '"]');
+        setValue(el, preset.then[key]);
+        if (el && el.dataset.role === 'category') el.dataset.chosen = 'yes';
+      });
+      builder.elements.namedItem('name').focus();
+    };
+    builder.addEventListener('click', function (event) {
+      const button = event.target.closest('[data-preset]');
+      if (button && presets[button.dataset.preset]) applyPreset(presets[button.dataset.preset]);
+    });
     syncAll();
   }
 
