@@ -155,7 +155,8 @@ TURN_COST = 0.045
 
 
 async def test_a_run_is_stopped_within_a_turn_of_the_mission_bound(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    # a long lease: the guard's periodic look (every lease/3) cannot be what stops it
+    settings = make_settings(tmp_path, worker_lease_s=60.0)
     rows = Rows(settings.database_path)
     write_profiles(tmp_path, {"demo": demo_profile()})
     agent = rows.agent()
@@ -179,7 +180,7 @@ async def test_a_run_is_stopped_within_a_turn_of_the_mission_bound(tmp_path: Pat
 
 
 async def test_a_run_is_stopped_at_the_agents_daily_quota(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, worker_lease_s=60.0)
     rows = Rows(settings.database_path)
     write_profiles(tmp_path, {"demo": demo_profile()})
     agent = rows.agent(tokens=50_000)
