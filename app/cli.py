@@ -109,10 +109,14 @@ def cmd_db_migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from app.auth import service
+    from app.auth import store as auth_store
 
     key = server_key(settings.secrets_dir, settings.secret_key)
 
-    async def action(db: Any) -> str:
+    async def action(db: Any) -> str | None:
+        owner = await auth_store.user_by_name(db, args.owner)
+        if owner is None or owner["disabled"]:
+            return None
         created = await service.create_token(
             db,
             key,
@@ -121,10 +125,19 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
             expires_days=args.expires_days,
             actor=_actor(),
             client="cli",
+            owner_user_id=int(owner["id"]),
         )
         return created.token
 
-    print(_run(_with_db(settings, action)))
+    token = _run(_with_db(settings, action))
+    if token is None:
+        print(
+            f"missionctl token create: --owner {args.owner!r} is not an active user; "
+            "every token acts for a person (create one with `missionctl user create NAME`)",
+            file=sys.stderr,
+        )
+        return 2
+    print(token)
     return 0
 
 
@@ -388,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = token.add_parser("create", help="create a token and print it once")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    create.add_argument(
+        "--owner",
+        required=True,
+        metavar="USER",
+        help="the user this token acts for (the two-person checks compare people)",
+    )
     create.add_argument("--expires-days", type=int)
     create.set_defaults(func=cmd_token_create)
     token.add_parser("list", help="list tokens (never their secret)").set_defaults(

@@ -158,7 +158,10 @@ def main() -> int:
         tmp = Path(tmp_name)
         env = bench_env(tmp)
         cli(env, "db", "migrate")
-        token = cli(env, "token", "create", "--name", "bench", "--scope", "admin")
+        cli(env, "first-run")  # the local admin: every token acts for a person
+        token = cli(
+            env, "token", "create", "--name", "bench", "--scope", "admin", "--owner", "admin"
+        )
         headers = {"Authorization": f"Bearer {token}"}
         port = free_port()
         base = f"http://127.0.0.1:{port}"

@@ -153,7 +153,10 @@ def main() -> int:
             env[name] = value
             print(f"setting: {name}={value}")
         cli(env, "db", "migrate")
-        token = cli(env, "token", "create", "--name", "bench", "--scope", "read")
+        cli(env, "first-run")  # the local admin: every token acts for a person
+        token = cli(
+            env, "token", "create", "--name", "bench", "--scope", "read", "--owner", "admin"
+        )
         base = f"http://127.0.0.1:{port}"
         api = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve"],

@@ -77,6 +77,27 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 TokenFactory = Callable[[Scope], Awaitable[str]]
 
 
+#: the human every test token acts for (tokens have an owning user)
+TOKEN_OWNER = "token-owner"
+
+
+async def token_owner_id(ctx: AppContext) -> int:
+    from app.auth import store
+
+    row = await store.user_by_name(ctx.db, TOKEN_OWNER)
+    if row is None:
+        created = await service.create_user(
+            ctx.db,
+            username=TOKEN_OWNER,
+            password=ADMIN_PASSWORD,
+            role=Scope.READ,  # a person; counts as no admin (the last-admin rule)
+            actor="test",
+            client="test",
+        )
+        return created.id
+    return int(row["id"])
+
+
 @pytest.fixture
 def make_token(ctx: AppContext) -> TokenFactory:
     async def factory(scope: Scope, expires_days: int | None = None) -> str:
@@ -88,6 +109,7 @@ def make_token(ctx: AppContext) -> TokenFactory:
             expires_days=expires_days,
             actor="test",
             client="test",
+            owner_user_id=await token_owner_id(ctx),
         )
         return created.token
 

@@ -17,6 +17,7 @@ from app.auth.schemas import (
     UserView,
 )
 from app.core.context import Ctx
+from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.security.dependencies import AdminAccess, client_address
 
@@ -27,7 +28,18 @@ router = APIRouter(prefix="/api", tags=["admin"])
 async def create_token(
     body: TokenCreate, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> TokenCreated:
-    """Admin only. Create an API token; the token is in this answer and never again."""
+    """Admin only. Create an API token; the token is in this answer and never again.
+
+    The new token belongs to the caller's human: the logged-in user, or the
+    owner of the calling token. A token without an owner cannot create one."""
+    owner = principal.human_id
+    if owner is None:
+        raise ApiError(
+            403,
+            "owner_required",
+            "the calling token has no owning user, so the new token would have none: "
+            "create tokens from a logged-in session or with `missionctl token create --owner USER`",
+        )
     return await service.create_token(
         ctx.db,
         ctx.server_key,
@@ -36,6 +48,7 @@ async def create_token(
         expires_days=body.expires_days,
         actor=principal.actor,
         client=client_address(request),
+        owner_user_id=owner,
     )
 
 

@@ -46,6 +46,9 @@ class TokenView(BaseModel):
     name: str
     scope: Scope
     created_by: str
+    owner: str | None = Field(
+        default=None, description="the user this token acts for; None for a legacy token"
+    )
     created_at: str
     expires_at: str | None
     revoked_at: str | None

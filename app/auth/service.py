@@ -31,6 +31,7 @@ def token_view(row: Row) -> TokenView:
         name=row["name"],
         scope=Scope(row["scope"]),
         created_by=row["created_by"],
+        owner=row["owner"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
@@ -59,7 +60,15 @@ async def create_token(
     expires_days: int | None,
     actor: str,
     client: str,
+    owner_user_id: int | None = None,
 ) -> TokenCreated:
+    """A new token owned by ``owner_user_id``, the human it acts for.
+
+    The CLI requires an owner (``--owner USER``) and a token made through the
+    API inherits its creator's human (``Principal.human_id``). A token without
+    an owner (made before owners existed, or by a test fixture) still
+    authenticates, but what it proposes cannot be approved: the two-person
+    checks cannot tell who is behind it (``app/auth/owners.py``)."""
     new = generate_token(key)
     expires_at = in_future(days=expires_days) if expires_days else None
     async with db.write() as conn:
@@ -71,6 +80,7 @@ async def create_token(
             scope=scope.value,
             created_by=actor,
             expires_at=expires_at,
+            owner_user_id=owner_user_id,
         )
         await audit.append(
             conn,
@@ -78,7 +88,12 @@ async def create_token(
             action="token.created",
             target=f"token:{new.public_id}",
             client=client,
-            summary={"name": name, "scope": scope.value, "expires_at": expires_at},
+            summary={
+                "name": name,
+                "scope": scope.value,
+                "expires_at": expires_at,
+                "owner_user_id": owner_user_id,
+            },
         )
     row = await store.token_by_public_id(db, new.public_id)
     assert row is not None

@@ -10,7 +10,9 @@ from app.core.pagination import PageParams
 
 USER_COLUMNS = "id, username, role, disabled, created_at, updated_at, password_changed_at"
 API_TOKENS_COLUMNS = (
-    "id, public_id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at"
+    "id, public_id, name, scope, created_by, created_at, expires_at, revoked_at, last_used_at,"
+    " owner_user_id,"
+    " (SELECT username FROM users WHERE users.id = api_tokens.owner_user_id) AS owner"
 )
 
 
@@ -92,11 +94,12 @@ async def insert_token(
     scope: str,
     created_by: str,
     expires_at: str | None,
+    owner_user_id: int | None,
 ) -> int:
     cursor = await conn.execute(
         "INSERT INTO api_tokens (public_id, name, token_hash, scope, created_by, created_at,"
-        " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (public_id, name, token_hash, scope, created_by, now_iso(), expires_at),
+        " expires_at, owner_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (public_id, name, token_hash, scope, created_by, now_iso(), expires_at, owner_user_id),
     )
     return int(cursor.lastrowid or 0)
 
@@ -104,7 +107,7 @@ async def insert_token(
 async def token_for_auth(db: Database, public_id: str) -> Row | None:
     """Every token-authenticated request: a unique-key read, done at once."""
     return await db.fetch_one_quick(
-        "SELECT id, public_id, name, scope, token_hash, expires_at, revoked_at"
+        "SELECT id, public_id, name, scope, token_hash, expires_at, revoked_at, owner_user_id"
         " FROM api_tokens WHERE public_id = ?",
         (public_id,),
     )

@@ -9,8 +9,9 @@ Lifecycle::
               | cancelled (its open tasks and runs are cancelled too)
 
 Approval needs a human (a logged-in session) with scope operate or higher, and
-never the proposer: neither the same actor nor the user who created the API
-token that proposed it. A refused approval is audited and raises a security
+never the proposer: not the same actor, and not the human who owns the API
+token that proposed it (``app/auth/owners.py``); a proposal by a token without
+an owner cannot be approved. A refused approval is audited and raises a security
 alert (``record_refusal``), then answers 403.
 """
 
@@ -20,6 +21,7 @@ import json
 from typing import Any
 
 from app.agents.store import agent_row_tx
+from app.auth.owners import shares_a_human
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
@@ -262,17 +264,6 @@ async def list_missions(
 # --- decisions ----------------------------------------------------------------------
 
 
-async def _is_proposer(tx: Tx, principal: Principal, proposed_by: str) -> bool:
-    """The approver proposed it, or created the API token that proposed it."""
-    me = principal.actor.casefold()
-    if proposed_by.casefold() == me:
-        return True
-    if proposed_by.startswith("token:"):
-        creator = await store.token_creator(tx.conn, proposed_by.removeprefix("token:"))
-        return creator is not None and creator.casefold() == me
-    return False
-
-
 async def _refuse(
     ctx: AppContext, principal: Principal, client: str, mission_id: int, code: str, message: str
 ) -> ApiError:
@@ -361,14 +352,14 @@ async def approve_mission(
             "approval_needs_human",
             "a mission is approved by a logged-in human, never by an API token or automation",
         )
-    refused = False
+    refused: str | None = None
     async with transaction(ctx, principal.actor, client) as tx:
         row = await store.mission_row_tx(tx.conn, mission_id)
         if row is None:
             raise not_found()
-        if await _is_proposer(tx, principal, str(row["proposed_by"])):
-            refused = True
-        else:
+        # People, not credentials: the proposer's token acts for its owner.
+        refused = await shares_a_human(tx.conn, principal, [str(row["proposed_by"])])
+        if refused is None:
             row = await _load_for_change(tx, mission_id, MissionStatus.APPROVED, decision.version)
             comment = _clean_comment(decision.comment)
             await _move(
@@ -380,14 +371,25 @@ async def approve_mission(
                 f"Mission approved: {row['title']}",
                 f"approved by {principal.actor}",
             )
-    if refused:
+    if refused == "same_human":
         raise await _refuse(
             ctx,
             principal,
             client,
             mission_id,
             "self_approval",
-            "the proposer of a mission cannot approve it; ask another operator",
+            "the proposer of a mission cannot approve it, with any of their credentials; "
+            "ask another operator",
+        )
+    if refused is not None:
+        raise await _refuse(
+            ctx,
+            principal,
+            client,
+            mission_id,
+            "proposer_unknown",
+            "the mission was proposed with a token that has no owning user, so no second "
+            "person can be shown; propose it again from a session or with an owned token",
         )
     return await get_mission(ctx, mission_id)
 

@@ -23,6 +23,7 @@ import aiosqlite
 from pydantic import ValidationError
 
 from app.agents.store import agent_row_tx
+from app.auth.owners import shares_a_human
 from app.core.clock import iso, now_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Row
@@ -367,11 +368,20 @@ async def approve_rule(
         raise ApiError(404, "not_found", "no such rule")
     async with ctx.db.read() as conn:
         authors = await store.rule_authors(conn, rule_id)
-    if principal.actor == row["created_by"] or principal.actor in authors:
+        # People, not credentials: an author's token acts for its owner.
+        why = await shares_a_human(conn, principal, [str(row["created_by"]), *authors])
+    if why == "same_human":
         raise await refuse(
             "self_approval",
             "an author of the rule tried to approve it",
             "a rule must be approved by an admin who did not create or change it",
+        )
+    if why is not None:
+        raise await refuse(
+            "author_unknown",
+            "a rule author cannot be traced to a person",
+            "the rule was written with a token that has no owning user, so no second person "
+            "can be shown; write it again from a session or with an owned token",
         )
 
     async with transaction(ctx, principal.actor, client) as tx:
@@ -386,7 +396,7 @@ async def approve_rule(
                 {"current_version": row["version"]},
             )
         authors = await store.rule_authors(tx.conn, rule_id)
-        if principal.actor == row["created_by"] or principal.actor in authors:
+        if await shares_a_human(tx.conn, principal, [str(row["created_by"]), *authors]):
             raise ApiError(403, "self_approval", "a rule must be approved by a non-author")
         if row["approval"] == Approval.APPROVED.value:
             raise ApiError(409, "already_approved", "this rule is already approved")

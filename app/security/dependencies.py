@@ -53,6 +53,7 @@ async def _token_principal(ctx: AppContext, presented: str) -> Principal:
         name=str(row["name"]),
         token_id=int(row["id"]),
         token_public_id=str(row["public_id"]),
+        owner_user_id=int(row["owner_user_id"]) if row["owner_user_id"] is not None else None,
     )
 
 

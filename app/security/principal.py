@@ -34,6 +34,12 @@ class Principal:
     token_public_id: str | None = None
     session_id: int | None = None
     csrf_token: str | None = None
+    owner_user_id: int | None = None  # a token's owning human
+
+    @property
+    def human_id(self) -> int | None:
+        """The person behind this caller: a session's user, a token's owner."""
+        return self.user_id if self.kind == "session" else self.owner_user_id
 
     @property
     def actor(self) -> str:

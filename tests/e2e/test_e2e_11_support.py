@@ -43,6 +43,7 @@ def test_support_bundle_is_complete_and_holds_no_secret(testbed: Testbed) -> Non
     tb = testbed
     as_service = ["runuser", "-u", "mission-control", "--", MISSIONCTL]
     create = [*as_service, "token", "create", "--name", "support-e2e", "--scope", "read"]
+    create += ["--owner", "admin"]  # the provisioned admin (app_admin_user)
     made = tb.run(create).stdout
     token = next(word for word in made.split() if word.startswith("mc_"))
     with https_client(tb) as client:

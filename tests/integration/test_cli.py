@@ -21,8 +21,39 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     assert "applied: none" in second.stdout
 
 
+def _owner(tmp_path: Path, name: str = "ops") -> str:
+    created = missionctl(
+        tmp_path, "user", "create", name, "--password-stdin", stdin="a very long password\n"
+    )
+    assert created.returncode == 0, created.stderr
+    return name
+
+
+def test_token_create_needs_an_owning_user(tmp_path: Path) -> None:
+    missing = missionctl(tmp_path, "token", "create", "--name", "ci", "--scope", "read")
+    assert missing.returncode == 2 and "--owner" in missing.stderr
+    unknown = missionctl(
+        tmp_path, "token", "create", "--name", "ci", "--scope", "read", "--owner", "ghost"
+    )
+    assert unknown.returncode == 2 and "not an active user" in unknown.stderr
+    assert not unknown.stdout
+    owner = _owner(tmp_path)
+    made = missionctl(
+        tmp_path, "token", "create", "--name", "ci", "--scope", "read", "--owner", owner
+    )
+    assert made.returncode == 0, made.stderr
+    conn = sqlite3.connect(tmp_path / "mc.db")
+    owners = conn.execute(
+        "SELECT users.username FROM api_tokens JOIN users ON users.id = api_tokens.owner_user_id"
+    ).fetchall()
+    assert owners == [("ops",)]
+
+
 def test_token_create_prints_only_the_token(tmp_path: Path) -> None:
-    result = missionctl(tmp_path, "token", "create", "--name", "ci", "--scope", "operate")
+    owner = _owner(tmp_path)
+    result = missionctl(
+        tmp_path, "token", "create", "--name", "ci", "--scope", "operate", "--owner", owner
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mc_")
@@ -53,8 +84,9 @@ def test_user_create_and_passwd_from_stdin(tmp_path: Path) -> None:
 
 
 def test_audit_verify_finds_tampering(tmp_path: Path) -> None:
+    owner = _owner(tmp_path)
     for name in ("a", "b", "c"):
-        missionctl(tmp_path, "token", "create", "--name", name, "--scope", "read")
+        missionctl(tmp_path, "token", "create", "--name", name, "--scope", "read", "--owner", owner)
     assert missionctl(tmp_path, "audit", "verify").returncode == 0
     conn = sqlite3.connect(tmp_path / "mc.db")
     conn.execute("DROP TRIGGER audit_log_no_update")

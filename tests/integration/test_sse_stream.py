@@ -40,8 +40,28 @@ class Server:
     def token(self, scope: str, name: str | None = None) -> str:
         key = name or scope
         if key not in self.tokens:
+            if not self.tokens:
+                made = missionctl(
+                    self.tmp_path,
+                    "user",
+                    "create",
+                    "sse-owner",
+                    "--password-stdin",
+                    stdin="a very long password\n",
+                    **self.env,
+                )
+                assert made.returncode == 0, made.stderr
             result = missionctl(
-                self.tmp_path, "token", "create", "--name", key, "--scope", scope, **self.env
+                self.tmp_path,
+                "token",
+                "create",
+                "--name",
+                key,
+                "--scope",
+                scope,
+                "--owner",
+                "sse-owner",
+                **self.env,
             )
             assert result.returncode == 0, result.stderr
             self.tokens[key] = result.stdout.strip()
