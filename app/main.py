@@ -20,6 +20,7 @@ from app.audit.router import router as audit_router
 from app.auth import store as auth_store
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
+from app.backup.router import router as backups_router
 from app.care import shutdown as shutdown_marker
 from app.care.middleware import DiskGuardMiddleware
 from app.conversations.router import router as conversations_router
@@ -60,6 +61,9 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/static/app.css"),
         ("GET", "/static/login.js"),
         ("GET", "/static/icon.svg"),
+        ("GET", "/static/manifest.webmanifest"),
+        ("GET", "/static/icon-192.png"),
+        ("GET", "/static/icon-512.png"),
     }
 )
 
@@ -103,6 +107,7 @@ ROUTERS: list[APIRouter] = [
     escalations_router,
     projects_router,
     agents_router,
+    backups_router,
     ui_router,
 ]
 

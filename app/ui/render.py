@@ -32,12 +32,22 @@ TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
 
 #: The login page's assets: the only UI files served without a session.
-PUBLIC_ASSETS: tuple[str, ...] = ("app.css", "login.js", "icon.svg")
+PUBLIC_ASSETS: tuple[str, ...] = (
+    "app.css",
+    "login.js",
+    "icon.svg",
+    # the web app manifest and its icons: a phone fetches them without the cookie
+    "manifest.webmanifest",
+    "icon-192.png",
+    "icon-512.png",
+)
 
 _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
 }
 
 

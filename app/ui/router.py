@@ -29,6 +29,7 @@ from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
 from app.audit.router import list_audit
 from app.auth import service as auth_service
 from app.auth import store as auth_store
+from app.backup.router import backups as backup_list
 from app.capability.model import Capability, Tool
 from app.conversations import service as conversations_service
 from app.core.clock import iso, utcnow
@@ -868,6 +869,32 @@ async def health_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLR
         chart_hours=CHART_HOURS,
         sample_interval_s=ctx.settings.health_sample_interval_s,
         sample_keep_days=ctx.settings.health_sample_retention_days,
+    )
+
+
+@router.get("/ui/backups", response_class=HTMLResponse)
+async def backups_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLResponse:
+    if not principal.scope.allows(Scope.ADMIN):
+        return await refuse_page(request, ctx, principal, Scope.ADMIN)
+    settings = ctx.settings
+    appliance = settings.listen_uds is not None
+    return await ui_page(
+        request,
+        principal,
+        ctx,
+        "backups.html",
+        title="Backups",
+        section="backups",
+        backups=await backup_list(ctx),
+        folder=str(settings.backups_path.absolute()),
+        max_age_hours=settings.monitor_backup_max_age_hours,
+        keep={"daily": settings.backup_keep_daily, "weekly": settings.backup_keep_weekly},
+        missionctl=(
+            str(settings.release_root / "current" / "venv" / "bin" / "missionctl")
+            if appliance
+            else ".venv/bin/missionctl"
+        ),
+        appliance=appliance,
     )
 
 

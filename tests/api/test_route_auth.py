@@ -73,6 +73,9 @@ async def test_public_allow_list_is_exactly_what_answers_anonymously(
         ("GET", "/static/app.css"),
         ("GET", "/static/login.js"),
         ("GET", "/static/icon.svg"),
+        ("GET", "/static/manifest.webmanifest"),
+        ("GET", "/static/icon-192.png"),
+        ("GET", "/static/icon-512.png"),
     } == PUBLIC_ROUTES
     table = set(route_table(app))
     for method, path in PUBLIC_ROUTES:

@@ -206,6 +206,7 @@ def page_paths(seeded: dict[str, Any]) -> list[str]:
         "/ui/audit",
         "/ui/audit?action=agent.",
         "/ui/health",
+        "/ui/backups",
         "/ui/settings",
     ]
 
@@ -494,7 +495,7 @@ def test_no_script_evaluates_strings_or_writes_markup() -> None:
         assert not forbidden.search(text), f"{path.name}: {forbidden.search(text)}"
     assert "X-CSRF-Token" in (STATIC_DIR / "app.js").read_text()
     # assets are served from memory and only these kinds exist
-    assert {Path(n).suffix for n in ASSETS} <= {".css", ".js", ".svg"}
+    assert {Path(n).suffix for n in ASSETS} <= {".css", ".js", ".svg", ".png", ".webmanifest"}
 
 
 def _luminance(hex_colour: str) -> float:

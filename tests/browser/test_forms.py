@@ -63,6 +63,8 @@ FORMS: dict[tuple[str, str], str] = {
     ("settings.html", "/api/tokens/{}"): "token revoke",
     ("settings.html", "/api/users/{}"): "user change",
     ("settings.html", "/api/users"): "user create",
+    ("backups.html", "/api/backups"): "backup create",
+    ("backups.html", "/api/backups/{}/verify"): "backup verify",
 }
 
 
@@ -589,5 +591,68 @@ def test_ten_refused_form_submissions_open_no_escalation(
     assert stored.count("audit_log", "outcome = 'refused'") - refusals >= 9
     assert stored.count("escalations") - escalations == 0
     assert stored.count("notifications") - notifications == 0
+    page.close()
+    console.assert_clean()
+
+
+def test_backups_page_makes_and_verifies_a_backup(
+    browser: Any, server: Server, console: Console, stored: Stored
+) -> None:
+    page = browser.new_page()
+    log_in(page, "alice")
+    page.goto("/ui/health")
+    repair = page.locator("#repairs [data-repair='backup']")
+    expect(repair).to_contain_text("No backup yet")
+    expect(repair).to_contain_text("Fix:")
+    shot(page, "health-repairs")
+    repair.get_by_role("link", name="Open the Backups page").click()
+    page.wait_for_url(re.compile(r"/ui/backups$"))
+    assert page.locator("#no-backup").is_visible()
+    submit(page, "Back up now")
+    page.locator("#backup-1").wait_for()
+    archives = sorted((server.root / "state" / "backups").glob("mission-control-*.db.gz"))
+    assert len(archives) == 1 and archives[0].name in page.locator("#backup-1").inner_text()
+    page.locator("#backup-1").get_by_role("button", name="Verify").click()
+    result = page.locator("#backup-1 [data-result]")
+    expect(result).to_have_text("OK: checksum and integrity ok")
+    assert [tuple(r) for r in stored.rows(
+        "SELECT action, outcome FROM audit_log WHERE action LIKE 'backup.%' ORDER BY id"
+    )] == [("backup.create", "ok"), ("backup.verify", "ok")]  # fmt: skip
+    assert "backup restore" in page.locator("main pre").inner_text()
+    shot(page, "backups")
+    page.close()
+    console.assert_clean()
+
+
+def test_the_phone_menu_folds_behind_one_button(
+    browser: Any, server: Server, console: Console
+) -> None:
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, "alice")
+    page.goto("/ui/")
+    toggle = page.get_by_role("button", name=re.compile("^Menu"))
+    nav = page.locator("#main-nav")
+    assert toggle.is_visible() and not nav.is_visible()
+    header = page.locator("header.top").bounding_box()
+    assert header is not None and header["height"] <= 120, header  # was a third of the screen
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
+    shot(page, "phone-menu-closed", full=False)
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    expect(nav.get_by_role("link", name="Escalations")).to_be_visible()
+    shot(page, "phone-menu-open", full=False)
+    nav.get_by_role("link", name="Tasks").click()  # two taps to any page
+    page.wait_for_url(re.compile(r"/ui/tasks$"))
+    assert not page.locator("#main-nav").is_visible()
+    # the manifest and its icons load for "add to home screen"
+    manifest = page.request.get("/static/manifest.webmanifest")
+    assert manifest.ok and manifest.json()["start_url"] == "/ui/"
+    for icon in manifest.json()["icons"]:
+        assert page.request.get(icon["src"]).ok
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.reload()
+    assert not page.get_by_role("button", name=re.compile("^Menu")).is_visible()
+    assert page.locator("#main-nav").is_visible()
     page.close()
     console.assert_clean()

@@ -139,7 +139,7 @@ def test_the_issue_flow(browser: Any, server: Server, console: Console) -> None:
         for name in ("title", "description", "due_at")
     }
     assert errors["title"] == "The title must not be empty."
-    assert page.locator('[data-error-for="title"] [data-check="title_length"]').count() == 1
+    assert page.locator('[data-error-for="title"] [data-check-code="title_length"]').count() == 1
     assert "(check:" not in page.locator("main").inner_text()
     assert "credential" in errors["description"]
     assert "future" in errors["due_at"]

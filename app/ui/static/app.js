@@ -314,7 +314,7 @@
         if (!slot) { unplaced.push(detailText(form, null, name, detail)); return; }
         const line = document.createElement('span');
         line.textContent = detailText(form, slot, name, detail);
-        if (detail.check) line.dataset.check = detail.check;
+        if (detail.check) line.dataset.checkCode = detail.check;
         if (slot.childNodes.length) slot.appendChild(document.createElement('br'));
         slot.appendChild(line);
         slot.hidden = false;
@@ -447,6 +447,38 @@
       }
     }
   });
+
+  // <form data-success="event"> with a [data-result] element: the answer's message goes there
+  document.addEventListener('mc:success', function (event) {
+    const out = event.target.querySelector && event.target.querySelector('[data-result]');
+    const result = event.detail;
+    if (!out || !result || typeof result.message !== 'string') return;
+    out.textContent = (result.ok ? 'OK: ' : 'FAILED: ') + result.message;
+    out.className = 'badge ' + (result.ok ? 'ok' : 'bad');
+  });
+
+  // --- the phone menu: one button folds the navigation away -------------------------------------
+  const menu = document.getElementById('menu-toggle');
+  if (menu) {
+    menu.addEventListener('click', function () {
+      const header = menu.closest('.top');
+      const open = !header.classList.contains('menu-open');
+      header.classList.toggle('menu-open', open);
+      menu.setAttribute('aria-expanded', open ? 'true' : 'false');
+      if (open) {
+        const first = header.querySelector('#main-nav a');
+        if (first) first.focus();
+      }
+    });
+    document.addEventListener('keydown', function (event) {
+      const header = menu.closest('.top');
+      if (event.key === 'Escape' && header.classList.contains('menu-open')) {
+        header.classList.remove('menu-open');
+        menu.setAttribute('aria-expanded', 'false');
+        menu.focus();
+      }
+    });
+  }
 
   // --- small helpers used by several pages ------------------------------------------------------
   // <input type="checkbox" data-check-all="form-id">: ticks every box of that list
