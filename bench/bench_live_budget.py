@@ -33,10 +33,11 @@ if str(ROOT) not in sys.path:
 
 from app.runner.accounting import AgentQuota, AgentUsage  # noqa: E402
 from app.runner.budget import LiveBudget  # noqa: E402
-from app.runner.claude_code import ClaudeStream, StreamUsage  # noqa: E402
+from app.runner.claude_code import ClaudeStream  # noqa: E402
 from app.runner.prices import load_prices  # noqa: E402
 from app.runner.process import run_confined  # noqa: E402
 from app.runner.profiles import Limits  # noqa: E402
+from app.runner.runtime import StreamUsage  # noqa: E402
 
 TURNS = 1000
 PRICE = load_prices(None).lookup("claude-sonnet-4-5")

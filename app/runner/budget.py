@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 
 from app.runner.accounting import AgentQuota, AgentUsage, MissionState, Refusal
-from app.runner.claude_code import StreamUsage
 from app.runner.prices import Price
+from app.runner.runtime import StreamUsage
 
 
 @dataclass

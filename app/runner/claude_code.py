@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.capability.model import Capability, Tool
+from app.runner.output import AgentReply, reply_from_run
+from app.runner.process import RunResult
+from app.runner.runtime import StreamReader, StreamUsage
 
 #: our tools to Claude Code's tool names
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -122,26 +126,6 @@ def command_line(
 
 
 # --------------------------------------------------------------------------- stream
-
-
-@dataclass(frozen=True, slots=True)
-class StreamUsage:
-    """Tokens seen so far in a run's stream, split as the provider bills them."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-    turns: int = 0
-
-    @property
-    def total(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_write_tokens
-            + self.cache_read_tokens
-        )
 
 
 @dataclass
@@ -348,3 +332,29 @@ class ClaudeStream:
             )
             if self.on_usage is not None:
                 self.on_usage(self._usage)
+
+
+class ClaudeCodeRuntime:
+    """The Claude Code CLI (``claude -p``): flags from the capability, stream-json."""
+
+    name = "claude-code"
+    needs_price = True
+
+    def command_line(
+        self,
+        argv: list[str],
+        capability: Capability,
+        *,
+        max_turns: int,
+        max_budget_usd: float | None,
+    ) -> list[str]:
+        return command_line(argv, capability, max_turns=max_turns, max_budget_usd=max_budget_usd)
+
+    def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
+        return None
+
+    def reader(self, capability: Capability) -> StreamReader:
+        return ClaudeStream(granted=frozenset(granted_tool_names(capability)))
+
+    def reply(self, run: RunResult, reader: StreamReader) -> AgentReply:
+        return reply_from_run(run)

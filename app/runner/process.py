@@ -429,6 +429,7 @@ async def run_confined(
     tmp_root: Path | None = None,
     rights: RunRights | None = None,
     stdout_sink: StdoutSink | None = None,
+    prepare_home: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """Run ``argv`` confined (see the module docstring); never leaves a process behind.
 
@@ -440,7 +441,9 @@ async def run_confined(
     the directory of the program (see :mod:`app.runner.sandbox`), with ``rights``
     (default: shell and write). ``tmp_root``: where the private TMPDIR is created
     (default: the system's temporary directory). ``stdout_sink``: a live reader of
-    stdout (see the module docstring).
+    stdout (see the module docstring). ``prepare_home``: called with the run's fresh
+    HOME before the program starts (a runtime's configuration files); an error
+    there means the run does not start.
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -450,6 +453,8 @@ async def run_confined(
         home = os.path.join(tmpdir, "home")  # noqa: PTH118
         os.mkdir(home, 0o700)  # noqa: PTH102
         child_env = _child_env(env, home, tmpdir)
+        if prepare_home is not None:
+            prepare_home(Path(home))
         method = "prlimit" if limit_method == "prlimit" or find_prlimit() else "setrlimit"
 
         def not_started(reason: str) -> RunResult:

@@ -35,7 +35,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -165,6 +165,8 @@ class Profile(BaseModel):
     )
     #: the price table entry used for a model the table does not list
     price_fallback: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    #: runtime-specific settings (a CLI's provider, endpoint, ...): see the runtime
+    options: dict[str, Any] = Field(default_factory=dict)
     #: the only output format (the final result object; stream-json lines before it)
     output_format: Literal["claude-json"] = "claude-json"
     limits: Limits = Field(default_factory=Limits)

@@ -57,10 +57,9 @@ from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
 from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.runner.claims import Claim, RunRecord
-from app.runner.claude_code import ClaudeStream, StreamUsage, command_line, granted_tool_names
 from app.runner.environment import ChildEnv, CredentialError
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
-from app.runner.output import AgentReply, reply_from_run
+from app.runner.output import AgentReply
 from app.runner.prices import PriceTable, load_prices
 from app.runner.process import (
     RunResult,
@@ -71,6 +70,7 @@ from app.runner.process import (
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_prompt
+from app.runner.runtime import Runtime, StreamReader, StreamUsage, runtimes
 from app.runner.sandbox import RunRights, SandboxPolicy, SandboxReport
 from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
@@ -132,6 +132,8 @@ class _Plan:
     #: the run's one effective capability (flags and sandbox rights come from it)
     capability: Capability
     budget: LiveBudget
+    runtime: Runtime
+    model: str
 
     @property
     def rights(self) -> RunRights:
@@ -141,15 +143,13 @@ class _Plan:
             exec_allow=tuple(self.profile.exec_allow),
         )
 
-    def stream(self) -> ClaudeStream:
-        """The live reader of this run's output. For the claude-code runtime a tool
-        the model asks for that the flags did not grant counts as denied."""
-        granted = (
-            frozenset(granted_tool_names(self.capability))
-            if self.profile.runtime == "claude-code"
-            else None
-        )
-        return ClaudeStream(granted=granted)
+    def stream(self) -> StreamReader:
+        """The runtime's live reader of this run's output."""
+        return self.runtime.reader(self.capability)
+
+    def prepare_home(self, home: Path) -> None:
+        """The runtime's own configuration in the run's fresh HOME."""
+        self.runtime.prepare_home(home, self.profile.options, model=self.model)
 
 
 class _PlanError(Exception):
@@ -306,6 +306,7 @@ class Worker:
         self.actor = f"worker:{self.id}"
         self.catalog = catalog if catalog is not None else load_catalog(settings)
         self.prices: PriceTable = load_prices(settings.prices_path)
+        self.runtimes: dict[str, Runtime] = runtimes()
         self._opened: list[BreakerSnapshot] = []
         self.breakers = BreakerRegistry(
             failure_threshold=self.options.breaker_failures,
@@ -679,8 +680,9 @@ class Worker:
             traits,
             task_needs_shell=claim.needs_shell,
         )
+        runtime = self.runtimes[profile.runtime]
         price = self.prices.lookup(claim.model, fallback=profile.price_fallback)
-        if price is None and profile.runtime == "claude-code":
+        if price is None and runtime.needs_price:
             raise _PlanError(
                 f"no_price: the model '{claim.model}' has no entry in the price table"
                 f" ({self.prices.path}); without one its spend could not be checked while"
@@ -721,13 +723,12 @@ class Worker:
                 max_turns=self.settings.runner_max_turns,
                 python=sys.executable,
             )
-            if profile.runtime == "claude-code":
-                argv = command_line(
-                    argv,
-                    capability,
-                    max_turns=self.settings.runner_max_turns,
-                    max_budget_usd=budget.cli_budget_usd(),
-                )
+            argv = runtime.command_line(
+                argv,
+                capability,
+                max_turns=self.settings.runner_max_turns,
+                max_budget_usd=budget.cli_budget_usd(),
+            )
         except ProfileError as exc:
             raise _PlanError(
                 f"profile_error: {exc}", escalation="profile_error", breaker_failure=False
@@ -740,7 +741,9 @@ class Worker:
                 f"credential_error: {exc}", escalation="profile_error", breaker_failure=True
             ) from None
         prompt = await build_prompt(self.db, claim)
-        return _Plan(profile, argv, env, cwd, limits, prompt, capability, budget)
+        return _Plan(
+            profile, argv, env, cwd, limits, prompt, capability, budget, runtime, claim.model
+        )
 
     async def _run(self, claim: Claim) -> Outcome:
         cancel = self._running.setdefault(claim.conversation_id, asyncio.Event())
@@ -787,6 +790,7 @@ class Worker:
                     tmp_root=self.run_tmp_root,
                     rights=plan.rights,
                     stdout_sink=stream,
+                    prepare_home=plan.prepare_home,
                 )
             finally:
                 # never cancelled: it may be inside a write transaction; it sees
@@ -804,7 +808,7 @@ class Worker:
         self,
         claim: Claim,
         plan: _Plan,
-        stream: ClaudeStream,
+        stream: StreamReader,
         cancel: asyncio.Event,
         stop: _Stop,
         ended: asyncio.Event,
@@ -863,7 +867,7 @@ class Worker:
         cancel.set()
 
     async def _limits_while_running(
-        self, claim: Claim, plan: _Plan, stream: ClaudeStream
+        self, claim: Claim, plan: _Plan, stream: StreamReader
     ) -> Refusal | None:
         """Did other runs push the mission or the agent over while this one runs?
         Refreshes what this run has left from their recorded spend and checks the
@@ -984,9 +988,9 @@ class Worker:
             await tx.emit(EventType.RUNNER_CIRCUIT_CLOSED, "runner", None, snap.as_dict())
 
     async def _finish(
-        self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop, stream: ClaudeStream
+        self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop, stream: StreamReader
     ) -> Outcome:
-        reply = _with_stream_usage(reply_from_run(run), stream.usage, plan.budget)
+        reply = _with_stream_usage(plan.runtime.reply(run, stream), stream.usage, plan.budget)
         verdict = self._verdict(run, reply, stop, plan.limits, stream.denied)
         record = RunRecord(
             transcript=transcript_of(reply, run, plan.limits, plan.env.secret_values),
@@ -1026,7 +1030,7 @@ class Worker:
         record: RunRecord,
         opened: list[BreakerSnapshot],
         closed_again: bool,
-        stream: ClaudeStream,
+        stream: StreamReader,
     ) -> str:
         cid = claim.conversation_id
         async with transaction(self.ctx, self.actor, CLIENT) as tx:

@@ -7,7 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.runner.claude_code import ClaudeStream, StreamUsage
+from app.runner.claude_code import ClaudeStream
+from app.runner.runtime import StreamUsage
 
 
 def event(kind: str, **body: object) -> bytes:

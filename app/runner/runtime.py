@@ -1,0 +1,131 @@
+"""Runtime adapters: how the worker talks to one kind of agent CLI.
+
+A profile names its ``runtime``; the adapter registered under that name
+(:data:`RUNTIMES`) turns the run's capability into the CLI's command line,
+prepares the run's fresh HOME (a CLI's own config files), reads the CLI's output
+as it streams (usage per model turn for the live budget, denied tools, the
+session id) and turns what it printed into an :class:`AgentReply`.
+
+Adding a CLI: a module with a :class:`Runtime` implementation, its entry in
+:data:`RUNTIMES`, the flags it owns in ``profiles.RUNTIME_OWNED_FLAGS`` and its
+name in ``profiles.Runtime`` (docs/capability.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.capability.model import Capability
+from app.runner.output import AgentReply, reply_from_run
+from app.runner.process import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """Tokens seen so far in a run's stream, split as the provider bills them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    turns: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_write_tokens
+            + self.cache_read_tokens
+        )
+
+
+class StreamReader(Protocol):
+    """Reads a CLI's stdout as it arrives (see :class:`app.runner.process.StdoutSink`)."""
+
+    on_usage: Callable[[StreamUsage], None] | None
+
+    @property
+    def usage(self) -> StreamUsage: ...
+
+    @property
+    def denied(self) -> list[str]: ...
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+
+class Runtime(Protocol):
+    """One agent CLI's dialect."""
+
+    name: str
+    #: its spend must be priced from the price table while it runs (no price: no run)
+    needs_price: bool
+
+    def command_line(
+        self,
+        argv: list[str],
+        capability: Capability,
+        *,
+        max_turns: int,
+        max_budget_usd: float | None,
+    ) -> list[str]:
+        """The profile's rendered argv plus the flags of this capability and budget."""
+        ...
+
+    def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
+        """Write the CLI's own configuration into the run's fresh HOME (may be a no-op).
+        Raises :class:`~app.runner.profiles.ProfileError` for unusable options."""
+        ...
+
+    def reader(self, capability: Capability) -> StreamReader:
+        """A fresh reader of this run's output."""
+        ...
+
+    def reply(self, run: RunResult, reader: StreamReader) -> AgentReply:
+        """The run's reply: its final text, error state and reported usage."""
+        ...
+
+
+class GenericRuntime:
+    """A program whose argv is passed as written; its final output is the Claude
+    result object (``claude-json``), any Claude-style stream lines before it are
+    read for usage. Nothing is inferred about tools."""
+
+    name = "generic"
+    needs_price = False
+
+    def command_line(
+        self,
+        argv: list[str],
+        capability: Capability,
+        *,
+        max_turns: int,
+        max_budget_usd: float | None,
+    ) -> list[str]:
+        return list(argv)
+
+    def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
+        return None
+
+    def reader(self, capability: Capability) -> StreamReader:
+        from app.runner.claude_code import ClaudeStream
+
+        return ClaudeStream(granted=None)
+
+    def reply(self, run: RunResult, reader: StreamReader) -> AgentReply:
+        return reply_from_run(run)
+
+
+def runtimes() -> dict[str, Runtime]:
+    """Every runtime adapter by name (imported on first use: the API never needs them)."""
+    from app.runner.claude_code import ClaudeCodeRuntime
+
+    return {"generic": GenericRuntime(), "claude-code": ClaudeCodeRuntime()}
