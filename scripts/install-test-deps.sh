@@ -43,19 +43,28 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The real agent CLIs (tests/runner/test_real_claude_code.py): pinned in
+# The real agent CLIs (tests/runner/test_real_*.py): pinned in
 # scripts/agent-cli-versions.env, from the npm registry (npm's cache in ~/.npm keeps
 # the tarballs). npm's global prefix is /usr here, which the per-run sandbox lets
 # agents execute. Skipped without npm: those tests then say why.
 # shellcheck source=scripts/agent-cli-versions.env
 . "$(dirname "$0")/agent-cli-versions.env"
+agent_clis=(
+    "claude @anthropic-ai/claude-code $CLAUDE_CODE_VERSION"
+    "codex @openai/codex $CODEX_VERSION"
+    "gemini @google/gemini-cli $GEMINI_CLI_VERSION"
+    "opencode opencode-ai $OPENCODE_VERSION"
+)
 if command -v npm >/dev/null 2>&1; then
-    installed="$(claude --version 2>/dev/null | awk '{print $1}' || true)"
-    if [ "$installed" != "$CLAUDE_CODE_VERSION" ]; then
-        echo "test-deps: installing Claude Code $CLAUDE_CODE_VERSION from the npm registry" >&2
-        npm install -g --no-fund --no-audit --loglevel=error \
-            "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" >/dev/null
-    fi
+    for entry in "${agent_clis[@]}"; do
+        read -r binary package version <<<"$entry"
+        installed="$(npm ls --global --depth=0 --json "$package" 2>/dev/null |
+            grep -o "\"version\": *\"[^\"]*\"" | head -n1 | grep -o "[0-9][^\"]*" || true)"
+        if [ "$installed" != "$version" ] || ! command -v "$binary" >/dev/null 2>&1; then
+            echo "test-deps: installing $package@$version from the npm registry" >&2
+            npm install -g --no-fund --no-audit --loglevel=error "$package@$version" >/dev/null
+        fi
+    done
 else
-    echo "test-deps: npm not found; the real Claude Code tests will skip" >&2
+    echo "test-deps: npm not found; the real agent CLI tests will skip" >&2
 fi
