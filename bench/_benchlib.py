@@ -105,6 +105,15 @@ def migrate_and_tokens(folder: Path, names: dict[str, str]) -> dict[str, str]:
         await db.open()
         try:
             made = {}
+            # every token acts for a person: a read-only bench user
+            owner = await service.create_user(
+                db,
+                username="bench-owner",
+                password="bench owner password 1",
+                role=Scope.READ,
+                actor="bench",
+                client="bench",
+            )
             for name, scope in names.items():
                 created = await service.create_token(
                     db,
@@ -114,6 +123,7 @@ def migrate_and_tokens(folder: Path, names: dict[str, str]) -> dict[str, str]:
                     expires_days=None,
                     actor="bench",
                     client="bench",
+                    owner_user_id=owner.id,
                 )
                 made[name] = created.token
             return made

@@ -24,6 +24,7 @@ from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
 from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.security.shell_readers import require_admin_for_shell_readers
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -161,7 +162,22 @@ async def list_memory(
 async def add_memory(
     agent_id: AgentId, body: MemoryCreate, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> MemoryView:
-    """Stored through the credential gate: secrets are redacted before storage (F14)."""
+    """Stored through the credential gate: secrets are redacted before storage (F14).
+
+    Scope operate; admin when the agent can run commands (its memory enters
+    its prompt, app/security/shell_readers.py)."""
     if not body.content.strip():
         raise ApiError(422, "validation_failed", "memory content is empty")
+    row = await store.agent_row(ctx.db, agent_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such agent")
+    await require_admin_for_shell_readers(
+        ctx,
+        principal,
+        client_address(request),
+        [row],
+        action="agent.memory_add",
+        target=f"agent:{agent_id}",
+        what="add to the memory of an agent that can run commands",
+    )
     return await service.add_memory(ctx, agent_id, body.content, principal, client_address(request))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 from app.core.context import AppContext
 from app.core.database import Database
@@ -19,6 +20,7 @@ from app.projects.schemas import (
 )
 from app.security.credential_gate import redact
 from app.security.principal import Principal
+from app.security.shell_readers import require_admin_for_shell_readers
 
 
 async def get_project(ctx: AppContext, project_id: int) -> ProjectView:
@@ -73,11 +75,27 @@ async def delete_project(
 async def add_document(
     ctx: AppContext, project_id: int, body: DocumentCreate, principal: Principal, client: str
 ) -> DocumentView:
-    """Documents are redacted on the way in; the runner redacts again on load (F14)."""
+    """Documents are redacted on the way in; the runner redacts again on load (F14).
+
+    A project whose tasks run on an agent that can run commands takes new
+    documents from an admin only: a document enters those agents' prompts
+    (framed as untrusted data, ``app/runner/prompt.py``), and a shell turns
+    words into actions (docs/security-model.md, "Memory and documents")."""
     await get_project(ctx, project_id)
+    await require_admin_for_shell_readers(
+        ctx,
+        principal,
+        client,
+        await store.shell_agent_rows(ctx.db, project_id),
+        action="project.document_add",
+        target=f"project:{project_id}",
+        what="add a document to a project whose tasks run on an agent that can run commands",
+    )
     redaction = redact(body.body)
     async with transaction(ctx, principal.actor, client) as tx:
-        document_id = await store.insert_document(tx.conn, project_id, body.title, redaction.text)
+        document_id = await store.insert_document(
+            tx.conn, project_id, body.title, redaction.text, principal.actor
+        )
         await tx.audit(
             "project.document_added",
             f"project:{project_id}",
@@ -95,6 +113,29 @@ async def add_document(
     row = await store.document_row(ctx.db, document_id)
     assert row is not None
     return DocumentView(**dict(row), redacted=redaction.found)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextDocument:
+    """One project document for a prompt: redacted, with who added it and when."""
+
+    title: str
+    body: str
+    created_by: str
+    updated_at: str
+
+
+async def context_documents(db: Database, project_id: int) -> list[ContextDocument]:
+    """The project's documents for a prompt, each passed through the credential gate."""
+    return [
+        ContextDocument(
+            title=redact(str(row["title"])).text,
+            body=redact(str(row["body"])).text,
+            created_by=str(row["created_by"] or "unknown"),
+            updated_at=str(row["updated_at"]),
+        )
+        for row in await store.context_documents(db, project_id)
+    ]
 
 
 async def load_context(db: Database, project_id: int) -> str:

@@ -63,13 +63,13 @@ async def soft_delete_project(conn: aiosqlite.Connection, project_id: int) -> bo
 
 
 async def insert_document(
-    conn: aiosqlite.Connection, project_id: int, title: str, body: str
+    conn: aiosqlite.Connection, project_id: int, title: str, body: str, actor: str | None = None
 ) -> int:
     now = now_iso()
     cursor = await conn.execute(
-        "INSERT INTO project_documents (project_id, title, body, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (project_id, title, body, now, now),
+        "INSERT INTO project_documents (project_id, title, body, created_at, updated_at,"
+        " created_by) VALUES (?, ?, ?, ?, ?, ?)",
+        (project_id, title, body, now, now, actor),
     )
     return int(cursor.lastrowid or 0)
 
@@ -105,10 +105,19 @@ async def soft_delete_document(
     return cursor.rowcount == 1
 
 
+async def shell_agent_rows(db: Database, project_id: int) -> list[Row]:
+    """The agents that have (had) tasks in the project: its documents reach their prompts."""
+    return await db.fetch_all(
+        "SELECT * FROM agents WHERE deleted_at IS NULL AND id IN (SELECT DISTINCT agent_id"
+        " FROM tasks WHERE project_id = ? AND deleted_at IS NULL)",
+        (project_id,),
+    )
+
+
 async def context_documents(db: Database, project_id: int, limit: int = 50) -> list[Row]:
     """The documents an agent loads as project context (newest last)."""
     return await db.fetch_all(
-        "SELECT title, body FROM project_documents WHERE project_id = ? AND deleted_at IS NULL"
-        " ORDER BY id LIMIT ?",
+        "SELECT title, body, created_by, updated_at FROM project_documents"
+        " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id LIMIT ?",
         (project_id, limit),
     )

@@ -31,6 +31,7 @@ from app.core.settings import Settings
 from app.security.principal import Scope
 from app.security.secrets import server_key
 from tests.integration.helpers import cli_env, free_port
+from tests.support.owners import owner_id
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 30.0
@@ -59,7 +60,14 @@ def create_tokens(folder: Path, scopes: dict[str, Scope]) -> dict[str, str]:
             made: dict[str, str] = {}
             for name, scope in scopes.items():
                 created = await service.create_token(
-                    db, key, name=name, scope=scope, expires_days=None, actor="test", client="test"
+                    db,
+                    key,
+                    name=name,
+                    scope=scope,
+                    expires_days=None,
+                    actor="test",
+                    client="test",
+                    owner_user_id=await owner_id(db),
                 )
                 made[name] = created.token
             return made

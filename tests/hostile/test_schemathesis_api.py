@@ -50,6 +50,7 @@ from app.auth import service
 from app.core.settings import Settings
 from app.main import PUBLIC_ROUTES, create_app
 from app.security.principal import Scope
+from tests.support.owners import owner_id
 
 STREAM_PATH = "/api/events/stream"
 ADMIN_EXAMPLES = 20
@@ -141,6 +142,7 @@ async def _seed(app: FastAPI) -> tuple[str, dict[str, int]]:
             expires_days=None,
             actor="test",
             client="test",
+            owner_user_id=await owner_id(ctx.db),
         )
         headers = {"Authorization": f"Bearer {created.token}"}
         transport = httpx.ASGITransport(app=app)

@@ -1,0 +1,55 @@
+"""Who may put words in front of an agent that can run commands.
+
+Memory entries and project documents enter an agent's prompt. They are framed
+there as quoted, untrusted data (``app/runner/prompt.py``), but a model can
+still be talked into things, and on an agent with a shell a sentence becomes
+a command. So adding to the memory of such an agent, or a document to a
+project whose tasks run on one, needs the admin scope; an operator's attempt
+is refused (403), audited and raises a security notification. For other
+agents ``operate`` stays enough (docs/security-model.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.core.context import AppContext
+from app.core.database import Row
+from app.core.errors import ApiError
+from app.security.principal import Principal, Scope
+from app.security.refusals import record_refusal
+
+
+def shell_agents(ctx: AppContext, rows: Iterable[Row]) -> list[int]:
+    """The ids of the agents among ``rows`` that can run commands (their capability)."""
+    from app.agents.service import capability_of
+
+    return [int(row["id"]) for row in rows if capability_of(ctx.settings, row).shell]
+
+
+async def require_admin_for_shell_readers(
+    ctx: AppContext,
+    principal: Principal,
+    client: str,
+    readers: Iterable[Row],
+    *,
+    action: str,
+    target: str,
+    what: str,
+) -> None:
+    """Refuse a non-admin when one of ``readers`` (agent rows) can run commands."""
+    if principal.scope is Scope.ADMIN:
+        return
+    shell = shell_agents(ctx, readers)
+    if not shell:
+        return
+    await record_refusal(
+        ctx, actor=principal.actor, client=client, action=action, target=target, reason="shell"
+    )
+    names = ", ".join(str(agent_id) for agent_id in shell)
+    raise ApiError(
+        403,
+        "admin_required",
+        f"only an admin may {what} (agent {names}); its words would reach an agent "
+        "with shell access",
+    )
