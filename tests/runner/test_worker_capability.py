@@ -7,6 +7,7 @@ and small scripts; the real Claude Code CLI is driven in test_real_claude_code.p
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import sys
@@ -283,3 +284,47 @@ async def test_a_run_without_write_files_has_a_read_only_workspace(tmp_path: Pat
     assert seen["write_workspace"] == errno.errorcode[errno.EACCES]
     assert seen["write_tmpdir"] == "ok"
     assert seen["exec_sh"] == "ok"
+
+
+# ---------------------------------------------------------------- every ending counts
+
+
+async def test_a_timed_out_run_records_the_usage_it_streamed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    rows = Rows(settings.database_path)
+    write_profiles(tmp_path, {"demo": demo_profile(wall_clock_seconds=1.0)})
+    agent = rows.agent()
+    _, conversation = rows.task(agent, "Slow", TURNS)
+    async with running_worker(settings) as worker:
+        outcome = await worker.run_once()
+    assert outcome is not None and outcome.status == "FAILED", outcome
+    assert outcome.reason is not None and outcome.reason.startswith("timeout")
+    assert conversation is not None
+    row = rows.conversation(conversation)
+    assert row["input_tokens"] >= 10_000 and row["cost_usd"] >= TURN_COST - 1e-9
+    ledger = rows.value("SELECT sum(tokens) FROM usage_ledger WHERE agent_id = ?", (agent,))
+    assert ledger == row["input_tokens"] + row["output_tokens"]
+
+
+async def test_a_cancelled_run_records_the_usage_it_streamed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    rows = Rows(settings.database_path)
+    write_profiles(tmp_path, {"demo": demo_profile()})
+    agent = rows.agent()
+    task, conversation = rows.task(agent, "Slow", TURNS)
+    assert conversation is not None
+    async with running_worker(settings) as worker:
+        run = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(1.0)  # a few turns streamed
+        rows.execute(
+            "UPDATE conversations SET status = 'CANCELLED', reason = 'cancelled by alice'"
+            " WHERE id = ?",
+            (conversation,),
+        )
+        rows.execute("UPDATE tasks SET status = 'cancelled' WHERE id = ?", (task,))
+        outcome = await asyncio.wait_for(run, 20)
+    assert outcome is not None and outcome.status == "CANCELLED", outcome
+    row = rows.conversation(conversation)
+    assert row["input_tokens"] >= 10_000 and row["cost_usd"] >= TURN_COST - 1e-9
+    ledger = rows.value("SELECT sum(cost_usd) FROM usage_ledger WHERE agent_id = ?", (agent,))
+    assert ledger == pytest.approx(row["cost_usd"])
