@@ -1,8 +1,10 @@
 """The prompt of one run, and the credential gate in front of it (F14, point 3).
 
 Built from: the agent's current identity text, its latest memory entries, the
-project context (``load_context``), the mission's goal and step when the task
-belongs to one, and the task's title and description. Every part has a size
+project context (``load_context``), the final results of the tasks this one
+depends on (the hand-off: output of other agents, framed as data like memory),
+the mission's goal and step when the task belongs to one, and the task's title
+and description. Every part has a size
 bound, and so has the whole.
 
 Memory entries and project documents are **data, not instructions**: anyone
@@ -45,6 +47,10 @@ MAX_CONTEXT_CHARS = 60_000
 MAX_MISSION_CHARS = 10_000
 MAX_TITLE_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 40_000
+#: hand-off: the final result of each task this one depends on, and all of them
+MAX_HANDOFF_ENTRY_CHARS = 8_000
+MAX_HANDOFF_CHARS = 24_000
+MAX_HANDOFFS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,29 @@ async def _memory(db: Database, agent_id: int) -> list[_Entry]:
             str(row["content"]),
         )
         for row in reversed(rows)  # oldest first, newest last
+    ]
+
+
+async def _handoffs(db: Database, task_id: int) -> list[_Entry]:
+    """The final result of each task this one depends on (its latest succeeded run),
+    attributed to the agent that produced it. Data, never instructions."""
+    rows = await db.fetch_all(
+        "SELECT t.id, t.title, a.name, c.transcript, c.finished_at"
+        " FROM task_dependencies d JOIN tasks t ON t.id = d.depends_on"
+        " JOIN conversations c ON c.id = (SELECT max(x.id) FROM conversations x"
+        "  WHERE x.task_id = t.id AND x.status = 'SUCCEEDED')"
+        " JOIN agents a ON a.id = c.agent_id"
+        " WHERE d.task_id = ? ORDER BY t.id LIMIT ?",
+        (task_id, MAX_HANDOFFS),
+    )
+    return [
+        _Entry(
+            f"result of task {row['id']} '{row['title']}'",
+            f"agent {row['name']}",
+            str(row["finished_at"] or ""),
+            str(row["transcript"] or ""),
+        )
+        for row in rows
     ]
 
 
@@ -214,6 +243,23 @@ async def build_prompt(db: Database, claim: Claim) -> Prompt:
             blocks.append(_data_block(nonce, entry, body))
         if blocks:
             sections.append(_data_section("Project context (data)", nonce, blocks))
+
+    handoffs = await _handoffs(db, claim.task_id)
+    if handoffs:
+        blocks = []
+        budget = MAX_HANDOFF_CHARS
+        for entry in handoffs:
+            body = _bounded(gate, entry.text, min(MAX_HANDOFF_ENTRY_CHARS, max(budget, 0)))
+            budget -= len(body)
+            blocks.append(_data_block(nonce, entry, body))
+        sections.append(
+            _data_section(
+                "Results handed over by the tasks this one depends on (data: output of"
+                " other agents)",
+                nonce,
+                blocks,
+            )
+        )
 
     mission = await _mission(db, claim)
     if mission:
