@@ -64,6 +64,9 @@ class Claim:
     shell_access: bool = False
     allowed_tools: tuple[str, ...] = ()
     needs_shell: bool = False
+    #: a follow-up: the session to resume (the earlier run's, same agent) and its run
+    resume_session_id: str | None = None
+    follows_conversation_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Claim:
@@ -87,7 +90,13 @@ class Claim:
             shell_access=bool(row["shell_access"]),
             allowed_tools=_tools(row["allowed_tools"]),
             needs_shell=bool(row["needs_shell"]),
+            resume_session_id=_str_or_none(row["resume_session_id"]),
+            follows_conversation_id=_int_or_none(row["follows_conversation_id"]),
         )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _tools(value: Any) -> tuple[str, ...]:
@@ -119,7 +128,10 @@ _CANDIDATE_SQL = (
     "SELECT c.id, c.task_id, c.agent_id, c.attempt, t.status AS task_status, t.title,"
     " t.description, t.mission_id, t.mission_step, t.project_id, a.profile, a.model,"
     " a.identity_version, a.quota_tokens_per_day, a.quota_cost_usd_per_day,"
-    " a.quota_runs_per_day, a.shell_access, a.allowed_tools, t.needs_shell"
+    " a.quota_runs_per_day, a.shell_access, a.allowed_tools, t.needs_shell,"
+    " t.follows_conversation_id,"
+    " (SELECT f.session_id FROM conversations f WHERE f.id = t.follows_conversation_id"
+    "  AND f.agent_id = c.agent_id) AS resume_session_id"
     " FROM conversations c JOIN tasks t ON t.id = c.task_id JOIN agents a ON a.id = c.agent_id"
     " WHERE c.status = 'QUEUED' AND t.deleted_at IS NULL AND t.status IN ('queued', 'in_progress')"
     " AND a.deleted_at IS NULL AND a.status = 'active'"
@@ -186,6 +198,8 @@ class RunRecord:
     output_tokens: int
     cost_usd: float
     exit_code: int | None
+    #: the agent CLI's session id (a follow-up resumes it)
+    session_id: str | None = None
 
 
 async def finish(
@@ -201,8 +215,8 @@ async def finish(
     now = now_iso()
     cursor = await conn.execute(
         "UPDATE conversations SET status = ?, reason = ?, transcript = ?, truncated = ?,"
-        " input_tokens = ?, output_tokens = ?, cost_usd = ?, exit_code = ?, finished_at = ?,"
-        " lease_expires_at = NULL, updated_at = ?"
+        " input_tokens = ?, output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
+        " finished_at = ?, lease_expires_at = NULL, updated_at = ?"
         " WHERE id = ? AND status = 'IN_PROGRESS' AND lease_owner = ?",
         (
             status,
@@ -213,6 +227,7 @@ async def finish(
             record.output_tokens,
             record.cost_usd,
             record.exit_code,
+            record.session_id,
             now,
             now,
             conversation_id,
@@ -230,8 +245,9 @@ async def attach_record(
     what the run cost and said is not lost."""
     cursor = await conn.execute(
         "UPDATE conversations SET transcript = ?, truncated = ?, input_tokens = ?,"
-        " output_tokens = ?, cost_usd = ?, exit_code = ?, lease_expires_at = NULL,"
-        " updated_at = ? WHERE id = ? AND lease_owner = ? AND status != 'IN_PROGRESS'",
+        " output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
+        " lease_expires_at = NULL, updated_at = ?"
+        " WHERE id = ? AND lease_owner = ? AND status != 'IN_PROGRESS'",
         (
             record.transcript,
             int(record.truncated),
@@ -239,6 +255,7 @@ async def attach_record(
             record.output_tokens,
             record.cost_usd,
             record.exit_code,
+            record.session_id,
             now_iso(),
             conversation_id,
             worker,
