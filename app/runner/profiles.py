@@ -72,7 +72,7 @@ _FORBIDDEN_ENV_NAMES = frozenset(
 )
 _FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "MC_")
 
-Runtime = Literal["claude-code", "generic"]
+Runtime = Literal["claude-code", "codex", "generic"]
 
 #: switches that turn an agent CLI's own permission checks off: never in a profile
 _PERMISSION_BYPASS = (
@@ -116,6 +116,49 @@ RUNTIME_OWNED_FLAGS: dict[str, tuple[str, ...]] = {
         "--continue",
         "-c",
         "--session-id",
+    ),
+    # app/runner/codex.py: the subcommand, output, sandbox, approval, model,
+    # provider and feature settings come from the run, never from the profile
+    "codex": (
+        "exec",
+        "e",
+        "resume",
+        "fork",
+        "review",
+        "--json",
+        "--experimental-json",
+        "--skip-git-repo-check",
+        "--color",
+        "-s",
+        "--sandbox",
+        "-a",
+        "--ask-for-approval",
+        "--full-auto",
+        "--approve-for-me",
+        "-c",
+        "--config",
+        "--enable",
+        "--disable",
+        "-m",
+        "--model",
+        "-p",
+        "--profile",
+        "--oss",
+        "--local-provider",
+        "-C",
+        "--cd",
+        "--add-dir",
+        "--worktree",
+        "--trust",
+        "--ephemeral",
+        "--ignore-user-config",
+        "--ignore-rules",
+        "--strict-config",
+        "--output-schema",
+        "-o",
+        "--output-last-message",
+        "--dangerously-bypass-hook-trust",
+        "--remote",
     ),
     "generic": (),
 }
@@ -230,7 +273,7 @@ class Profile(BaseModel):
     def commands_policy(self) -> CommandsPolicy:
         if self.commands is not None:
             return self.commands
-        return "per-agent" if self.runtime == "claude-code" else "always"
+        return "always" if self.runtime == "generic" else "per-agent"
 
     def traits(self, name: str) -> ProfileTraits:
         """What this profile's program can do at all, for the capability."""

@@ -62,6 +62,14 @@ class StreamReader(Protocol):
     def close(self) -> bytes: ...
 
 
+def watch_home(reader: StreamReader, home: Path) -> None:
+    """Tell a reader the run's fresh HOME, when it reads files the CLI writes there
+    (Codex's session file: a reader's optional ``watch_home(home)``)."""
+    watch = getattr(reader, "watch_home", None)
+    if callable(watch):
+        watch(home)
+
+
 class Runtime(Protocol):
     """One agent CLI's dialect."""
 
@@ -127,5 +135,10 @@ class GenericRuntime:
 def runtimes() -> dict[str, Runtime]:
     """Every runtime adapter by name (imported on first use: the API never needs them)."""
     from app.runner.claude_code import ClaudeCodeRuntime
+    from app.runner.codex import CodexRuntime
 
-    return {"generic": GenericRuntime(), "claude-code": ClaudeCodeRuntime()}
+    return {
+        "generic": GenericRuntime(),
+        "claude-code": ClaudeCodeRuntime(),
+        "codex": CodexRuntime(),
+    }
