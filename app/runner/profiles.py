@@ -72,7 +72,7 @@ _FORBIDDEN_ENV_NAMES = frozenset(
 )
 _FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "MC_")
 
-Runtime = Literal["claude-code", "codex", "generic"]
+Runtime = Literal["claude-code", "codex", "gemini", "generic"]
 
 #: switches that turn an agent CLI's own permission checks off: never in a profile
 _PERMISSION_BYPASS = (
@@ -159,6 +159,53 @@ RUNTIME_OWNED_FLAGS: dict[str, tuple[str, ...]] = {
         "--output-last-message",
         "--dangerously-bypass-hook-trust",
         "--remote",
+    ),
+    # app/runner/gemini.py: the headless prompt, output, approval, trust, policy,
+    # tool and session settings come from the run, never from the profile
+    "gemini": (
+        "-p",
+        "--prompt",
+        "-i",
+        "--prompt-interactive",
+        "-o",
+        "--output-format",
+        "-y",
+        "--yolo",
+        "--approval-mode",
+        "--skip-trust",
+        "--policy",
+        "--admin-policy",
+        "--allowed-tools",
+        "--allowed-mcp-server-names",
+        "-e",
+        "--extensions",
+        "-l",
+        "--list-extensions",
+        "-r",
+        "--resume",
+        "--session-file",
+        "--session-id",
+        "--list-sessions",
+        "--delete-session",
+        "--include-directories",
+        "-s",
+        "--sandbox",
+        "-w",
+        "--worktree",
+        "--acp",
+        "--experimental-acp",
+        "--raw-output",
+        "--accept-raw-output-risk",
+        "-d",
+        "--debug",
+        "mcp",
+        "extensions",
+        "extension",
+        "skills",
+        "skill",
+        "hooks",
+        "hook",
+        "gemma",
     ),
     "generic": (),
 }

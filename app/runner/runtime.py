@@ -136,9 +136,11 @@ def runtimes() -> dict[str, Runtime]:
     """Every runtime adapter by name (imported on first use: the API never needs them)."""
     from app.runner.claude_code import ClaudeCodeRuntime
     from app.runner.codex import CodexRuntime
+    from app.runner.gemini import GeminiRuntime
 
     return {
         "generic": GenericRuntime(),
         "claude-code": ClaudeCodeRuntime(),
+        "gemini": GeminiRuntime(),
         "codex": CodexRuntime(),
     }
