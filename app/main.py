@@ -44,7 +44,9 @@ from app.projects.router import router as projects_router
 from app.retention.job import retention_job
 from app.rules.engine import rules_engine
 from app.rules.router import router as rules_router
+from app.schedules.router import router as schedules_router
 from app.security.dependencies import ReadAccess
+from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
 from app.ui.router import router as ui_router
@@ -99,6 +101,7 @@ ROUTERS: list[APIRouter] = [
     # domain routers
     missions_router,
     tasks_router,
+    schedules_router,
     conversations_router,
     rules_router,
     policies_router,
@@ -119,6 +122,7 @@ BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
     webhook_job,
     retention_job,
     health_sampler,
+    anonymous_refusals_job,
 ]
 
 

@@ -149,12 +149,16 @@ async def submit_task(
     client: str,
     rule_depth: int = 0,
     own_input: bool = False,
+    follows_conversation_id: int | None = None,
 ) -> tuple[TaskView, bool]:
     """Create a task; returns the view and whether it is new (False: idempotent repeat).
 
     ``own_input``: the request is a person's own input at a form (a login
-    session); a refusal is audited but opens no escalation."""
+    session); a refusal is audited but opens no escalation.
+    ``follows_conversation_id``: the task continues that run's CLI session (a
+    follow-up turn); set in the same transaction that queues its run."""
     values = _values(spec, actor)
+    values["follows_conversation_id"] = follows_conversation_id
     values["depends_on"] = list(spec.depends_on)
     failures: list[Failure] = []
     task_id = 0
@@ -196,6 +200,21 @@ async def create_task(
     failed check (``details: [{check, field, message}]``)."""
     view, _ = await submit_task(ctx, spec, actor=actor, client=client, rule_depth=rule_depth)
     return view
+
+
+async def create_in_transaction(
+    tx: Tx, ctx: AppContext, spec: TaskCreate, *, rule_depth: int = 0
+) -> tuple[int, list[Failure]]:
+    """Pre-flight and insert inside the caller's transaction (a schedule records its
+    firing with the task it makes); returns the new id, or 0 and every failure.
+    Recording a refusal is the caller's part, in that same transaction."""
+    values = _values(spec, tx.actor)
+    values["depends_on"] = list(spec.depends_on)
+    facts = await preflight.gather(tx.conn, spec, ctx.settings, utcnow())
+    failures = preflight.run_checks(spec, facts)
+    if failures:
+        return 0, failures
+    return await _insert(tx, values, rule_depth), []
 
 
 async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:

@@ -1,0 +1,1 @@
+"""Schedules: recurring tasks from a cron expression (docs/schedules.md)."""
