@@ -74,6 +74,7 @@ from app.runner.runtime import Runtime, StreamReader, StreamUsage, runtimes, wat
 from app.runner.sandbox import RunRights, SandboxPolicy, SandboxReport
 from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
+from app.schedules.service import fire_due_schedules
 from app.security.credential_gate import redact
 
 log = logging.getLogger("mission_control.runner.worker")
@@ -532,6 +533,7 @@ class Worker:
             try:
                 await self.sweep_stale()
                 await schedule_think_cycles(self.ctx)
+                await fire_due_schedules(self.ctx)
             except Exception:
                 log.warning("stale-run sweep or think cycle failed", exc_info=True)
 
