@@ -3,18 +3,22 @@
 Command line (docs/capability.md, "Capability to command line (Codex)")::
 
     <program> exec --json --skip-git-repo-check --color never --ignore-rules
-      --sandbox read-only|workspace-write -c approval_policy="never"
+      --sandbox read-only|danger-full-access -c approval_policy="never"
       -c web_search="disabled"|"live" -c sandbox_workspace_write.network_access=false
       [--disable shell_tool --disable unified_exec]  (no shell)
       --disable multi_agent --disable goals ...      (never granted)
       <profile argv[1:]> -
 
 The prompt comes on stdin (``-``). ``approval_policy = "never"``: nothing waits
-for a person who is not there; a command the sandbox refuses fails. A run without
-the shell has Codex's shell tools switched off, so the model is not offered one,
-and the kernel sandbox gives it no execute right besides the program itself
-(:mod:`app.runner.sandbox`). A run without ``write_files`` gets Codex's
-``read-only`` sandbox and a read-only workspace from the kernel.
+for a person who is not there. A run without the shell has Codex's shell tools
+switched off, so the model is not offered one, Codex's ``read-only`` policy, and
+no execute right from the kernel besides the program itself
+(:mod:`app.runner.sandbox`). Codex reads and edits files only through its shell
+(``apply_patch`` is a command), so a run without the shell can only answer. A
+shell run's commands are held by the run's kernel sandbox: Codex's own sandbox
+needs bubblewrap, which cannot build its namespaces inside Landlock, so it is
+told ``danger-full-access`` and the kernel gives the workspace write right only
+with ``write_files``.
 
 The provider is configuration, not a flag: :meth:`CodexRuntime.prepare_home`
 writes ``config.toml`` into ``$HOME/.codex`` (CODEX_HOME; HOME is the run's fresh
@@ -125,7 +129,12 @@ def _toml_str(value: str) -> str:
 
 def command_line(base_argv: list[str], capability: Capability) -> list[str]:
     """The profile's argv with the flags that give the run exactly ``capability``."""
-    sandbox = "workspace-write" if capability.write else "read-only"
+    # Codex's own sandbox needs bubblewrap's namespaces, which a process confined by
+    # Landlock cannot create (its commands fail with "error building bubblewrap
+    # command"): a shell run's commands are held by the run's kernel sandbox alone
+    # (workspace read-only without write_files, no /tmp, no state directory); a run
+    # without the shell has no command tool at all and Codex's read-only policy
+    sandbox = "danger-full-access" if capability.shell else "read-only"
     web = "live" if Tool.WEB_SEARCH in capability.tools else "disabled"
     argv = [
         base_argv[0],
