@@ -213,6 +213,8 @@ class GeminiStream:
     _tool_ids: dict[str, str] = field(default_factory=dict)
     _turns: dict[str, _Turn] = field(default_factory=dict)
     _reported: StreamUsage | None = None
+    #: the sum of the turns read from the session files
+    _sum: StreamUsage = field(default_factory=StreamUsage)
     _usage: StreamUsage = field(default_factory=StreamUsage)
     _out: _Lines = field(default_factory=_Lines)
     _files: dict[str, tuple[int, _Lines]] = field(default_factory=dict)
@@ -306,21 +308,12 @@ class GeminiStream:
         output = _count(stats.get("output_tokens"))
         # thoughts are billed as output; the result counts them only in the total
         thoughts = max(0, _count(stats.get("total_tokens")) - prompt - output)
-        reported = StreamUsage(
+        self._reported = StreamUsage(
             input_tokens=prompt - cached,
             output_tokens=output + thoughts,
             cache_read_tokens=cached,
-            turns=len(self._turns),
         )
-        self._reported = reported
-        self._set(
-            StreamUsage(
-                input_tokens=max(reported.input_tokens, self._usage.input_tokens),
-                output_tokens=max(reported.output_tokens, self._usage.output_tokens),
-                cache_read_tokens=max(reported.cache_read_tokens, self._usage.cache_read_tokens),
-                turns=len(self._turns),
-            )
-        )
+        self._refresh()
 
     # ----------------------------------------------------------------- session files
 
@@ -409,15 +402,26 @@ class GeminiStream:
                 setattr(turn, attr, value)
                 added[index] = value - before
         if any(added):
-            old = self._usage
-            self._set(
-                StreamUsage(
-                    input_tokens=old.input_tokens + added[0],
-                    output_tokens=old.output_tokens + added[1],
-                    cache_read_tokens=old.cache_read_tokens + added[2],
-                    turns=len(self._turns),
-                )
+            old = self._sum
+            self._sum = StreamUsage(
+                input_tokens=old.input_tokens + added[0],
+                output_tokens=old.output_tokens + added[1],
+                cache_read_tokens=old.cache_read_tokens + added[2],
             )
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """The usage: field by field the larger of the turns' sum and the CLI's totals
+        (the same tokens, seen twice, are never added)."""
+        turns, reported = self._sum, self._reported or StreamUsage()
+        self._set(
+            StreamUsage(
+                input_tokens=max(turns.input_tokens, reported.input_tokens),
+                output_tokens=max(turns.output_tokens, reported.output_tokens),
+                cache_read_tokens=max(turns.cache_read_tokens, reported.cache_read_tokens),
+                turns=len(self._turns),
+            )
+        )
 
     def _set(self, usage: StreamUsage) -> None:
         if usage == self._usage:
