@@ -55,6 +55,10 @@ class ChildEnv(Mapping[str, str]):
 
     __str__ = __repr__
 
+    def with_values(self, values: Mapping[str, str]) -> ChildEnv:
+        """This environment plus ``values`` (a runtime's fixed settings; not secrets)."""
+        return ChildEnv({**self._values, **values}, self._secret_names - set(values))
+
     @property
     def secret_values(self) -> frozenset[str]:
         """Values that came from the credential file: exact strings the credential

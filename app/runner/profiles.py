@@ -72,7 +72,7 @@ _FORBIDDEN_ENV_NAMES = frozenset(
 )
 _FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "MC_")
 
-Runtime = Literal["claude-code", "codex", "gemini", "generic"]
+Runtime = Literal["claude-code", "codex", "gemini", "generic", "opencode"]
 
 #: switches that turn an agent CLI's own permission checks off: never in a profile
 _PERMISSION_BYPASS = (
@@ -206,6 +206,35 @@ RUNTIME_OWNED_FLAGS: dict[str, tuple[str, ...]] = {
         "hooks",
         "hook",
         "gemma",
+    ),
+    # app/runner/opencode.py: the subcommand, output, agent (its permissions) and
+    # model come from the run; a session may not be continued, shared or attached
+    "opencode": (
+        "run",
+        "serve",
+        "--format",
+        "--agent",
+        "-m",
+        "--model",
+        "-c",
+        "--continue",
+        "-s",
+        "--session",
+        "--fork",
+        "--share",
+        "--attach",
+        "--auto",
+        "--dir",
+        "--port",
+        "--command",
+        "-f",
+        "--file",
+        "-p",
+        "--password",
+        "-u",
+        "--username",
+        "-i",
+        "--interactive",
     ),
     "generic": (),
 }

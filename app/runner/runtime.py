@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.capability.model import Capability
+from app.runner.environment import ChildEnv
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
 
@@ -60,6 +61,13 @@ class StreamReader(Protocol):
     def feed(self, data: bytes) -> bytes: ...
 
     def close(self) -> bytes: ...
+
+
+def runtime_env(runtime: Runtime, env: ChildEnv) -> ChildEnv:
+    """The run's environment plus the variables a runtime always sets (its optional
+    ``fixed_env``: opencode's switches that keep a workspace's config out)."""
+    fixed = getattr(runtime, "fixed_env", None)
+    return env.with_values(fixed) if isinstance(fixed, Mapping) and fixed else env
 
 
 def watch_home(reader: StreamReader, home: Path) -> None:
@@ -137,10 +145,12 @@ def runtimes() -> dict[str, Runtime]:
     from app.runner.claude_code import ClaudeCodeRuntime
     from app.runner.codex import CodexRuntime
     from app.runner.gemini import GeminiRuntime
+    from app.runner.opencode import OpencodeRuntime
 
     return {
         "generic": GenericRuntime(),
         "claude-code": ClaudeCodeRuntime(),
         "gemini": GeminiRuntime(),
         "codex": CodexRuntime(),
+        "opencode": OpencodeRuntime(),
     }

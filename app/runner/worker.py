@@ -70,7 +70,14 @@ from app.runner.process import (
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_prompt
-from app.runner.runtime import Runtime, StreamReader, StreamUsage, runtimes, watch_home
+from app.runner.runtime import (
+    Runtime,
+    StreamReader,
+    StreamUsage,
+    runtime_env,
+    runtimes,
+    watch_home,
+)
 from app.runner.sandbox import RunRights, SandboxPolicy, SandboxReport
 from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
@@ -736,7 +743,7 @@ class Worker:
                 f"profile_error: {exc}", escalation="profile_error", breaker_failure=False
             ) from None
         try:
-            env = self.catalog.child_env(profile)
+            env = runtime_env(runtime, self.catalog.child_env(profile))
         except CredentialError as exc:
             # the host's configuration is broken: every run of the profile would fail
             raise _PlanError(
