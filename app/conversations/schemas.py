@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 
 class ConversationStatus(StrEnum):
@@ -34,7 +35,17 @@ class ConversationSummary(BaseModel):
     finished_at: str | None
     created_at: str
     updated_at: str
+    #: the agent CLI's session (a reply continues it)
+    session_id: str | None = None
 
 
 class ConversationDetail(ConversationSummary):
     transcript: str
+
+
+class FollowUp(BaseModel):
+    """A reply to a finished run: continues the agent CLI's session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]

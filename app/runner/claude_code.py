@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,6 +337,34 @@ class ClaudeStream:
                 self.on_usage(self._usage)
 
 
+_SESSION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SESSION_DIR = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+#: a session transcript larger than this is not kept (the follow-up then fails clearly)
+MAX_SESSION_BYTES = 32 * 1024 * 1024
+
+
+def _copy_regular(source: Path, target: Path) -> bool:
+    """Copy a regular file (never through a symlink), at most MAX_SESSION_BYTES, 0600."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SESSION_BYTES:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                os.write(out, chunk)
+        finally:
+            os.close(out)
+        return True
+    finally:
+        os.close(fd)
+
+
 class ClaudeCodeRuntime:
     """The Claude Code CLI (``claude -p``): flags from the capability, stream-json."""
 
@@ -358,3 +389,38 @@ class ClaudeCodeRuntime:
 
     def reply(self, run: RunResult, reader: StreamReader) -> AgentReply:
         return reply_from_run(run)
+
+    # Claude Code keeps a session as ~/.claude/projects/<dir>/<session id>.jsonl
+    # (<dir> is derived from the working directory; a follow-up runs in the same one).
+
+    def resume_args(self, session_id: str) -> list[str]:
+        return ["--resume", session_id]
+
+    def save_session(self, home: Path, session_id: str, store: Path) -> bool:
+        if not _SESSION_ID.match(session_id):
+            return False
+        projects = home / ".claude" / "projects"
+        try:
+            folders = [e for e in os.scandir(projects) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return False
+        for folder in folders:
+            if _SESSION_DIR.match(folder.name):
+                source = Path(folder.path) / f"{session_id}.jsonl"
+                if _copy_regular(source, store / folder.name / f"{session_id}.jsonl"):
+                    return True
+        return False
+
+    def restore_session(self, home: Path, session_id: str, store: Path) -> bool:
+        if not _SESSION_ID.match(session_id):
+            return False
+        try:
+            folders = [e for e in os.scandir(store) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return False
+        for folder in folders:
+            source = Path(folder.path) / f"{session_id}.jsonl"
+            target = home / ".claude" / "projects" / folder.name / f"{session_id}.jsonl"
+            if _SESSION_DIR.match(folder.name) and _copy_regular(source, target):
+                return True
+        return False

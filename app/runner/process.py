@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import resource
 import shutil
@@ -74,6 +75,7 @@ from app.runner.sandbox import (
 )
 
 LimitMethod = Literal["auto", "prlimit", "setrlimit"]
+log = logging.getLogger("mission_control.runner.process")
 
 
 class StdoutSink(Protocol):
@@ -430,6 +432,7 @@ async def run_confined(
     rights: RunRights | None = None,
     stdout_sink: StdoutSink | None = None,
     prepare_home: Callable[[Path], None] | None = None,
+    finish_home: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """Run ``argv`` confined (see the module docstring); never leaves a process behind.
 
@@ -443,7 +446,8 @@ async def run_confined(
     (default: the system's temporary directory). ``stdout_sink``: a live reader of
     stdout (see the module docstring). ``prepare_home``: called with the run's fresh
     HOME before the program starts (a runtime's configuration files); an error
-    there means the run does not start.
+    there means the run does not start. ``finish_home``: called with the HOME after
+    the run's processes are gone, before it is removed (a runtime's session files).
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -453,8 +457,6 @@ async def run_confined(
         home = os.path.join(tmpdir, "home")  # noqa: PTH118
         os.mkdir(home, 0o700)  # noqa: PTH102
         child_env = _child_env(env, home, tmpdir)
-        if prepare_home is not None:
-            prepare_home(Path(home))
         method = "prlimit" if limit_method == "prlimit" or find_prlimit() else "setrlimit"
 
         def not_started(reason: str) -> RunResult:
@@ -477,6 +479,11 @@ async def run_confined(
 
         if cancel is not None and cancel.is_set():
             return not_started("cancelled before start")
+        if prepare_home is not None:
+            try:
+                prepare_home(Path(home))
+            except Exception as exc:  # a runtime's configuration: the run must not start
+                return not_started(f"could not start: preparing HOME failed: {exc}"[:300])
         program = _resolve_program(argv[0], child_env["PATH"])
         if program is None:
             return not_started(f"could not start: {argv[0]!r} not found or not executable")
@@ -518,6 +525,11 @@ async def run_confined(
         result = await _supervise(
             transport, protocol, stdin_data, limits, cancel, started_at, method
         )
+        if finish_home is not None:
+            try:
+                finish_home(Path(home))
+            except Exception:  # keeping a session is a convenience, never a run's fate
+                log.warning("could not keep the run's session files", exc_info=True)
         if sandbox is None:
             return result
         if result.exit_code == SANDBOX_FAILED_EXIT and result.stderr.startswith(

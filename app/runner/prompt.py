@@ -273,3 +273,12 @@ async def build_prompt(db: Database, claim: Claim) -> Prompt:
     # The gate in front of the agent: the whole text, whatever the parts were.
     text = clip(gate("\n\n".join(sections) + "\n"), MAX_PROMPT_CHARS)
     return Prompt(text=text, redacted=dict(gate.counts))
+
+
+def build_follow_up_prompt(claim: Claim) -> Prompt:
+    """The prompt of a follow-up turn: the person's reply only (the resumed session
+    holds the identity, the context and the earlier turns), through the same gate."""
+    gate = _Gate()
+    reply = claim.description if claim.description.strip() else claim.title
+    text = clip(gate(_bounded(gate, reply, MAX_DESCRIPTION_CHARS) + "\n"), MAX_PROMPT_CHARS)
+    return Prompt(text=text, redacted=dict(gate.counts))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.capability.model import Capability
 from app.runner.environment import ChildEnv
@@ -107,6 +107,26 @@ class Runtime(Protocol):
 
     def reply(self, run: RunResult, reader: StreamReader) -> AgentReply:
         """The run's reply: its final text, error state and reported usage."""
+        ...
+
+
+@runtime_checkable
+class ResumableRuntime(Protocol):
+    """A runtime whose CLI can continue an earlier session (follow-up turns). The
+    session's files live in the run's HOME, which is removed after every run: the
+    worker keeps them in its own store (``state/sessions``, out of every run's
+    reach) and puts them back into the HOME of the run that resumes."""
+
+    def resume_args(self, session_id: str) -> list[str]:
+        """The flags that resume ``session_id``."""
+        ...
+
+    def save_session(self, home: Path, session_id: str, store: Path) -> bool:
+        """Copy the session's files from a finished run's HOME into ``store``."""
+        ...
+
+    def restore_session(self, home: Path, session_id: str, store: Path) -> bool:
+        """Put the session's files from ``store`` into a new run's HOME."""
         ...
 
 

@@ -69,8 +69,9 @@ from app.runner.process import (
     truncation_marker,
 )
 from app.runner.profiles import Limits, Profile, ProfileError, render_argv
-from app.runner.prompt import Prompt, build_prompt
+from app.runner.prompt import Prompt, build_follow_up_prompt, build_prompt
 from app.runner.runtime import (
+    ResumableRuntime,
     Runtime,
     StreamReader,
     StreamUsage,
@@ -142,6 +143,10 @@ class _Plan:
     budget: LiveBudget
     runtime: Runtime
     model: str
+    #: where this agent's CLI sessions are kept between runs (follow-up turns)
+    session_store: Path
+    #: the session a follow-up resumes
+    resume_session_id: str | None = None
 
     @property
     def rights(self) -> RunRights:
@@ -156,8 +161,27 @@ class _Plan:
         return self.runtime.reader(self.capability)
 
     def prepare_home(self, home: Path) -> None:
-        """The runtime's own configuration in the run's fresh HOME."""
+        """The runtime's own configuration in the run's fresh HOME, and the session a
+        follow-up resumes."""
         self.runtime.prepare_home(home, self.profile.options, model=self.model)
+        if self.resume_session_id is not None:
+            runtime = self.runtime
+            if not isinstance(runtime, ResumableRuntime) or not runtime.restore_session(
+                home, self.resume_session_id, self.session_store
+            ):
+                raise WorkspaceError("the session to resume is no longer kept")
+
+    def keeper(self, stream: StreamReader) -> Callable[[Path], None]:
+        """After the run: keep its CLI session, so that a reply can resume it."""
+
+        def keep(home: Path) -> None:
+            runtime = self.runtime
+            if isinstance(runtime, ResumableRuntime) and stream.session_id:
+                _private_dir(self.session_store.parent)
+                _private_dir(self.session_store)
+                runtime.save_session(home, stream.session_id, self.session_store)
+
+        return keep
 
 
 class _PlanError(Exception):
@@ -749,9 +773,33 @@ class Worker:
             raise _PlanError(
                 f"credential_error: {exc}", escalation="profile_error", breaker_failure=True
             ) from None
-        prompt = await build_prompt(self.db, claim)
+        resume = None
+        if claim.follows_conversation_id is not None:
+            resume = claim.resume_session_id
+            if resume is None or not isinstance(runtime, ResumableRuntime):
+                raise _PlanError(
+                    f"follow_up_unavailable: run {claim.follows_conversation_id} of this agent"
+                    " left no session to resume, or its runtime cannot resume one",
+                    escalation="follow_up_unavailable",
+                    breaker_failure=False,
+                )
+            argv = [*argv, *runtime.resume_args(resume)]
+            prompt = build_follow_up_prompt(claim)
+        else:
+            prompt = await build_prompt(self.db, claim)
         return _Plan(
-            profile, argv, env, cwd, limits, prompt, capability, budget, runtime, claim.model
+            profile,
+            argv,
+            env,
+            cwd,
+            limits,
+            prompt,
+            capability,
+            budget,
+            runtime,
+            claim.model,
+            self.settings.state_dir.absolute() / "sessions" / f"agent-{claim.agent_id}",
+            resume,
         )
 
     async def _run(self, claim: Claim) -> Outcome:
@@ -805,6 +853,7 @@ class Worker:
                     rights=plan.rights,
                     stdout_sink=stream,
                     prepare_home=prepare_home,
+                    finish_home=plan.keeper(stream),
                 )
             finally:
                 # never cancelled: it may be inside a write transaction; it sees
@@ -1013,6 +1062,7 @@ class Worker:
             output_tokens=reply.output_tokens,
             cost_usd=reply.cost_usd,
             exit_code=run.exit_code,
+            session_id=stream.session_id or reply.session_id,
         )
         opened, closed_again = self._record_breaker(claim.profile, verdict)
         status = await _retry(

@@ -49,7 +49,8 @@ async def insert_task(conn: aiosqlite.Connection, values: dict[str, Any]) -> int
     cursor = await conn.execute(
         "INSERT INTO tasks (title, description, agent_id, mission_id, mission_step, project_id,"
         " priority, status, required_tools, needs_shell, due_at, idempotency_key, created_by,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+        " follows_conversation_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             values["title"],
             values["description"],
@@ -63,6 +64,7 @@ async def insert_task(conn: aiosqlite.Connection, values: dict[str, Any]) -> int
             values["due_at"],
             values["idempotency_key"],
             values["created_by"],
+            values.get("follows_conversation_id"),
             now,
             now,
         ),

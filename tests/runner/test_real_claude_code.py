@@ -296,3 +296,55 @@ async def test_output_over_the_cap_keeps_the_accounting(tmp_path: Path) -> None:
 
 def test_the_pinned_version_is_the_one_tested() -> None:
     assert VERSION == CLAUDE_CODE_VERSION == "2.1.328"
+
+
+async def test_a_follow_up_resumes_the_session(tmp_path: Path) -> None:
+    """A reply to a finished run continues the CLI's session: the model sees the
+    earlier turn, in a fresh HOME, with only the reply as the new prompt."""
+    settings = make_settings(tmp_path, runner_sandbox="required")
+    rows = Rows(settings.database_path)
+    with ModelServer([text("first answer"), text("second answer")]) as server:
+        write_profiles(tmp_path, {"claude": claude_profile(tmp_path, server)})
+        agent = rows.agent(profile="claude", model=MODEL, tools=("read_files",))
+        _, first = rows.task(agent, "Summarise", "Summarise the notes.")
+        async with running_worker(settings) as worker:
+            assert (await worker.run_once()).status == "SUCCEEDED"
+            assert first is not None
+            session = rows.conversation(first)["session_id"]
+            assert session and len(session) == 36
+            reply, _ = rows.task(agent, "Follow-up: Summarise", "Now shorter, please.", queue=False)
+            rows.execute(
+                "UPDATE tasks SET follows_conversation_id = ? WHERE id = ?", (first, reply)
+            )
+            second = rows.queue(reply, agent)
+            outcome = await worker.run_once()
+    assert outcome.status == "SUCCEEDED", outcome
+    row = rows.conversation(second)
+    assert row["session_id"] == session
+    assert row["transcript"] == "second answer"
+    resumed = server.messages()[-1]
+    assert resumed.assistant_turns == 1  # the earlier turn came back with the session
+    kept = list((tmp_path / "state" / "sessions" / f"agent-{agent}").rglob("*.jsonl"))
+    assert [p.name for p in kept] == [f"{session}.jsonl"]
+
+
+async def test_a_follow_up_without_a_kept_session_fails_clearly(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, runner_sandbox="required")
+    rows = Rows(settings.database_path)
+    with ModelServer([text("first answer")]) as server:
+        write_profiles(tmp_path, {"claude": claude_profile(tmp_path, server)})
+        agent = rows.agent(profile="claude", model=MODEL, tools=("read_files",))
+        earlier, first = rows.task(agent, "Summarise", status="succeeded", queue=False)
+        first = rows.queue(earlier, agent)
+        rows.execute(
+            "UPDATE conversations SET status = 'SUCCEEDED', session_id = ? WHERE id = ?",
+            ("0b0b0b0b-1111-2222-3333-444455556666", first),
+        )
+        reply, _ = rows.task(agent, "Follow-up", "More.", queue=False)
+        rows.execute("UPDATE tasks SET follows_conversation_id = ? WHERE id = ?", (first, reply))
+        rows.queue(reply, agent)
+        async with running_worker(settings) as worker:
+            outcome = await worker.run_once()
+    assert outcome.status == "FAILED" and not outcome.ran, outcome
+    assert "session to resume" in outcome.reason
+    assert not server.messages()
