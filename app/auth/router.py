@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 
 from fastapi import APIRouter, Request, Response
 
@@ -11,7 +13,7 @@ from app.auth.initial import holds_initial_password, remove_initial_password
 from app.auth.schemas import LoginRequest, PasswordChange, SessionInfo
 from app.auth.service import weak_password
 from app.auth.sessions import clear_session_cookie, open_session, set_session_cookie
-from app.core.context import Ctx
+from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security import audit
@@ -25,19 +27,55 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 BAD_LOGIN = "invalid username or password"
 
 
+def login_actor(ctx: AppContext, username: str, known: bool) -> str:
+    """How the audit log names a login attempt.
+
+    A name that is no user is kept only as a keyed hash: it may be a password
+    typed into the wrong field, and the audit log is kept for ever and shown
+    on /ui/audit. The hash still groups the attempts of one name."""
+    if known:
+        return f"user:{username[:64]}"
+    digest = hmac.new(
+        ctx.server_key, b"login-name\0" + username.strip().lower().encode(), hashlib.sha256
+    ).hexdigest()
+    return f"unknown-user:{digest[:16]}"
+
+
+async def _logged_in_from(ctx: AppContext, username: str, client: str) -> bool:
+    """Whether ``username`` has logged in from ``client`` before (their own address)."""
+    if not client:
+        return False
+    row = await ctx.db.fetch_one(
+        "SELECT 1 FROM audit_log WHERE action = 'auth.login' AND outcome = 'ok'"
+        " AND actor = ? AND client = ? LIMIT 1",
+        (f"user:{username}", client),
+    )
+    return row is not None
+
+
+async def _lockout_wait(ctx: AppContext, username: str, user_known: bool, client: str) -> float:
+    throttle = ctx.login_throttle
+    wait = throttle.retry_after(*throttle.keys(username, client))
+    if wait > 0 or not user_known:
+        return wait
+    ceiling = throttle.retry_after(throttle.user_key(username))
+    if ceiling > 0 and not await _logged_in_from(ctx, username, client):
+        return ceiling  # many failures from elsewhere: only known addresses still try
+    return 0.0
+
+
 @router.post("/login", response_model=SessionInfo)
 async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> SessionInfo:
     """Log in with a user name and password; sets an HttpOnly session cookie."""
     client = client_address(request)
     keys = ctx.login_throttle.keys(body.username, client)
-    wait = ctx.login_throttle.retry_after(*keys)
+    user = await store.user_by_name(ctx.db, body.username)
+    canonical = str(user["username"]) if user is not None else body.username
+    actor = login_actor(ctx, canonical, user is not None)
+    wait = await _lockout_wait(ctx, canonical, user is not None, client)
     if wait > 0:
         await audit.record(
-            ctx.db,
-            actor=f"user:{body.username[:64]}",
-            action="auth.login_locked",
-            client=client,
-            outcome="refused",
+            ctx.db, actor=actor, action="auth.login_locked", client=client, outcome="refused"
         )
         raise ApiError(
             429,
@@ -45,16 +83,11 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
             "too many failed logins; try again later",
             headers={"Retry-After": RateLimiter.retry_after_header(wait)},
         )
-    user = await store.user_by_name(ctx.db, body.username)
     password_ok = verify_password(user["password_hash"] if user else None, body.password)
     if user is None or not password_ok or user["disabled"]:
-        ctx.login_throttle.failed(*keys)
+        ctx.login_throttle.failed(*keys, ctx.login_throttle.user_key(body.username))
         await audit.record(
-            ctx.db,
-            actor=f"user:{body.username[:64]}",
-            action="auth.login_failed",
-            client=client,
-            outcome="refused",
+            ctx.db, actor=actor, action="auth.login_failed", client=client, outcome="refused"
         )
         raise ApiError(401, "invalid_login", BAD_LOGIN)
     ctx.login_throttle.succeeded(*keys)

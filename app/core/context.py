@@ -10,7 +10,7 @@ from app.core.database import Database
 from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
 from app.events.bus import EventBus
-from app.security.alerts import AlertThrottle
+from app.security.alerts import AlertThrottle, RefusalAggregator
 from app.security.throttle import LoginThrottle
 from app.security.usage import UsageRecorder
 
@@ -26,6 +26,8 @@ class AppContext:
     bus: EventBus
     alerts: AlertThrottle
     started_monotonic: float = field(default_factory=time.monotonic)
+    #: refused anonymous requests, counted per client, route and minute
+    refusals: RefusalAggregator = field(default_factory=RefusalAggregator)
 
     @classmethod
     def build(cls, settings: Settings, db: Database, server_key: bytes) -> AppContext:
@@ -39,10 +41,12 @@ class AppContext:
             login_throttle=LoginThrottle(
                 failures_before_lockout=settings.login_failures_before_lockout,
                 max_lockout_s=settings.login_lockout_max_s,
+                user_ceiling=settings.login_failures_user_ceiling,
             ),
             usage=UsageRecorder(db),
             bus=EventBus(),
             alerts=AlertThrottle(),
+            refusals=RefusalAggregator(settings.refused_anonymous_window_s),
         )
 
 

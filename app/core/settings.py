@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     login_rate_per_minute: Annotated[int, Field(ge=1)] = 10
     ticket_rate_per_minute: Annotated[int, Field(ge=1)] = 30
     login_failures_before_lockout: Annotated[int, Field(ge=1)] = 5
+    # failures for one user name from all clients together before it is locked
+    # out everywhere except the addresses it has logged in from
+    login_failures_user_ceiling: Annotated[int, Field(ge=1)] = 50
+    # refused requests without a credential: one audit row per client, route and window
+    refused_anonymous_window_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
     login_lockout_max_s: Annotated[int, Field(ge=1)] = 900
 
     # sessions and tokens

@@ -19,7 +19,7 @@ from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security.principal import Principal, Scope
-from app.security.refusals import record_refusal
+from app.security.refusals import record_anonymous_refusal, record_refusal
 from app.security.tokens import parse_public_id, token_matches
 
 SESSION_COOKIE = "mc_session"
@@ -103,9 +103,8 @@ async def authenticate(request: Request, ctx: Ctx) -> Principal:
         return await _authenticate(request, ctx)
     except ApiError as exc:
         if request.method not in SAFE_METHODS and exc.status in (401, 403):
-            await record_refusal(
+            await record_anonymous_refusal(
                 ctx,
-                actor="anonymous",
                 client=client_address(request),
                 action=_route_name(request),
                 target=request.url.path,

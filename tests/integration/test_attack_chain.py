@@ -1,14 +1,15 @@
-"""The audit's attack chain, replayed against a running server (issue 3).
+"""The audit's attack chain, replayed against a running server.
 
 Steps: (2) mute the owner through the policy endpoint, (3) rewrite an agent's
 identity, (4) plant a rule that pipes work to an agent with shell access,
 (5) approve one's own mission. Each is tried with no credential, a `read`
 token and an `operate` token (which proposed the mission). Every attempt must
 be refused, audited, and raise a security notification that reaches the
-owner's live feed; nothing may change. Then the owner (admin) shows that the
-later barriers hold on their own: security cannot be muted even by an admin,
-and a rule that would start a shell agent is created disabled, pending a
-second approval.
+owner's live feed (refusals without a credential: once per client and window,
+audited one row per route and window with a count); nothing may change.
+Then the owner (admin) shows that the later barriers hold on their own:
+security cannot be muted even by an admin, and a rule that would start a
+shell agent is created disabled, pending a second approval.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def attempt(
 
 
 def test_every_step_of_the_chain_fails_on_its_own_barrier(tmp_path: Path) -> None:
-    with running_server(tmp_path) as server, httpx.Client(base_url=server.base, timeout=10) as http:
+    window = {"MC_REFUSED_ANONYMOUS_WINDOW_S": "2"}  # counted refusals written within seconds
+    with (
+        running_server(tmp_path, **window) as server,
+        httpx.Client(base_url=server.base, timeout=10) as http,
+    ):
         admin = server.headers("admin")
         ids: dict[str, int] = {}
         for name, shell in (("chad", False), ("shelly", True)):
@@ -117,7 +122,9 @@ def test_every_step_of_the_chain_fails_on_its_own_barrier(tmp_path: Path) -> Non
                     assert response.status_code == expected[who], (who, step, response.text)
                     assert set(response.json()) == {"error"}
             deadline = time.monotonic() + 30
-            wanted = len(credentials) * len(STEPS)
+            # a credential's refusals alert each; anonymous ones alert once per client and
+            # window, and are audited one row per route and window (with a count)
+            wanted = (len(credentials) - 1) * len(STEPS) + 1
             while time.monotonic() < deadline:
                 alerts = [s for s in seen if s["event"] == "security.alert"]
                 notes = [s for s in seen if s["event"] == "notification.created"]
@@ -134,13 +141,19 @@ def test_every_step_of_the_chain_fails_on_its_own_barrier(tmp_path: Path) -> Non
             and s["payload"]["category"] == "security"
             and not s["payload"]["muted"]
         ]
-        assert len(alerts) >= len(credentials) * len(STEPS), alerts
-        assert len(security_notes) >= len(credentials) * len(STEPS)
+        assert len(alerts) >= wanted, alerts
+        assert len(security_notes) >= wanted
 
         conn = sqlite3.connect(tmp_path / "mc.db")
-        refused = conn.execute(
-            "SELECT actor, action FROM audit_log WHERE outcome = 'refused'"
-        ).fetchall()
+        deadline = time.monotonic() + 30
+        while True:
+            refused = conn.execute(
+                "SELECT actor, action FROM audit_log WHERE outcome = 'refused'"
+            ).fetchall()
+            anonymous = [a for a, _ in refused if a == "anonymous"]
+            if len(anonymous) >= len(STEPS) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         for actor_prefix in ("anonymous", "token:"):
             for needle in ("/api/policies/notifications", "/identity", "/api/rules", "/approve"):
                 assert any(
