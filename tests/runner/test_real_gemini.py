@@ -59,8 +59,12 @@ pytestmark = [
 ]
 
 
-def gemini_profile(tmp_path: Path, server: GeminiServer) -> dict[str, Any]:
-    """A gemini profile whose credential file points the CLI at the server."""
+def gemini_profile(
+    tmp_path: Path, server: GeminiServer, *, trust_workspaces: bool = False
+) -> dict[str, Any]:
+    """A gemini profile whose credential file points the CLI at the server
+    (``trust_workspaces``: it also tells the CLI to trust every folder, so that a
+    workspace's own .gemini/ settings and policies are loaded)."""
     creds = tmp_path / "etc" / "creds"
     creds.mkdir(parents=True, exist_ok=True, mode=0o755)
     creds.chmod(0o755)
@@ -68,6 +72,11 @@ def gemini_profile(tmp_path: Path, server: GeminiServer) -> dict[str, Any]:
     env_file.write_text(
         f"GEMINI_API_KEY=test-gemini-key-0123456789\nGOOGLE_GEMINI_BASE_URL={server.base_url}\n"
     )
+    env_names = ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"]
+    if trust_workspaces:
+        with env_file.open("a") as out:
+            out.write("GEMINI_CLI_TRUST_WORKSPACE=true\n")
+        env_names.append("GEMINI_CLI_TRUST_WORKSPACE")
     env_file.chmod(0o600)
     return {
         "runtime": "gemini",
@@ -75,7 +84,7 @@ def gemini_profile(tmp_path: Path, server: GeminiServer) -> dict[str, Any]:
         "argv": ["gemini", "-m", "{model}"],
         # the CLI is a Node script (#!/usr/bin/env node): env may start node
         "exec_allow": [NODE],
-        "env_allow": ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"],
+        "env_allow": env_names,
         "credential_file": str(env_file),
         "limits": {
             "wall_clock_seconds": 120,
@@ -102,11 +111,12 @@ async def run_gemini(
     limits: dict[str, Any] | None = None,
     mission: dict[str, Any] | None = None,
     model: str = MODEL,
+    trust_workspaces: bool = False,
 ) -> tuple[Rows, int, Any, GeminiServer]:
     settings = make_settings(tmp_path, runner_sandbox="required")
     rows = Rows(settings.database_path)
     with GeminiServer(script) as server:
-        spec = gemini_profile(tmp_path, server)
+        spec = gemini_profile(tmp_path, server, trust_workspaces=trust_workspaces)
         spec["limits"].update(limits or {})
         write_profiles(tmp_path, {"gemini": spec})
         agent = rows.agent(profile="gemini", model=model, tools=tools, shell=shell)
@@ -182,9 +192,14 @@ async def test_a_read_only_agent_asked_for_a_shell_runs_nothing(tmp_path: Path) 
     assert row["input_tokens"] == 200 and row["output_tokens"] == 100
 
 
-async def test_settings_planted_in_the_workspace_grant_no_tool(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_settings_planted_in_the_workspace_grant_no_tool(
+    tmp_path: Path, trusted: bool
+) -> None:
     """An earlier run wrote .gemini/settings.json and a policy into the workspace that
-    offer and allow write_file: the run's own user-tier policy still denies it."""
+    offer and allow write_file. --skip-trust does not load them; when the profile
+    makes the CLI trust every folder they are loaded, and the run's own user-tier
+    policy still denies the tool."""
     planted = workspace(tmp_path) / ".gemini"
     (planted / "policies").mkdir(parents=True)
     (planted / "settings.json").write_text(
@@ -197,6 +212,7 @@ async def test_settings_planted_in_the_workspace_grant_no_tool(tmp_path: Path) -
         tmp_path,
         [tool("write_file", {"file_path": "notes.md", "content": "x"}), text("done")],
         tools=("read_files",),
+        trust_workspaces=trusted,
     )
     assert outcome.status == "FAILED" and "write_file" in outcome.reason, outcome
     assert "write_file" not in server.turns()[0].tools
