@@ -72,6 +72,8 @@ FIXED_ENV: dict[str, str] = {
     "OPENCODE_DISABLE_CLAUDE_CODE": "1",
     "OPENCODE_DISABLE_EXTERNAL_SKILLS": "1",
 }
+#: the run's npm configuration: nothing is fetched (see OpencodeRuntime.prepare_home)
+NPMRC = "registry=http://127.0.0.1:9/\noffline=true\naudit=false\nfund=false\n"
 _MAX_TOKENS = 10**10
 _MAX_TEXT_CHARS = 200_000
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -367,6 +369,10 @@ class OpencodeRuntime:
 
     def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
         write_config(home, config_json(options, model=model))
+        # at start opencode installs packages for its config directory from the npm
+        # registry (measured: @opencode-ai/plugin and its dependencies, unpinned);
+        # a run never fetches code: the registry is a closed port on loopback
+        (home / ".npmrc").write_text(NPMRC, encoding="utf-8")
 
     def reader(self, capability: Capability) -> StreamReader:
         return OpencodeStream(refused=refused_tool_names(capability))
