@@ -1173,6 +1173,16 @@ def _cookies(text: str, lowered: str, out: list[_Candidate]) -> None:
                 break  # the attributes that follow (Path=, Expires=) are not cookies
 
 
+def _docker_auth(value: str) -> bool:
+    """base64 of ``user:password``: a printable user name, a colon, any password bytes."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, colon, password = raw.partition(b":")
+    return bool(colon and user and password) and all(32 < c < 127 for c in user)
+
+
 def _formats(text: str, lowered: str | None, out: list[_Candidate]) -> None:
     if "discord" in text:
         for count, m in enumerate(_DISCORD_WEBHOOK.finditer(text)):
@@ -1196,7 +1206,7 @@ def _formats(text: str, lowered: str | None, out: list[_Candidate]) -> None:
         for count, m in enumerate(_DOCKER_AUTH.finditer(text)):
             if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
                 break
-            if _basic_credentials(m.group("v")):
+            if _docker_auth(m.group("v")):
                 out.append((_P_KEYED, m.start("v"), m.end("v"), CredentialKind.PASSWORD))
     if lowered is not None:
         _cookies(text, lowered, out)

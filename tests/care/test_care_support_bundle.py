@@ -127,6 +127,8 @@ def test_the_bundle_holds_what_helps_and_none_of_the_planted_secrets(tmp_path: P
         f"deploy {GITHUB_TOKEN}",  # lands in the audit summary
         "--scope",
         "read",
+        "--owner",
+        "admin",  # made by first-run
         **extra,
     )
     assert created.returncode == 0, created.stderr
