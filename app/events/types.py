@@ -31,6 +31,8 @@ class EventType(StrEnum):
     CONVERSATION_SUCCEEDED = "conversation.succeeded"
     CONVERSATION_FAILED = "conversation.failed"
     CONVERSATION_CANCELLED = "conversation.cancelled"
+    #: a run's live output (the agent's messages and tool calls), batched
+    CONVERSATION_OUTPUT = "conversation.output"
     SCHEDULE_CREATED = "schedule.created"
     SCHEDULE_UPDATED = "schedule.updated"
     SCHEDULE_FIRED = "schedule.fired"

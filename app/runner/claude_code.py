@@ -139,6 +139,14 @@ class _Turn:
     cache_read: int = 0
 
 
+def _compact(value: Any) -> str:
+    """A tool call's input, short, for the live view."""
+    try:
+        return json.dumps(value, ensure_ascii=False)[:300]
+    except (TypeError, ValueError, RecursionError):
+        return "{...}"
+
+
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
@@ -168,6 +176,9 @@ class ClaudeStream:
     #: tools refused to the model: asked for but not granted, or denied by the CLI
     denied: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
+    #: live output: called with (kind, text) for the agent's text, tool calls and
+    #: tool results as they arrive (app/runner/live.py batches them)
+    on_output: Callable[[str, str], None] | None = None
     lines: int = 0
     skipped: int = 0
     _turns: dict[str, _Turn] = field(default_factory=dict)
@@ -175,6 +186,8 @@ class ClaudeStream:
     _partial: bytearray = field(default_factory=bytearray)
     _discarding: bool = False
     _usage: StreamUsage = field(default_factory=StreamUsage)
+    #: turns whose text arrived as token deltas (not repeated from the message)
+    _streamed: set[str] = field(default_factory=set)
 
     @property
     def usage(self) -> StreamUsage:
@@ -233,6 +246,8 @@ class ClaudeStream:
             return True
         is_event = stripped.startswith(b'{"type":"stream_event"')
         if is_event and b'"message_start"' not in stripped and b'"message_delta"' not in stripped:
+            if self.on_output is not None and b'"text_delta"' in stripped:
+                self._text_delta(stripped)
             return False  # token deltas: nothing to account, not worth keeping
         try:
             obj = json.loads(stripped)
@@ -247,6 +262,8 @@ class ClaudeStream:
             return False
         if kind == "assistant":
             self._assistant(obj.get("message"))
+        elif kind == "user" and self.on_output is not None:
+            self._tool_results(obj.get("message"))
         elif kind == "system":
             self._system(obj)
         elif kind == "result":
@@ -270,6 +287,30 @@ class ClaudeStream:
         elif event.get("type") == "message_delta" and self._current is not None:
             self._apply(self._turns[self._current], event.get("usage"))
 
+    def _text_delta(self, line: bytes) -> None:
+        try:
+            event = json.loads(line).get("event") or {}
+        except (ValueError, RecursionError, AttributeError):
+            return
+        delta = event.get("delta") if isinstance(event, dict) else None
+        if isinstance(delta, dict) and isinstance(delta.get("text"), str) and self.on_output:
+            if self._current is not None:
+                self._streamed.add(self._current)
+            self.on_output("text", delta["text"])
+
+    def _tool_results(self, message: Any) -> None:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list) or self.on_output is None:
+            return
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                value = block.get("content")
+                if isinstance(value, list):
+                    value = " ".join(
+                        str(part.get("text", "")) for part in value if isinstance(part, dict)
+                    )
+                self.on_output("result", str(value or "")[:500])
+
     def _assistant(self, message: Any) -> None:
         if not isinstance(message, dict):
             return
@@ -281,9 +322,16 @@ class ClaudeStream:
         content = message.get("content")
         if not isinstance(content, list):
             return
+        streamed = isinstance(message_id, str) and message_id[:128] in self._streamed
         for block in content:
-            if isinstance(block, dict) and block.get("type") == "tool_use":
+            if not isinstance(block, dict):
+                continue
+            if self.on_output is not None and block.get("type") == "text" and not streamed:
+                self.on_output("text", str(block.get("text") or "") + "\n")
+            if block.get("type") == "tool_use":
                 name = str(block.get("name") or "?")[:64]
+                if self.on_output is not None:
+                    self.on_output("tool", f"{name} {_compact(block.get('input'))}")
                 if name not in self.requested:
                     self.requested.append(name)
                 if self.granted is not None and name not in self.granted:

@@ -78,6 +78,14 @@ def watch_home(reader: StreamReader, home: Path) -> None:
         watch(home)
 
 
+def attach_output(reader: StreamReader, callback: Callable[[str, str], None]) -> bool:
+    """Ask a reader for live output pieces (kind, text), when it can give them."""
+    if hasattr(reader, "on_output"):
+        reader.on_output = callback
+        return True
+    return False
+
+
 class Runtime(Protocol):
     """One agent CLI's dialect."""
 

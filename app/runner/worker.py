@@ -59,6 +59,7 @@ from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.runner.claims import Claim, RunRecord
 from app.runner.environment import ChildEnv, CredentialError
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
+from app.runner.live import LiveOutput
 from app.runner.output import AgentReply
 from app.runner.prices import PriceTable, load_prices
 from app.runner.process import (
@@ -75,6 +76,7 @@ from app.runner.runtime import (
     Runtime,
     StreamReader,
     StreamUsage,
+    attach_output,
     runtime_env,
     runtimes,
     watch_home,
@@ -834,12 +836,14 @@ class Worker:
                     self._stop(stop, cancel, "limit", refusal)
 
             stream.on_usage = on_usage
+            live = LiveOutput(secret_values=plan.env.secret_values)
+            attach_output(stream, live.add)
 
             def prepare_home(home: Path) -> None:
                 plan.prepare_home(home)
                 watch_home(stream, home)
 
-            guard = asyncio.create_task(self._guard(claim, plan, stream, cancel, stop, ended))
+            guard = asyncio.create_task(self._guard(claim, plan, stream, live, cancel, stop, ended))
             try:
                 result = await run_confined(
                     plan.argv,
@@ -860,6 +864,7 @@ class Worker:
                 # ``ended`` at its next wake-up (at most cancel_poll_s)
                 ended.set()
                 await guard
+            await self._flush_live(claim, live)
             return await self._finish(claim, plan, result, stop, stream)
         finally:
             self._running.pop(claim.conversation_id, None)
@@ -872,6 +877,7 @@ class Worker:
         claim: Claim,
         plan: _Plan,
         stream: StreamReader,
+        live: LiveOutput,
         cancel: asyncio.Event,
         stop: _Stop,
         ended: asyncio.Event,
@@ -889,6 +895,7 @@ class Worker:
                 await asyncio.wait_for(ended.wait(), wait)
             if ended.is_set():
                 return
+            await self._flush_live(claim, live)
             if self.stopping and stop_deadline is None:
                 stop_deadline = loop.time() + self.options.stop_grace_s
             try:
@@ -920,6 +927,27 @@ class Worker:
             if stop_deadline is not None and loop.time() >= stop_deadline:
                 self._stop(stop, cancel, "worker_stopping")
                 return
+
+    async def _flush_live(self, claim: Claim, live: LiveOutput) -> None:
+        """What the agent wrote since the last flush, as one ``conversation.output``
+        event (gated); at most one write per guard turn. Never fails the run."""
+        payload = live.drain()
+        if payload is None:
+            return
+        try:
+            async with transaction(self.ctx, self.actor, CLIENT) as tx:
+                await tx.emit(
+                    EventType.CONVERSATION_OUTPUT,
+                    "conversation",
+                    claim.conversation_id,
+                    {"task_id": claim.task_id, "agent_id": claim.agent_id, **payload},
+                )
+        except Exception:
+            log.warning(
+                "live output not written",
+                extra={"conversation_id": claim.conversation_id},
+                exc_info=True,
+            )
 
     @staticmethod
     def _stop(

@@ -638,6 +638,7 @@ async def run_page(
         task=task,
         agent_names=await store.agent_names(ctx.db),
         redactions=len(re.findall(r"\[REDACTED:[a-z_]+\]", run.transcript)),
+        live_from=await store.run_started_event(ctx.db, run.id),
     )
 
 

@@ -155,3 +155,14 @@ async def unresolved_escalations(db: Database, page: PageParams) -> tuple[list[R
         "SELECT count(*) FROM escalations WHERE status IN ('open', 'acknowledged')"
     )
     return rows, int(total[0]) if total else 0
+
+
+async def run_started_event(db: Database, conversation_id: int) -> int:
+    """The id of the event that started this run (0: none): the run page's live
+    output replays what came after it."""
+    row = await db.fetch_one(
+        "SELECT max(id) FROM events WHERE type = 'conversation.started'"
+        " AND subject_type = 'conversation' AND subject_id = ?",
+        (conversation_id,),
+    )
+    return int(row[0]) if row is not None and row[0] is not None else 0

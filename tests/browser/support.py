@@ -54,6 +54,9 @@ AGENT = textwrap.dedent(
 PROFILES = textwrap.dedent(
     """
     [profiles.demo]
+    # the demo agent speaks Claude Code's stream-json: its turns stream live
+    runtime = "claude-code"
+    price_fallback = "demo"
     argv = ["{python}", "-I", "-m", "app.runner.demo_agent", "--model", "{model}"]
     [profiles.demo.limits]
     wall_clock_seconds = 20

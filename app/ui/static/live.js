@@ -10,10 +10,14 @@
 (function () {
   const MC = window.MC;
   const feed = document.getElementById('live-feed');
-  if (!feed || !MC) return;
+  // a run page: the agent's output as it happens (conversation.output events)
+  const output = document.getElementById('live-output');
+  if ((!feed && !output) || !MC) return;
   const state = document.getElementById('live-state');
   const MAX_ITEMS = 50;
-  let lastId = feed.dataset.lastId || '';
+  const MAX_OUTPUT_CHARS = 200000;
+  const KINDS = { text: '', tool: 'tool call', result: 'tool result', note: 'note' };
+  let lastId = (feed || output).dataset.lastId || '';
   let failures = 0;
   let controller = null;
   let stopped = false;
@@ -36,7 +40,37 @@
     return parts.join(' · ');
   }
 
+  function ours(event) {
+    return output && event.subject_type === 'conversation' &&
+      String(event.subject_id) === output.dataset.conversation;
+  }
+
+  function append(event) {
+    const chunks = (event.payload && event.payload.chunks) || [];
+    const empty = output.querySelector('.empty');
+    if (empty) empty.remove();
+    chunks.forEach(function (chunk) {
+      const kind = Object.prototype.hasOwnProperty.call(KINDS, chunk.kind) ? chunk.kind : 'note';
+      const piece = document.createElement('span');
+      piece.className = 'out-' + kind;
+      piece.textContent = kind === 'text' ? String(chunk.text) : '\n[' + KINDS[kind] + '] ' + String(chunk.text) + '\n';
+      output.append(piece);
+    });
+    while (output.textContent.length > MAX_OUTPUT_CHARS && output.firstChild) output.firstChild.remove();
+  }
+
   function show(event) {
+    if (event.type === 'conversation.output') {
+      if (ours(event)) append(event);
+      return; // the dashboard's feed lists what happened, not every piece of output
+    }
+    if (!feed) {
+      // the run ended: show its page as stored (transcript, figures)
+      if (ours(event) && /^conversation\.(succeeded|failed|cancelled)$/.test(event.type)) {
+        setTimeout(function () { window.location.reload(); }, 500);
+      }
+      return;
+    }
     const item = document.createElement('li');
     item.className = 'fresh';
     item.dataset.eventId = String(event.id);
@@ -132,7 +166,7 @@
       });
       if (!response.ok || !response.body) throw new MC.ApiError(response.status, null);
       failures = 0;
-      say('Live: new events appear at the top.');
+      say(feed ? 'Live: new events appear at the top.' : 'Live: the agent\'s output appears as it happens.');
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = '';
