@@ -196,3 +196,13 @@ def test_the_run_never_reads_a_workspace_config(tmp_path: Path) -> None:
 def test_an_opencode_profile_may_not_set_what_the_runtime_owns(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         Profile(argv=argv, runtime="opencode")
+
+
+def test_the_run_home_fetches_no_code(tmp_path: Path) -> None:
+    OpencodeRuntime().prepare_home(
+        tmp_path, {"provider": "p", "base_url": "http://127.0.0.1:1/v1"}, model="m"
+    )
+    npmrc = (tmp_path / ".npmrc").read_text()
+    assert "registry=http://127.0.0.1:9/" in npmrc and "offline=true" in npmrc
+    config = json.loads((tmp_path / ".config" / "opencode" / "opencode.json").read_text())
+    assert config["permission"] == {"*": "deny"}
