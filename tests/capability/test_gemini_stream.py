@@ -339,3 +339,28 @@ def test_prepare_home_without_a_planned_run_refuses(tmp_path: Path) -> None:
 def test_a_gemini_profile_may_not_set_the_flags_the_runtime_owns(flag: str) -> None:
     with pytest.raises(ValueError, match=r"runtime|permission"):
         Profile.model_validate({"runtime": "gemini", "argv": ["gemini", flag, "x"]})
+
+
+def tool_use(name: str, tool_id: str) -> bytes:
+    line = {"type": "tool_use", "tool_name": name, "tool_id": tool_id, "parameters": {}}
+    return (json.dumps(line) + "\n").encode()
+
+
+def tool_result(tool_id: str, status: str, error_type: str | None = None) -> bytes:
+    line: dict[str, object] = {"type": "tool_result", "tool_id": tool_id, "status": status}
+    if error_type is not None:
+        line["error"] = {"type": error_type, "message": "no"}
+    return (json.dumps(line) + "\n").encode()
+
+
+def test_a_tool_asked_for_but_not_granted_is_denied_even_if_it_ran() -> None:
+    stream = GeminiStream(granted=GRANTED)
+    stream.feed(tool_use("web_fetch", "t1") + tool_result("t1", "success"))
+    assert stream.denied == ["web_fetch"]
+
+
+def test_a_refusal_the_cli_reports_is_denied_by_the_tool_name() -> None:
+    stream = GeminiStream(granted=None)  # nothing inferred from the grant
+    stream.feed(tool_use("write_file", "t1") + tool_result("t1", "error", "tool_not_registered"))
+    stream.feed(tool_use("read_file", "t2") + tool_result("t2", "error", "file_not_found"))
+    assert stream.denied == ["write_file"]
