@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MAX_PROMPT_BYTES = 10 * 1024 * 1024
@@ -215,12 +216,30 @@ def _stream_lines(
     yield result
 
 
+def _session_file(session_id: str) -> Path:
+    """Where the demo keeps a session, as Claude Code does (~/.claude/projects/...)."""
+    safe = re.sub(r"[^A-Za-z0-9-]", "", session_id)[:64] or "session"
+    return Path.home() / ".claude" / "projects" / "demo" / f"{safe}.jsonl"
+
+
+def _remember(session_id: str, prompt: str) -> None:
+    """Append this turn to the session file (so a follow-up can resume it)."""
+    try:
+        path = _session_file(session_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"prompt": prompt[:2000]}) + "\n")
+    except OSError:
+        pass  # a read-only home: nothing to resume later
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_agent", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
     parser.add_argument("--max-turns", type=int, default=1)
     parser.add_argument("--output-format", choices=("json", "stream-json"), default="json")
     parser.add_argument("--tools", default=None)
+    parser.add_argument("--resume", default=None)
     args, _ = parser.parse_known_args(argv)
     tools = None if args.tools is None else [t for t in args.tools.split(",") if t]
 
@@ -245,7 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         out.flush()
         return 0
     result = build_result(prompt, args.model, switches)
+    if args.resume:
+        result["session_id"] = args.resume
+        earlier = _session_file(args.resume)
+        turns = len(earlier.read_text().splitlines()) if earlier.is_file() else 0
+        result["result"] = f"(continuing session {args.resume} after {turns} turn(s)) " + str(
+            result["result"]
+        )
     if args.output_format == "stream-json":
+        _remember(str(result["session_id"]), prompt)
         for line in _stream_lines(result, args.model, switches, tools):
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()

@@ -65,6 +65,8 @@ FORMS: dict[tuple[str, str], str] = {
     ("settings.html", "/api/users"): "user create",
     ("backups.html", "/api/backups"): "backup create",
     ("backups.html", "/api/backups/{}/verify"): "backup verify",
+    # submitted by tests/browser/test_live_output.py (it needs a finished run)
+    ("run.html", "/api/conversations/{}/follow-up"): "run reply",
 }
 
 

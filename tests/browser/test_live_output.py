@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -48,5 +49,30 @@ def test_live_output_reaches_a_second_browser_during_the_run(browser: Any, serve
     shot(second, "run-live-output", full=False)
     # when the run ends the page shows the stored transcript instead
     expect(second.locator("#transcript")).to_be_visible(timeout=15_000)
+
+    # a reply continues the session: a follow-up task, run by the same agent
+    second.get_by_label("Your reply to the agent").fill("Now say it in one line.")
+    second.get_by_role("button", name="Send reply").click()
+    second.wait_for_url(re.compile(r"/ui/tasks/\d+$"))
+    follow = int(second.url.rsplit("/", 1)[1])
+    stored_task = stored.rows(
+        "SELECT follows_conversation_id, description, agent_id FROM tasks WHERE id = ?", (follow,)
+    )
+    assert tuple(stored_task[0]) == (conversation, "Now say it in one line.", agent["id"])
+    deadline = time.monotonic() + 20
+    done: list[Any] = []
+    while time.monotonic() < deadline and not done:
+        done = stored.rows(
+            "SELECT transcript, session_id FROM conversations WHERE task_id = ?"
+            " AND status = 'SUCCEEDED'",
+            (follow,),
+        )
+        time.sleep(0.2)
+    assert done, "the follow-up did not run"
+    first_session = stored.rows(
+        "SELECT session_id FROM conversations WHERE id = ?", (conversation,)
+    )[0]["session_id"]
+    assert done[0]["session_id"] == first_session
+    assert f"(continuing session {first_session} after 1 turn(s))" in done[0]["transcript"]
     first.close()
     second.close()
