@@ -50,6 +50,7 @@ from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
 from app.ui.router import router as ui_router
+from app.ui.schedules import router as ui_schedules_router
 
 log = logging.getLogger("mission_control.app")
 
@@ -111,6 +112,7 @@ ROUTERS: list[APIRouter] = [
     projects_router,
     agents_router,
     backups_router,
+    ui_schedules_router,
     ui_router,
 ]
 

@@ -65,6 +65,11 @@ FORMS: dict[tuple[str, str], str] = {
     ("settings.html", "/api/users"): "user create",
     ("backups.html", "/api/backups"): "backup create",
     ("backups.html", "/api/backups/{}/verify"): "backup verify",
+    # the schedule forms are submitted by tests/browser/test_schedules_ui.py
+    ("schedules.html", "/api/schedules"): "schedule create",
+    ("schedule.html", "/api/schedules/{}/pause"): "schedule pause",
+    ("schedule.html", "/api/schedules/{}/resume"): "schedule resume",
+    ("schedule.html", "/api/schedules/{}/run"): "schedule run now",
     # submitted by tests/browser/test_live_output.py (it needs a finished run)
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
 }
