@@ -127,7 +127,9 @@ async def run_codex(
     needs_shell: bool = False,
     mission: dict[str, Any] | None = None,
 ) -> tuple[Rows, int, Any, OpenAIServer]:
-    settings = make_settings(tmp_path, runner_sandbox="required")
+    # a long lease: the guard's periodic look cannot stop the run within a turn,
+    # only the live check of the usage read from the stream can
+    settings = make_settings(tmp_path, runner_sandbox="required", worker_lease_s=60.0)
     rows = Rows(settings.database_path)
     with OpenAIServer(script) as server:
         write_profile(tmp_path, server)
