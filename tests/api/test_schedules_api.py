@@ -417,3 +417,16 @@ async def test_paused_schedules_do_not_fire_and_resume_skips_what_passed(
     assert await service.fire_due_schedules(ctx, due + timedelta(seconds=5)) == 0
     await client.post(f"/api/schedules/{sid}/resume", headers=operate)
     assert firings(ctx, sid) == []
+
+
+def test_daylight_saving_changes_fire_once_at_the_local_time() -> None:
+    """docs/schedules.md: the skipped hour runs right after the change, the repeated
+    hour once (cronsim's Debian cron rules)."""
+    paris = ZoneInfo("Europe/Paris")
+    spring = service.due_times("30 2 * * *", paris, datetime(2027, 3, 27, 12, tzinfo=UTC), 2, None)
+    assert [m.astimezone(paris).strftime("%d %H:%M %Z") for m in spring] == [
+        "28 03:00 CEST",
+        "29 02:30 CEST",
+    ]
+    autumn = service.due_times("30 2 * * *", paris, datetime(2027, 10, 30, 12, tzinfo=UTC), 2, None)
+    assert [m.strftime("%d %H:%M") for m in autumn] == ["31 00:30", "01 01:30"]
