@@ -201,6 +201,7 @@ async def ui_page(
         title=title,
         section=section,
         nav=await nav_counts(ctx),
+        password_unchanged=await store.password_unchanged(ctx.db, principal.user_id),
         **context,
     )
 

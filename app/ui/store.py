@@ -166,3 +166,13 @@ async def run_started_event(db: Database, conversation_id: int) -> int:
         (conversation_id,),
     )
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+async def password_unchanged(db: Database, user_id: int | None) -> bool:
+    """The user still has the password they were given (never changed it themselves)."""
+    if user_id is None:
+        return False
+    row = await db.fetch_one(
+        "SELECT password_changed_at = created_at FROM users WHERE id = ?", (user_id,)
+    )
+    return bool(row and row[0])

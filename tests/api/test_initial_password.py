@@ -81,3 +81,21 @@ async def test_a_new_user_s_weak_password_names_the_field(
     )  # fmt: skip
     assert_error_shape(refused, 422, "weak_password")
     assert refused.json()["error"]["details"][0]["loc"] == ["body", "password"]
+
+
+async def test_a_password_someone_was_given_is_asked_to_be_replaced(
+    client: httpx.AsyncClient, admin_user: str
+) -> None:
+    """Users made by provisioning or by an admin have a password someone gave them:
+    every page asks them to choose their own until they do."""
+    csrf = {"X-CSRF-Token": (await login(client, admin_user)).json()["csrf_token"]}
+    page = (await client.get("/ui/", headers=HTML)).text
+    assert 'id="own-password"' in page and "/root/mission-control-admin-password" in page
+    changed = await client.post(
+        "/api/auth/password",
+        json={"current_password": ADMIN_PASSWORD, "new_password": "my very own passphrase"},
+        headers=csrf,
+    )
+    assert changed.status_code == 204
+    await login(client, admin_user, "my very own passphrase")
+    assert 'id="own-password"' not in (await client.get("/ui/", headers=HTML)).text
