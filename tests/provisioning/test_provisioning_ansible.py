@@ -23,7 +23,16 @@ from provisioning_support import (
     run,
 )
 
-ROLE_NAMES = ["base", "firewall", "wireguard", "nginx", "app", "monitoring", "backup"]
+ROLE_NAMES = [
+    "base",
+    "firewall",
+    "wireguard",
+    "nginx",
+    "app",
+    "agent_cli",
+    "monitoring",
+    "backup",
+]
 SCRIPTS = [
     REPO / "scripts" / "mc-vpn",
     REPO / "scripts" / "provision-chroot-test.sh",
