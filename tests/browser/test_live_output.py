@@ -25,7 +25,7 @@ def test_live_output_reaches_a_second_browser_during_the_run(browser: Any, serve
     )
     task = first.evaluate(
         """(agent) => MC.api('POST', '/api/tasks', {title: 'Tell it slowly', agent_id: agent,
-            description: 'DEMO:turns=8\\nDEMO:turn_sleep=0.8'})""",
+            description: 'DEMO:turns=14\\nDEMO:turn_sleep=0.8'})""",
         agent["id"],
     )
     deadline = time.monotonic() + 20
@@ -48,7 +48,7 @@ def test_live_output_reaches_a_second_browser_during_the_run(browser: Any, serve
     assert still[0]["status"] == "IN_PROGRESS"  # shown while the agent is still working
     shot(second, "run-live-output", full=False)
     # when the run ends the page shows the stored transcript instead
-    expect(second.locator("#transcript")).to_be_visible(timeout=15_000)
+    expect(second.locator("#transcript")).to_be_visible(timeout=30_000)
 
     # a reply continues the session: a follow-up task, run by the same agent
     second.get_by_label("Your reply to the agent").fill("Now say it in one line.")
