@@ -11,14 +11,13 @@ Command line (docs/capability.md, "Capability to command line (Codex)")::
 
 The prompt comes on stdin (``-``). ``approval_policy = "never"``: nothing waits
 for a person who is not there. A run without the shell has Codex's shell tools
-switched off, so the model is not offered one, Codex's ``read-only`` policy, and
-no execute right from the kernel besides the program itself
-(:mod:`app.runner.sandbox`). Codex reads and edits files only through its shell
-(``apply_patch`` is a command), so a run without the shell can only answer. A
-shell run's commands are held by the run's kernel sandbox: Codex's own sandbox
-needs bubblewrap, which cannot build its namespaces inside Landlock, so it is
-told ``danger-full-access`` and the kernel gives the workspace write right only
-with ``write_files``.
+switched off, so the model is not offered one, and no execute right from the
+kernel besides the program itself (:mod:`app.runner.sandbox`); it still has
+``apply_patch`` (a freeform tool) and ``view_image``. Codex's own sandbox needs
+bubblewrap, which cannot build its namespaces inside Landlock, so a run with the
+shell or ``write_files`` is told ``danger-full-access`` and held by the kernel
+sandbox alone (the workspace writable only with ``write_files``); a run with
+neither keeps Codex's ``read-only`` policy, which rejects every patch.
 
 The provider is configuration, not a flag: :meth:`CodexRuntime.prepare_home`
 writes ``config.toml`` into ``$HOME/.codex`` (CODEX_HOME; HOME is the run's fresh
@@ -131,10 +130,11 @@ def command_line(base_argv: list[str], capability: Capability) -> list[str]:
     """The profile's argv with the flags that give the run exactly ``capability``."""
     # Codex's own sandbox needs bubblewrap's namespaces, which a process confined by
     # Landlock cannot create (its commands fail with "error building bubblewrap
-    # command"): a shell run's commands are held by the run's kernel sandbox alone
-    # (workspace read-only without write_files, no /tmp, no state directory); a run
-    # without the shell has no command tool at all and Codex's read-only policy
-    sandbox = "danger-full-access" if capability.shell else "read-only"
+    # command", its patches with "Failed to write file"): a run with the shell or
+    # write_files is held by the run's kernel sandbox alone (workspace writable only
+    # with write_files, no /tmp, no state directory); a run with neither keeps
+    # Codex's read-only policy, which rejects every patch
+    sandbox = "danger-full-access" if capability.shell or capability.write else "read-only"
     web = "live" if Tool.WEB_SEARCH in capability.tools else "disabled"
     argv = [
         base_argv[0],

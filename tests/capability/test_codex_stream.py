@@ -206,6 +206,9 @@ def test_flags_follow_the_capability() -> None:
     assert "shell_tool" in read_only and "unified_exec" in read_only
     assert 'approval_policy="never"' in read_only
     assert 'web_search="disabled"' in read_only
+    writer = command_line(["codex"], capability(Tool.READ_FILES, Tool.WRITE_FILES))
+    assert writer[writer.index("--sandbox") + 1] == "danger-full-access"
+    assert "shell_tool" in writer
     shell = command_line(["codex"], capability(Tool.READ_FILES, Tool.SHELL, Tool.WEB_SEARCH))
     assert shell[shell.index("--sandbox") + 1] == "danger-full-access"
     assert "shell_tool" not in shell and 'web_search="live"' in shell

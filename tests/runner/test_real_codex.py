@@ -20,7 +20,7 @@ import pytest
 
 from app.runner.sandbox import landlock_status
 from tests.runner.test_worker_support import Rows, make_settings, running_worker
-from tests.support.openai_server import OpenAIServer, Turn, text, tool
+from tests.support.openai_server import FREEFORM, OpenAIServer, Turn, text, tool
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "gpt-5.5"
@@ -223,6 +223,37 @@ async def test_a_read_only_agent_asked_for_a_command_runs_nothing(tmp_path: Path
     assert rows.escalations("tools_denied")
     row = rows.conversation(conversation)
     assert row["input_tokens"] == 200 and row["output_tokens"] == 100
+
+
+def patch(*files: str) -> Turn:
+    """Codex's freeform apply_patch tool, adding each file with one line."""
+    body = "".join(f"*** Add File: {name}\n+hello\n" for name in files)
+    return tool("apply_patch", {FREEFORM: f"*** Begin Patch\n{body}*** End Patch\n"})
+
+
+async def test_an_agent_with_write_files_but_no_shell_edits_only_its_workspace(
+    tmp_path: Path,
+) -> None:
+    _, _, outcome, server = await run_codex(
+        tmp_path,
+        [patch("notes.md"), patch("/tmp/mc-codex-patch-escape"), text("done")],
+        tools=("read_files", "write_files"),
+    )
+    assert outcome.status == "SUCCEEDED", outcome
+    assert "exec_command" not in server.turns()[0].tools
+    assert (workspace(tmp_path) / "notes.md").read_text() == "hello\n"
+    assert not Path("/tmp/mc-codex-patch-escape").exists()  # the kernel refuses it
+    assert "Success" not in server.turns()[2].tool_outputs[-1]
+
+
+async def test_a_read_only_agent_asked_for_a_patch_changes_nothing(tmp_path: Path) -> None:
+    rows, _, outcome, _ = await run_codex(
+        tmp_path, [patch("notes.md"), text("done")], tools=("read_files",)
+    )
+    assert outcome.status == "FAILED", outcome
+    assert outcome.reason.startswith("tools_denied: apply_patch"), outcome.reason
+    assert not (workspace(tmp_path) / "notes.md").exists()
+    assert rows.escalations("tools_denied")
 
 
 #: each turn: 100 000 input + 10 000 output tokens of gpt-5 ($0.125 + $0.10), 0.5 s apart

@@ -34,7 +34,10 @@ from typing import Any
 
 from tests.support.model_server import Turn, text, tool
 
-__all__ = ["OpenAIServer", "Seen", "Turn", "text", "tool"]
+__all__ = ["FREEFORM", "OpenAIServer", "Seen", "Turn", "text", "tool"]
+
+#: ``tool(name, {FREEFORM: text})``: a call of a freeform tool (Responses API only)
+FREEFORM = "__freeform__"
 
 
 @dataclass
@@ -245,6 +248,16 @@ def _response_events(turn: Turn, model: str) -> list[tuple[str | None, Any]]:
             "arguments": json.dumps(turn.input),
             "status": "completed",
         }
+        if FREEFORM in turn.input:
+            # a freeform ("custom") tool such as Codex's apply_patch: its input is text
+            item = {
+                "type": "custom_tool_call",
+                "id": f"ctc_{uuid.uuid4().hex[:24]}",
+                "call_id": call_id,
+                "name": turn.tool,
+                "input": str(turn.input[FREEFORM]),
+                "status": "completed",
+            }
         events += [
             (
                 "response.output_item.added",
