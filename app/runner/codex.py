@@ -94,6 +94,8 @@ ALWAYS_DENIED: tuple[str, ...] = (
     "update_goal",
     "image_generation",
 )
+#: what Codex answers the model for a call its sandbox or approval policy refused
+REFUSED_MARKER = "rejected by user approval settings"
 #: a longer line is skipped, not buffered
 _MAX_LINE_BYTES = 16 * 1024 * 1024
 _MAX_TOKENS = 10**10
@@ -309,6 +311,7 @@ class CodexStream:
     _turns: tuple[int, int, int, int] = _ZERO
     _thread: tuple[int, int, int, int] = _ZERO
     _responses: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    _calls: dict[str, str] = field(default_factory=dict)
     _usage: StreamUsage = field(default_factory=StreamUsage)
     _home: Path | None = None
     _rollout: Path | None = None
@@ -497,6 +500,19 @@ class CodexStream:
         ):
             name = str(payload.get("name") or payload.get("type") or "?")[:64]
             self._asked(name)
+            call = payload.get("call_id")
+            if isinstance(call, str) and len(self._calls) < 10_000:
+                self._calls[call[:128]] = name
+        elif kind == "response_item" and payload.get("type") in (
+            "function_call_output",
+            "custom_tool_call_output",
+        ):
+            # Codex refused the call itself (its approval policy never asks)
+            output = payload.get("output")
+            text = output if isinstance(output, str) else json.dumps(output)[:4096]
+            if REFUSED_MARKER in text[:4096]:
+                call = payload.get("call_id")
+                self._deny(self._calls.get(call, "?") if isinstance(call, str) else "?")
 
     def _changed(self) -> None:
         summed = _ZERO

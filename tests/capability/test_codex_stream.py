@@ -248,3 +248,21 @@ def test_the_provider_is_written_for_codex_home() -> None:
 def test_a_codex_profile_may_not_set_what_the_runtime_owns(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         Profile(argv=argv, runtime="codex")
+
+
+def test_a_call_codex_refused_is_denied(tmp_path: Path) -> None:
+    stream = CodexStream()
+    stream.watch_home(tmp_path)
+    call = {"type": "custom_tool_call", "name": "apply_patch", "call_id": "c1", "input": "x"}
+    output = {
+        "type": "custom_tool_call_output",
+        "call_id": "c1",
+        "output": "patch rejected: writing is blocked by read-only sandbox;"
+        " rejected by user approval settings",
+    }
+    rollout(
+        tmp_path,
+        [{"type": "response_item", "payload": call}, {"type": "response_item", "payload": output}],
+    )
+    stream.feed(lines(RECORDED[:1]))
+    assert stream.requested == ["apply_patch"] and stream.denied == ["apply_patch"]
