@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end proof of the appliance: a stand-in Raspberry Pi (Debian bookworm
-# booted with systemd as PID 1 under systemd-nspawn) on a simulated home
+# End-to-end proof of the appliance: a stand-in Raspberry Pi (Debian trixie,
+# or bookworm with MC_E2E_SUITE=bookworm, booted with systemd as PID 1 under
+# systemd-nspawn) on a simulated home
 # network, provisioned by provisioning/site.yml, then checked as a user, a
 # LAN neighbour and a stranger would see it (tests/e2e). See docs/e2e.md.
 #
@@ -21,9 +22,10 @@
 #   laptop   192.168.50.20 a WireGuard peer (userspace wireguard-go)
 #   outside  198.51.100.2  the internet, routed to the LAN through the router
 #
+# MC_E2E_SUITE: trixie (the default) or bookworm.
 # MC_E2E_SOURCE: another checkout to provision from (default: this one).
 # Caches (MC_E2E_CACHE, default /var/cache/mission-control-testbed): the
-# bookworm root, the locked wheels, apt's downloaded packages. --rebuild
+# suite's root, the locked wheels for its Python, apt's downloaded packages. --rebuild
 # makes the root again. Needs root, network namespaces, systemd-nspawn
 # (scripts/e2e/install-deps.sh installs what is missing).
 set -Eeuo pipefail
@@ -165,7 +167,7 @@ make_lan() {
 # (a new random MAC left the LAN unable to reach the Pi until it expired).
 link_to_lan() {
     local ns=$1 address=$2 port=$3 mac
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2183
     mac=$(printf '02:00:%02x:%02x:%02x:%02x' $(echo "$address" | tr . ' '))
     # a namespace just deleted is freed asynchronously: its end of an old
     # link may still exist for a moment (seen after a power cut)
@@ -285,7 +287,7 @@ boot_pi() {
     local n=$1 root pid child i
     root=$(state_get ROOT)
     check_root "$root"
-    mkdir -p "$E2E_CACHE/apt-archives/partial"
+    mkdir -p "$E2E_CACHE/apt-archives-$E2E_SUITE/partial"
     rm -rf "/run/systemd/nspawn/propagate/$E2E_MACHINE"
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$root" --boot \
         --register=no --keep-unit --machine="$E2E_MACHINE" --console=read-only \
@@ -295,7 +297,7 @@ boot_pi() {
         --system-call-filter="bpf landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
         --bind=/dev/net/tun \
         --bind-ro="$(state_get WHEELS):/var/cache/mc-e2e-wheels" \
-        --bind="$E2E_CACHE/apt-archives:/var/cache/apt/archives" \
+        --bind="$E2E_CACHE/apt-archives-$E2E_SUITE:/var/cache/apt/archives" \
         </dev/null >"$STATE_DIR/console$n.log" 2>&1 &
     pid=$!
     state_set NSPAWN_PID "$pid"
@@ -324,6 +326,30 @@ boot_pi() {
             ;;
         *) tail -n 30 "$STATE_DIR/console$n.log" >&2; e2e_die "the Pi did not finish booting in 60 s (state: ${status:-none})" ;;
     esac
+}
+
+# The container's /proc/sys is read-only (systemd-nspawn), so systemd-sysctl
+# on the Pi cannot apply the base role's network settings; a real Pi applies
+# them at every boot. They are per network namespace: set the net.* keys of
+# the Pi's own /etc/sysctl.d in the Pi's namespace, as its boot would. Only
+# net.*: kernel.*, fs.* and vm.* are the host's (tests/e2e checks they stay
+# untouched).
+apply_pi_net_sysctls() {
+    local root f line key value n=0
+    root=$(state_get ROOT)
+    for f in "$root"/usr/lib/sysctl.d/*.conf "$root"/etc/sysctl.d/*.conf; do
+        [ -f "$f" ] || continue
+        while read -r line; do
+            line=${line#-}
+            key=$(sed -E 's/[[:space:]]*=.*//' <<<"$line")
+            value=$(sed -E 's/^[^=]*=[[:space:]]*//' <<<"$line")
+            [[ "$key" =~ ^net\.[A-Za-z0-9_.-]+$ ]] || continue
+            if ip netns exec "$E2E_NS_PI" sysctl -q -w "$key=$value" >/dev/null 2>&1; then
+                n=$((n + 1))
+            fi
+        done < <(grep -E '^-?net\.' "$f" || true)
+    done
+    state_set PI_NET_SYSCTLS "$n"
 }
 
 stop_pi() {
@@ -390,6 +416,7 @@ wireguard_peers:
   - name: laptop
   - name: travel
 wireguard_userspace: true
+base_upgrade_reboot: false
 wireguard_fetch_client_configs: true
 wireguard_fetch_dir: $STATE_DIR/artifacts
 nginx_fetch_dir: $STATE_DIR/artifacts
@@ -484,9 +511,11 @@ cmd_up() {
     e2e_stage rootfs
     e2e_rootfs_ensure "$REBUILD"
     e2e_stage wheels
-    local python=$E2E_REPO/.venv/bin/python
-    [ -x "$python" ] || python=python3
-    e2e_wheelhouse "$E2E_REPO/requirements.lock" "$python"
+    local pyver
+    pyver=$(e2e_root_python "$E2E_ROOTFS")
+    e2e_wheelhouse "$E2E_REPO/requirements.lock" "$pyver" "$(uname -m)" "$(e2e_root_glibc "$E2E_ROOTFS")"
+    state_set SUITE "$E2E_SUITE"
+    state_set PI_PYTHON "$pyver"
     state_set WHEELS "$E2E_WHEELS"
     e2e_stage network
     make_network
@@ -503,6 +532,8 @@ cmd_up() {
     write_playbook_inputs "$(state_get PI_PID)"
     run_playbook 1 "$STATE_DIR/inventory-nsenter.ini"
     state_set RUN1_TRANSPORT nsenter
+    # what the role's "Apply kernel settings" handler does on a real Pi
+    apply_pi_net_sysctls
     e2e_stage tunnel
     laptop_tunnel_up
     e2e_wait_until 20 "SSH to the Pi through the tunnel" \
@@ -611,6 +642,8 @@ cmd_reboot() {
         mount_root "$n"
     fi
     make_pi_netns
+    # a real boot applies /etc/sysctl.d before the network comes up
+    apply_pi_net_sysctls
     start_pi_relay
     boot_pi "$n"
     state_set "REBOOT_SECONDS" "$(e2e_secs "$t0" "$(e2e_now_ns)")"

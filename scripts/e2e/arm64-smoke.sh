@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # arm64 (Raspberry Pi 4/5) smoke test under qemu-user emulation: in a Debian
-# bookworm arm64 root, the app's wheel and the hash-locked dependencies
-# (requirements.lock, aarch64 wheels) install into a venv, the compiled
-# dependencies import, `missionctl --version` runs and a short
+# arm64 root of MC_E2E_SUITE (trixie by default, or bookworm), the app's
+# wheel and the hash-locked dependencies (requirements.lock, aarch64 wheels
+# for the root's Python) install into a venv, the compiled dependencies import, `missionctl --version` runs and a short
 # `missionctl serve` answers /healthz. Not a boot test (systemd under qemu
 # only reaches "degraded"): tests/e2e covers the appliance on amd64.
 #
 #   sudo scripts/e2e/arm64-smoke.sh [--rebuild] [--keep]
 #
-# The arm64 root is cached as $MC_E2E_CACHE/rootfs-bookworm-arm64 (about
+# The arm64 root is cached as $MC_E2E_CACHE/rootfs-<suite>-arm64 (about
 # 3 minutes to make: debootstrap --foreign + second stage under qemu); each
 # run works on an overlay of it. Needs root, debootstrap, qemu-user-static and
 # binfmt-support (scripts/e2e/install-deps.sh --arm64). The aarch64
@@ -99,7 +99,7 @@ if [ "$REBUILD" = yes ] || [ ! -e "$ROOTFS_ARM64/$MARK" ]; then
         e2e_die "debootstrap (first stage) failed, see $log"
     # the F flag of Debian's registration makes this unnecessary; harmless otherwise
     cp /usr/bin/qemu-aarch64-static "$ROOTFS_ARM64.tmp/usr/bin/"
-    timeout 1200 chroot "$ROOTFS_ARM64.tmp" /debootstrap/debootstrap --second-stage >>"$log" 2>&1 ||
+    timeout 2400 chroot "$ROOTFS_ARM64.tmp" /debootstrap/debootstrap --second-stage >>"$log" 2>&1 ||
         e2e_die "debootstrap (second stage) failed, see $log"
     rm -rf "$ROOTFS_ARM64.tmp"/var/lib/apt/lists/* "$ROOTFS_ARM64.tmp"/var/cache/apt/archives/*.deb
     touch "$ROOTFS_ARM64.tmp/$MARK"
@@ -112,27 +112,11 @@ e2e_stage wheels-arm64
 python=$E2E_REPO/.venv/bin/python
 [ -x "$python" ] || python=python3
 lock=$E2E_REPO/requirements.lock
-wheels=$E2E_CACHE/wheels-arm64-$(sha256sum "$lock" | cut -c1-16)
-if [ ! -e "$wheels/.complete" ]; then
-    rm -rf "$wheels.tmp"
-    mkdir -p "$wheels.tmp"
-    platforms=()
-    for tag in manylinux_2_36 manylinux_2_35 manylinux_2_34 manylinux_2_31 manylinux_2_28 \
-        manylinux_2_27 manylinux_2_26 manylinux_2_24 manylinux_2_17 manylinux2014; do
-        platforms+=(--platform "${tag}_aarch64")
-    done
-    # the lock's aarch64 files, hash-checked (an sdist where there is no wheel)
-    env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$python" -m pip download --quiet --no-deps \
-        --require-hashes -r "$lock" -d "$wheels.tmp" --python-version 3.11 --implementation cp \
-        --abi cp311 --abi abi3 --abi none "${platforms[@]}" >"$E2E_CACHE/e2e-arm64-wheels.log" 2>&1 ||
-        e2e_die "pip download of the aarch64 wheels failed, see $E2E_CACHE/e2e-arm64-wheels.log"
-    env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 300 "$python" -m pip download --quiet --no-deps \
-        --only-binary=:all: setuptools wheel -d "$wheels.tmp" >>"$E2E_CACHE/e2e-arm64-wheels.log" 2>&1 ||
-        e2e_die "pip download of setuptools and wheel failed"
-    touch "$wheels.tmp/.complete"
-    rm -rf "$wheels"
-    mv "$wheels.tmp" "$wheels"
-fi
+# the lock's aarch64 files for the root's own Python (3.13 on trixie, 3.11 on
+# bookworm), hash-checked (an sdist only where the lock has no wheel)
+pyver=$(e2e_root_python "$ROOTFS_ARM64")
+e2e_wheelhouse "$lock" "$pyver" aarch64 "$(e2e_root_glibc "$ROOTFS_ARM64")"
+wheels=$E2E_WHEELS
 # the app itself: one pure-Python wheel, built here as the playbook builds it
 mkdir -p "$WORK/src" "$WORK/dist"
 (cd "$E2E_REPO" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml app) |

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # settings used by the scripts that source this file
 # Shared pieces of the end-to-end harness (sourced by scripts/e2e-pi.sh and
 # scripts/e2e/arm64-smoke.sh): settings, logging with stage timings, the
-# package mirror, the cached bookworm root file system.
+# package mirror, the cached root file system of the stand-in Pi's suite.
 #
 # Everything here is bounded in time and touches only what it made itself:
 # namespaces named "$E2E_PREFIX-*", files under $E2E_CACHE and the run's own
@@ -11,13 +12,23 @@ E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # root's tools live in sbin, which a CI runner's PATH may lack
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 E2E_CACHE=${MC_E2E_CACHE:-${MC_TESTBED_CACHE:-/var/cache/mission-control-testbed}}
-E2E_SUITE=bookworm
+# The Debian release of the stand-in Pi: trixie (Debian 13, what Raspberry Pi
+# OS is built on today: the primary target) or bookworm (Debian 12, still
+# supported). Each suite has its own cached roots and wheels.
+E2E_SUITE=${MC_E2E_SUITE:-trixie}
+case "$E2E_SUITE" in
+    trixie | bookworm) ;;
+    *)
+        printf 'e2e: MC_E2E_SUITE=%s: only trixie and bookworm are supported\n' "$E2E_SUITE" >&2
+        exit 2
+        ;;
+esac
 # scripts/provision-chroot-test.sh's pristine minbase root: reused when present
 E2E_PRISTINE=$E2E_CACHE/rootfs-$E2E_SUITE-minbase
 # ours: that root plus systemd, dbus, sudo and a "pi" user, i.e. a freshly
 # flashed Raspberry Pi OS Lite, on amd64
 E2E_ROOTFS=$E2E_CACHE/rootfs-$E2E_SUITE-nspawn
-E2E_ROOTFS_MARK=.mc-e2e-rootfs-v2
+E2E_ROOTFS_MARK=.mc-e2e-rootfs-v3
 E2E_PREFIX=${MC_E2E_PREFIX:-mc-e2e}
 # WireGuard interface names start with this (their control sockets live in the
 # host's /var/run/wireguard, shared by every testbed: two concurrent testbeds
@@ -126,6 +137,54 @@ e2e_root_source_uris() {
     return 0
 }
 
+# e2e_write_pi_sources ROOT MIRROR_URI: the Pi's own apt sources for its
+# suite (deb822, as Debian 12 and 13 and Raspberry Pi OS write them): the
+# suite, its updates and its security archive. Never the host's sources: a
+# trixie root with bookworm sources breaks at its first install
+# (libssl3t64 Breaks openssh-server << 1:9.4p1). The security archive is on
+# the mirror's host (deb.debian.org serves /debian-security): the relay
+# reaches one host only.
+e2e_write_pi_sources() {
+    local root=$1 mirror=${2%/} security
+    security=${mirror%/debian}/debian-security
+    mkdir -p "$root/etc/apt/sources.list.d"
+    cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: $E2E_SUITE $E2E_SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: $E2E_SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    : >"$root/etc/apt/sources.list"
+}
+
+# e2e_root_python ROOT: the X.Y of a root's /usr/bin/python3 (3.13 on trixie,
+# 3.11 on bookworm), read from its symlink (works for a foreign architecture).
+e2e_root_python() {
+    local target
+    target=$(readlink "$1/usr/bin/python3")
+    target=${target##*/}
+    target=${target#python}
+    [[ "$target" =~ ^3\.[0-9]+$ ]] || e2e_die "cannot tell the Python version of $1 (/usr/bin/python3 -> $target)"
+    printf '%s' "$target"
+}
+
+# e2e_root_glibc ROOT: the minor version of a root's C library (36 for
+# Debian 12's 2.36, 41 for Debian 13's 2.41), from its dpkg status: wheels
+# tagged for a newer glibc do not install there.
+e2e_root_glibc() {
+    local version
+    version=$(awk '/^Package: libc6$/ {p = 1} p && /^Version:/ {print $2; exit}' "$1/var/lib/dpkg/status")
+    [[ "$version" =~ ^2\.([0-9]+) ]] || e2e_die "cannot tell the glibc version of $1 (libc6 $version)"
+    printf '%s' "${BASH_REMATCH[1]}"
+}
+
 # Mount what apt and postinst scripts need in a chroot; e2e_chroot_umount undoes it.
 _E2E_CHROOT_MOUNTS=()
 e2e_chroot_mount() {
@@ -178,11 +237,8 @@ e2e_rootfs_ensure() {
             --include=systemd,systemd-sysv,dbus,sudo,python3,python3-apt,iproute2,ca-certificates \
             "$E2E_SUITE" "$tmp" "$mirror_uri" >"$log" 2>&1 ||
             e2e_die "debootstrap failed, see $log"
-        if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-            cp /etc/apt/sources.list.d/debian.sources "$tmp/etc/apt/sources.list.d/debian.sources"
-            : >"$tmp/etc/apt/sources.list"
-        fi
     fi
+    e2e_write_pi_sources "$tmp" "$mirror_uri"
     # no service may start while we install into the chroot
     printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
     chmod 0755 "$tmp/usr/sbin/policy-rc.d"
@@ -222,24 +278,44 @@ e2e_rootfs_ensure() {
     mv "$tmp" "$E2E_ROOTFS"
 }
 
-# The locked runtime dependencies, downloaded once per lock file: the Pi's
-# venv installs them offline (pip --no-index --find-links, hashes checked).
-# Sets E2E_WHEELS to the directory (call it directly, not in $(...): a
-# failure must stop the caller).
+# e2e_wheelhouse LOCK PYVER ARCH GLIBC: the locked runtime dependencies for
+# the Pi's interpreter (PYVER, e.g. 3.13), machine (x86_64 or aarch64) and C
+# library (GLIBC: the minor version, manylinux tags up to it), as a
+# Pi online would get them from the package index: `pip download` for that
+# target, hash-checked against the lock (an sdist where the lock has no wheel,
+# e.g. sdnotify; setuptools and wheel build it on the Pi). Downloaded once per
+# lock file, interpreter and machine; the Pi's venv installs them offline
+# (pip --no-index --find-links, hashes checked again). The host's own Python
+# may differ (Debian 12's is 3.11): wheels it would pick do not install on
+# trixie's 3.13. Sets E2E_WHEELS to the directory (call it directly, not in
+# $(...): a failure must stop the caller).
 e2e_wheelhouse() {
-    local lock=$1 python=$2 dir sum
+    local lock=$1 pyver=$2 arch=$3 glibc=$4 dir sum python minor log abi sdists
+    python=$E2E_REPO/.venv/bin/python
+    [ -x "$python" ] || python=python3
     sum=$(sha256sum "$lock" | cut -c1-16)
-    dir=$E2E_CACHE/wheels-$sum
+    abi=cp${pyver/./}
+    dir=$E2E_CACHE/wheels-$sum-$abi-$arch-glibc2.$glibc
+    log=$E2E_CACHE/e2e-wheels-$abi-$arch.log
     if [ ! -e "$dir/.complete" ]; then
         rm -rf "$dir.tmp"
         mkdir -p "$dir.tmp"
-        # the lock's own files (hash-checked), then what builds an sdist
+        local target=(--python-version "$pyver" --implementation cp --abi "$abi" --abi abi3 --abi none
+            --platform "linux_$arch")
+        # most specific first: the newest glibc the Pi has, down to manylinux2014
+        for ((minor = glibc; minor >= 17; minor--)); do
+            target+=(--platform "manylinux_2_${minor}_$arch")
+        done
+        target+=(--platform "manylinux2014_$arch")
         env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$python" -m pip download --quiet --no-deps \
-            --require-hashes -r "$lock" -d "$dir.tmp" >"$E2E_CACHE/e2e-wheels.log" 2>&1 ||
-            e2e_die "pip download of $lock failed, see $E2E_CACHE/e2e-wheels.log"
+            --require-hashes -r "$lock" -d "$dir.tmp" "${target[@]}" >"$log" 2>&1 ||
+            e2e_die "pip download of $lock for CPython $pyver on $arch failed, see $log"
         env PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 300 "$python" -m pip download --quiet --no-deps \
-            --only-binary=:all: setuptools wheel -d "$dir.tmp" >>"$E2E_CACHE/e2e-wheels.log" 2>&1 ||
-            e2e_die "pip download of setuptools and wheel failed, see $E2E_CACHE/e2e-wheels.log"
+            --only-binary=:all: setuptools wheel -d "$dir.tmp" >>"$log" 2>&1 ||
+            e2e_die "pip download of setuptools and wheel failed, see $log"
+        # a compiled package that came as an sdist would need a compiler on the Pi
+        sdists=$(find "$dir.tmp" -name '*.tar.gz' ! -name 'sdnotify-*' -printf '%f ')
+        [ -z "$sdists" ] || e2e_die "no $abi $arch wheel in the lock for: $sdists"
         touch "$dir.tmp/.complete"
         rm -rf "$dir"
         mv "$dir.tmp" "$dir"

@@ -213,8 +213,19 @@ def test_a_listener_in_the_worker_is_unreachable(testbed: Testbed) -> None:
     cgroup = tb.unit(WORKER, "ControlGroup")
     pid = tb.main_pid(WORKER)
     low = probe(tb, {"binds": [80, 443, 22]}, pid=pid, cgroup=cgroup)
-    assert set(low["binds"].values()) == {"EACCES"}, f"the worker bound a low port: {low['binds']}"
+    # systemd's SocketBindDeny= hook refuses first where it is enforced (EPERM,
+    # systemd 257 on Debian 13); else the missing CAP_NET_BIND_SERVICE (EACCES)
+    expected = "EPERM" if socket_bind_deny_enforced(tb) else "EACCES"
+    assert set(low["binds"].values()) == {expected}, (
+        f"the worker bound a low port (expected {expected} everywhere): {low['binds']}"
+    )
     port = 8097
+    if expected == "EPERM":
+        # no listener can exist at all: every bind to an IP port is refused
+        high = probe(tb, {"binds": [port]}, pid=pid, cgroup=cgroup)
+        assert high["binds"] == {str(port): "EPERM"}, f"the worker could listen: {high}"
+        print(f"worker binds refused by SocketBindDeny=: low {low['binds']}, high {high['binds']}")
+        return
     argv = probe_argv(tb, {"listen": [port, 8]}, pid=pid, cgroup=cgroup)
     with subprocess.Popen(
         ["nsenter", "-t", str(tb.pi_pid), "-a", "--", *argv], stdout=subprocess.PIPE, text=True
@@ -236,23 +247,30 @@ def test_a_listener_in_the_worker_is_unreachable(testbed: Testbed) -> None:
     )
 
 
+def socket_bind_deny_enforced(tb: Testbed) -> bool:
+    """SocketBindDeny= needs a systemd built with its BPF framework: Debian 13's
+    systemd 257 is (+BPF_FRAMEWORK), Debian 12's 252 is not and ignores the
+    setting without a word."""
+    return "+BPF_FRAMEWORK" in tb.run(["systemctl", "--version"]).stdout
+
+
 def test_worker_cannot_bind_an_ip_port(testbed: Testbed) -> None:
-    """SocketBindDeny=any in the worker unit. It needs a systemd built with its
-    BPF framework: Debian 12's (and so Raspberry Pi OS's) is not, and ignores
-    the setting without a word; then this is an expected failure and the test
-    above is what holds."""
+    """SocketBindDeny=any in the worker unit: on a systemd that enforces it
+    (Debian 13) every bind to an IP port is refused with EPERM. On Debian 12
+    (and so Raspberry Pi OS bookworm) it is a no-op: an expected failure
+    there, and the test above is what holds."""
     tb = testbed
     cgroup = tb.unit(WORKER, "ControlGroup")
     inside = probe(tb, {"binds": [8098]}, pid=tb.main_pid(WORKER), cgroup=cgroup)
-    if inside["binds"] == {"8098": "bound"}:
-        features = tb.run(["systemctl", "--version"]).stdout
-        if "-BPF_FRAMEWORK" in features:
-            pytest.xfail(
-                "SocketBindDeny= is a no-op here: the Pi's systemd is built without "
-                "BPF_FRAMEWORK (Debian 12); the worker can bind high ports, reachable "
-                "from the Pi's loopback only"
-            )
+    if not socket_bind_deny_enforced(tb):
+        assert inside["binds"] == {"8098": "bound"}, inside
+        pytest.xfail(
+            "SocketBindDeny= is a no-op here: the Pi's systemd is built without "
+            "BPF_FRAMEWORK (Debian 12); the worker can bind high ports, reachable "
+            "from the Pi's loopback only"
+        )
     assert inside["binds"] == {"8098": "EPERM"}, f"the worker could listen: {inside['binds']}"
+    print(f"SocketBindDeny= enforced (systemd +BPF_FRAMEWORK): {inside['binds']}")
 
 
 def test_each_agent_run_is_sandboxed_by_the_running_worker(testbed: Testbed) -> None:

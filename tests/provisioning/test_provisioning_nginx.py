@@ -119,6 +119,28 @@ def test_config_holds(rendered: Path, directive: str) -> None:
     assert directive in rendered.read_text()
 
 
+def test_trixie_nginx_and_openssl_get_http2_on_and_the_hybrid_group(
+    role_vars: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """What the role picks for nginx 1.26 / OpenSSL 3.5 (Debian 13): the
+    `http2 on;` directive (no deprecated `listen ... http2`) and the
+    post-quantum hybrid group first, the classic curves kept."""
+    need_tool("openssl")
+    conf = render(
+        role_vars,
+        tmp_path,
+        make_tls(tmp_path),
+        "/run/mission-control/api.sock",
+        nginx_http2_style_effective="directive",
+        nginx_tls_groups_effective=["X25519MLKEM768", "X25519", "prime256v1", "secp384r1"],
+    )
+    text = conf.read_text()
+    assert "ssl_ecdh_curve X25519MLKEM768:X25519:prime256v1:secp384r1;" in text
+    assert text.count("http2 on;") == 2
+    listens = [line.strip() for line in text.splitlines() if line.strip().startswith("listen")]
+    assert listens and not any("http2" in line for line in listens), listens
+
+
 def test_event_stream_location_is_unbuffered(rendered: Path) -> None:
     """nginx without gzip passes small SSE writes on even when buffering, so
     the live test below cannot tell; the location itself must say it."""
