@@ -89,7 +89,8 @@ def not_found() -> ApiError:
 
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+    # "localtime" is whatever the host is set to, "Factory" is no place: neither is a zone
+    return (frozenset(zoneinfo.available_timezones()) - {"localtime", "Factory"}) | {"UTC"}
 
 
 def zone_of(name: str) -> zoneinfo.ZoneInfo | None:
@@ -223,11 +224,24 @@ async def list_firings(
 # --- creation ----------------------------------------------------------------------------
 
 
-def _moment(text: str | None, name: str, failures: list[Failure]) -> datetime | None:
+#: the moments a start or an end may name (beyond them: a typo, or an overflow)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_YEARS = 100
+
+
+def _moment(text: str | None, name: str, failures: list[Failure], now: datetime) -> datetime | None:
     if text is None:
         return None
-    moment = preflight.parse_due(text)
-    if moment is None:
+    out_of_range = Failure(
+        f"{name}_valid",
+        name,
+        f"{name} must be between the year 2000 and {LATEST_YEARS} years from now",
+    )
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("no offset")
+    except ValueError:
         failures.append(
             Failure(
                 f"{name}_valid",
@@ -236,6 +250,15 @@ def _moment(text: str | None, name: str, failures: list[Failure]) -> datetime | 
                 " e.g. 2030-01-31T07:00+01:00",
             )
         )
+        return None
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        failures.append(out_of_range)
+        return None
+    if not EARLIEST <= moment <= now + timedelta(days=365 * LATEST_YEARS):
+        failures.append(out_of_range)
+        return None
     return moment
 
 
@@ -269,8 +292,8 @@ def _schedule_failures(spec: ScheduleCreate, now: datetime) -> tuple[dict[str, A
                 "unknown time zone: use an IANA name such as Europe/Paris, America/New_York or UTC",
             )
         )
-    starts = _moment(spec.starts_at, "starts_at", failures) or now
-    ends = _moment(spec.ends_at, "ends_at", failures)
+    starts = _moment(spec.starts_at, "starts_at", failures, now) or now
+    ends = _moment(spec.ends_at, "ends_at", failures, now)
     if ends is not None and ends <= max(starts, now):
         failures.append(
             Failure("ends_at_valid", "ends_at", "ends_at must be later than the start and than now")
