@@ -166,6 +166,7 @@ _LINKS = {
     "task": "/ui/tasks/{}",
     "conversation": "/ui/runs/{}",
     "rule": "/ui/rules/{}",
+    "schedule": "/ui/schedules/{}",
     "escalation": "/ui/escalations#escalation-{}",
 }
 
