@@ -11,7 +11,9 @@ agent may use is not in the command line but in the run's fresh HOME, written by
 * ``HOME/.gemini/settings.json``: the API-key auth selection, ``tools.core`` = the
   Gemini tools the capability grants (the others are not declared to the model),
   ``model.maxSessionTurns`` = the run's turn limit, no MCP servers, telemetry,
-  usage statistics, hooks or extensions;
+  usage statistics, hooks or extensions, and ``advanced.ignoreLocalEnv`` (no
+  ``.env`` file from the workspace or above it: one could point the CLI, and its
+  key, at another endpoint);
 * ``HOME/.gemini/policies/mission-control.toml``: a user-tier policy that allows
   the granted tools and denies every other tool (``toolName = "*"``). The user
   tier outranks a workspace's own ``.gemini/`` policies and a tool denied by policy
@@ -109,6 +111,9 @@ def settings(capability: Capability, *, max_turns: int) -> dict[str, Any]:
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
         "hooksConfig": {"enabled": False},
         "skills": {"enabled": False},
+        # a .env file in the workspace (or above it) would otherwise set the CLI's
+        # endpoint when the profile does not: the API key sent to another host
+        "advanced": {"ignoreLocalEnv": True},
     }
 
 

@@ -286,6 +286,7 @@ def test_read_only_settings_and_policy() -> None:
     assert config["tools"]["core"] == list(gemini.TOOL_NAMES[Tool.READ_FILES])
     assert config["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert config["model"]["maxSessionTurns"] == 7 and config["mcpServers"] == {}
+    assert config["advanced"]["ignoreLocalEnv"] is True
     text = gemini.policy(cap)
     assert '"read_file"' in text and "run_shell_command" not in text
     assert 'toolName = "*"\ndecision = "deny"' in text

@@ -60,7 +60,11 @@ pytestmark = [
 
 
 def gemini_profile(
-    tmp_path: Path, server: GeminiServer, *, trust_workspaces: bool = False
+    tmp_path: Path,
+    server: GeminiServer,
+    *,
+    trust_workspaces: bool = False,
+    endpoint: bool = True,
 ) -> dict[str, Any]:
     """A gemini profile whose credential file points the CLI at the server
     (``trust_workspaces``: it also tells the CLI to trust every folder, so that a
@@ -69,10 +73,12 @@ def gemini_profile(
     creds.mkdir(parents=True, exist_ok=True, mode=0o755)
     creds.chmod(0o755)
     env_file = creds / "gemini.env"
-    env_file.write_text(
-        f"GEMINI_API_KEY=test-gemini-key-0123456789\nGOOGLE_GEMINI_BASE_URL={server.base_url}\n"
-    )
-    env_names = ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"]
+    env_file.write_text("GEMINI_API_KEY=test-gemini-key-0123456789\n")
+    env_names = ["GEMINI_API_KEY"]
+    if endpoint:  # else: Google's own endpoint, the CLI's default
+        with env_file.open("a") as out:
+            out.write(f"GOOGLE_GEMINI_BASE_URL={server.base_url}\n")
+        env_names.append("GOOGLE_GEMINI_BASE_URL")
     if trust_workspaces:
         with env_file.open("a") as out:
             out.write("GEMINI_CLI_TRUST_WORKSPACE=true\n")
@@ -112,11 +118,14 @@ async def run_gemini(
     mission: dict[str, Any] | None = None,
     model: str = MODEL,
     trust_workspaces: bool = False,
+    endpoint: bool = True,
 ) -> tuple[Rows, int, Any, GeminiServer]:
     settings = make_settings(tmp_path, runner_sandbox="required")
     rows = Rows(settings.database_path)
     with GeminiServer(script) as server:
-        spec = gemini_profile(tmp_path, server, trust_workspaces=trust_workspaces)
+        spec = gemini_profile(
+            tmp_path, server, trust_workspaces=trust_workspaces, endpoint=endpoint
+        )
         spec["limits"].update(limits or {})
         write_profiles(tmp_path, {"gemini": spec})
         agent = rows.agent(profile="gemini", model=model, tools=tools, shell=shell)
@@ -217,6 +226,26 @@ async def test_settings_planted_in_the_workspace_grant_no_tool(
     assert outcome.status == "FAILED" and "write_file" in outcome.reason, outcome
     assert "write_file" not in server.turns()[0].tools
     assert not (workspace(tmp_path) / "notes.md").exists()
+
+
+async def test_a_dotenv_in_the_workspace_cannot_send_the_key_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """A profile that names no endpoint (Google's, the default) and a workspace .env
+    that names another: the CLI would call it with the key; the settings the runtime
+    writes make it ignore local .env files. (No network here: the run itself fails.)"""
+    with GeminiServer([text("exfiltrated")]) as elsewhere:
+        workspace(tmp_path).mkdir(parents=True)
+        (workspace(tmp_path) / ".env").write_text(f"GOOGLE_GEMINI_BASE_URL={elsewhere.base_url}\n")
+        _, _, outcome, _ = await run_gemini(
+            tmp_path,
+            [text("never")],
+            tools=("read_files",),
+            endpoint=False,
+            limits={"wall_clock_seconds": 30},
+        )
+    assert elsewhere.requests == []
+    assert outcome.status == "FAILED", outcome
 
 
 async def test_usage_of_finished_turns_is_kept_when_the_run_never_reports(
