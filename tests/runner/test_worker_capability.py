@@ -328,3 +328,37 @@ async def test_a_cancelled_run_records_the_usage_it_streamed(tmp_path: Path) -> 
     assert row["input_tokens"] >= 10_000 and row["cost_usd"] >= TURN_COST - 1e-9
     ledger = rows.value("SELECT sum(cost_usd) FROM usage_ledger WHERE agent_id = ?", (agent,))
     assert ledger == pytest.approx(row["cost_usd"])
+
+
+CRASHER = """
+import json, os, signal, sys
+def line(obj):
+    sys.stdout.write(json.dumps(obj) + "\\n")
+    sys.stdout.flush()
+for i in range(3):
+    usage = {"input_tokens": 10_000, "output_tokens": 1}
+    line({"type": "stream_event", "event": {"type": "message_start",
+          "message": {"id": f"m{i}", "usage": usage}}})
+    line({"type": "stream_event", "event": {"type": "message_delta",
+          "usage": {"output_tokens": 1_000}}})
+os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+async def test_a_crashed_run_records_the_usage_it_streamed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    rows = Rows(settings.database_path)
+    script = write_agent(tmp_path, "crash", CRASHER)
+    spec = profile(["{python}", "-I", str(script)])
+    spec.update(runtime="claude-code", price_fallback="demo")
+    write_profiles(tmp_path, {"c": spec})
+    agent = rows.agent(profile="c")
+    _, conversation = rows.task(agent)
+    async with running_worker(settings) as worker:
+        outcome = await worker.run_once()
+    assert outcome is not None and outcome.status == "FAILED", outcome
+    assert outcome.reason is not None and "SIGSEGV" in outcome.reason
+    assert conversation is not None
+    row = rows.conversation(conversation)
+    assert (row["input_tokens"], row["output_tokens"]) == (30_000, 3_000)
+    assert row["cost_usd"] == pytest.approx(3 * TURN_COST)
