@@ -82,6 +82,8 @@ def adversarial_inputs(size: int = SIZE) -> Iterator[tuple[str, Callable[[], str
     yield "discord-repeated", lambda: _fill("discord.com/api/webhooks/1/", size)
     yield "sas-sig-repeated", lambda: _fill("&sig=", size)
     yield "docker-auth-repeated", lambda: _fill('"auth": "', size)
+    yield "prefix-lines", lambda: _fill("ghp_a1\nb2c3\n", size)
+    yield "prefix-token-lines", lambda: _fill("sk-a1b2c3d4\n", size)
 
 
 def realistic_text(size: int = SIZE) -> str:

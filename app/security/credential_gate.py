@@ -1047,10 +1047,13 @@ _FLAG = _compile(
     r"-(?<![^ \t\n]-)(?P<flag>p|u|N|P|-user)(?P<sep>[ \t]{1,8}+|=)?"
     r"(?P<v>'[^'\n]{1,256}+'|\"[^\"\n]{1,256}+\"|[^\s'\"`|;&\-][^\s'\"`|;&]{0,255}+)"
 )
+# Literals first (the engine then skips quickly to a candidate); the left word
+# boundary is checked in Python (_command_at).
 _COMMAND = _compile(
-    r"(?<![A-Za-z0-9_\-])(?P<cmd>mysql[a-z_\-]{0,16}+|mariadb[a-z_\-]{0,16}+|curl|sshpass"
-    r"|ssh-keygen)(?![A-Za-z0-9_\-])"
+    r"(?P<cmd>mysql[a-z_\-]{0,16}+|mariadb[a-z_\-]{0,16}+|curl|sshpass|ssh-keygen)"
+    r"(?![A-Za-z0-9_\-])"
 )
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _COMMAND_LINE_SPAN = 512
 
 
@@ -1081,11 +1084,18 @@ def _command_line_passwords(text: str, out: list[_Candidate]) -> None:
         first = _COMMAND.search(text, pos)
         if first is None:
             return
+        if first.start() > 0 and text[first.start() - 1] in _WORD_CHARS:
+            pos = first.end()  # "libcurl", "my-mysql": not the command
+            continue
         stop = text.find("\n", first.end(), first.end() + _COMMAND_LINE_SPAN)
         if stop == -1:
             stop = min(len(text), first.end() + _COMMAND_LINE_SPAN)
         pos = max(stop, first.end())
-        commands = [(m.end(), m.group("cmd")) for m in _COMMAND.finditer(text, first.start(), stop)]
+        commands = [
+            (m.end(), m.group("cmd"))
+            for m in _COMMAND.finditer(text, first.start(), stop)
+            if m.start() == 0 or text[m.start() - 1] not in _WORD_CHARS
+        ]
         ends = [end for end, _ in commands]
         for m in _FLAG.finditer(text, first.end(), stop):
             if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
@@ -1335,6 +1345,8 @@ _LINE_JOIN = _compile(
     r"(?=[A-Za-z0-9_\-+/]{1,4096}+(?:={1,3}(?:[\r\n\"'`]|\Z)|[\s\"'`]|\Z))"
 )
 _FIELD_AFTER = _compile(r"[A-Za-z0-9_\-+/=]{1,4096}+")
+_JOIN_PREFIXES = tuple(sorted({literal for rule in _TOKEN_RULES for literal in rule.literals}))
+_JOIN_PREFIX = _compile("|".join(re.escape(p) for p in _JOIN_PREFIXES))
 _JOIN_KINDS = frozenset(
     {
         CredentialKind.API_KEY,
@@ -1359,6 +1371,52 @@ _EDIT_CONTEXT = 64
 _REMOVED = 0
 _DECODED = 1
 _JOINED = 2
+_RUN_MAX = 256
+# A token run from its prefix to a line break (checked with fullmatch).
+_RUN = _compile(r"[A-Za-z0-9_\-+/=.]{1,512}")
+
+
+def _joins(text: str, limit: int) -> list[tuple[int, int, int]]:
+    """The line breaks to join: each continues a token that starts with a known
+    literal (a join only counts for formatted kinds, which all do).
+
+    Led by the literals, not by the lines: from each literal, while the rest
+    of its line is token characters and the next line starts with a
+    random-looking word, the break is joined and the next line followed (a
+    token split over several lines). Each literal and each line is read once;
+    at most ``limit`` literals are followed (past that, no more joins).
+    """
+    out: list[tuple[int, int, int]] = []
+    done = -1
+    for count, found in enumerate(_JOIN_PREFIX.finditer(text)):
+        if count >= limit or len(out) >= limit:
+            break
+        pos = found.start()
+        if pos < done:
+            continue  # inside a run already followed
+        while True:
+            newline = text.find("\n", pos, pos + _RUN_MAX + 2)
+            if newline == -1:
+                break
+            brk = newline
+            if text.startswith("\r", brk - 1):
+                brk -= 1
+            if text.startswith("\\", brk - 1):
+                brk -= 1
+            if brk <= pos or _RUN.fullmatch(text, pos, brk) is None:
+                break
+            join = _LINE_JOIN.match(text, newline)
+            if join is None:
+                break
+            field = _FIELD_AFTER.match(text, join.end())
+            if field is None or not _random_half(field.group()):
+                break  # the next line starts with a word, not the rest of a token
+            out.append((brk, join.end(), _JOINED))
+            if len(out) >= limit:
+                return out
+            pos = join.end()
+        done = pos
+    return out
 
 
 def _random_half(value: str) -> bool:
@@ -1414,20 +1472,7 @@ def _edit_spans(text: str) -> list[tuple[int, int, int]]:
     if "%" in text:
         found = itertools.islice(_PERCENT.finditer(text), limit)
         spans.extend((m.start(), m.end(), _DECODED) for m in found)
-    joins = 0
-    for m in _LINE_JOIN.finditer(text):
-        field = _FIELD_AFTER.match(text, m.end())
-        if field is None or not _random_half(field.group()):
-            continue  # the next line starts with a word, not the rest of a token
-        start = m.start()
-        if text.startswith("\r", start - 1):
-            start -= 1
-        if text.startswith("\\", start - 1):
-            start -= 1
-        spans.append((start, m.end(), _JOINED))
-        joins += 1
-        if joins >= limit:
-            break
+    spans.extend(_joins(text, limit))
     spans.sort()
     return spans
 

@@ -451,6 +451,8 @@ def _adversarial() -> Iterator[tuple[str, Callable[[], str]]]:
     yield "discord-repeated", lambda: _fill("discord.com/api/webhooks/1/")
     yield "sas-sig-repeated", lambda: _fill("&sig=")
     yield "docker-auth-repeated", lambda: _fill('"auth": "')
+    yield "prefix-lines", lambda: _fill("ghp_a1\nb2c3\n")
+    yield "prefix-token-lines", lambda: _fill("sk-a1b2c3d4\n")
 
 
 @pytest.mark.parametrize(
