@@ -112,6 +112,8 @@ class WorkerOptions:
     #: how often a run checks whether the API cancelled it
     cancel_poll_s: float = 1.0
     stale_check_s: float = 60.0
+    #: how often due schedules are looked for (a read; a firing writes)
+    schedule_poll_s: float = 5.0
     #: after SIGTERM, how long a run in flight may take to finish before it is cancelled
     stop_grace_s: float = 10.0
     breaker_failures: int = 5
@@ -478,6 +480,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
             asyncio.create_task(self._stale_loop(), name="worker-stale-sweep"),
+            asyncio.create_task(self._schedule_loop(), name="worker-schedules"),
         ]
         interval = watchdog_interval_s()
         if interval:
@@ -506,7 +509,7 @@ class Worker:
             # the watchdog only reads and is cancelled
             self._closing.set()
             self._changed.set()
-            for helper in helpers[2:]:
+            for helper in helpers[3:]:  # after the three loops that write
                 helper.cancel()
             for helper in helpers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -566,9 +569,22 @@ class Worker:
             try:
                 await self.sweep_stale()
                 await schedule_think_cycles(self.ctx)
-                await fire_due_schedules(self.ctx)
             except Exception:
                 log.warning("stale-run sweep or think cycle failed", exc_info=True)
+
+    async def _schedule_loop(self) -> None:
+        """Due schedules, every ``schedule_poll_s``: a firing lands at most that long
+        after its due time (docs/schedules.md). Apart from the sweep, so a failing
+        sweep cannot hold schedules back."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.options.schedule_poll_s)
+            if self._closing.is_set():
+                return
+            try:
+                await fire_due_schedules(self.ctx)
+            except Exception:
+                log.warning("schedule pass failed", exc_info=True)
 
     # ----------------------------------------------------------------- one conversation
 
