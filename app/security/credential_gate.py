@@ -1345,8 +1345,15 @@ _LINE_JOIN = _compile(
     r"(?=[A-Za-z0-9_\-+/]{1,4096}+(?:={1,3}(?:[\r\n\"'`]|\Z)|[\s\"'`]|\Z))"
 )
 _FIELD_AFTER = _compile(r"[A-Za-z0-9_\-+/=]{1,4096}+")
-_JOIN_PREFIXES = tuple(sorted({literal for rule in _TOKEN_RULES for literal in rule.literals}))
-_JOIN_PREFIX = _compile("|".join(re.escape(p) for p in _JOIN_PREFIXES))
+# The literals that start a formatted token, made specific ("gh" is in "high").
+_JOIN_PREFIXES = tuple(
+    sorted(
+        {literal for rule in _TOKEN_RULES for literal in rule.literals} - {"gh", "shp", "xox"}
+        | {f"gh{c}_" for c in "pousr"}
+        | {f"shp{c}_" for c in ("at", "ss", "ca", "pa")}
+        | {f"xox{c}-" for c in "abposr"}
+    )
+)
 _JOIN_KINDS = frozenset(
     {
         CredentialKind.API_KEY,
@@ -1386,12 +1393,16 @@ def _joins(text: str, limit: int) -> list[tuple[int, int, int]]:
     token split over several lines). Each literal and each line is read once;
     at most ``limit`` literals are followed (past that, no more joins).
     """
+    starts: list[int] = []
+    for literal in _JOIN_PREFIXES:
+        at = text.find(literal)
+        while at != -1 and len(starts) < limit:
+            starts.append(at)
+            at = text.find(literal, at + 1)
+    starts.sort()
     out: list[tuple[int, int, int]] = []
     done = -1
-    for count, found in enumerate(_JOIN_PREFIX.finditer(text)):
-        if count >= limit or len(out) >= limit:
-            break
-        pos = found.start()
+    for pos in starts:
         if pos < done:
             continue  # inside a run already followed
         while True:
