@@ -27,7 +27,6 @@ underneath (:mod:`app.runner.sandbox`).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -39,7 +38,7 @@ from typing import Any
 from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
-from app.runner.runtime import StreamReader, StreamUsage
+from app.runner.runtime import StreamReader, StreamUsage, token_count
 
 #: our tools to Claude Code's tool names
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -69,7 +68,6 @@ ALWAYS_DENIED: tuple[str, ...] = (
 )
 #: a longer line (a huge tool result) is skipped, not buffered
 _MAX_LINE_BYTES = 16 * 1024 * 1024
-_MAX_TOKENS = 10**10
 
 
 def granted_tool_names(capability: Capability) -> list[str]:
@@ -145,14 +143,6 @@ def _compact(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)[:300]
     except (TypeError, ValueError, RecursionError):
         return "{...}"
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, min(int(value), _MAX_TOKENS))
 
 
 @dataclass
@@ -366,7 +356,7 @@ class ClaudeStream:
             )
         ):
             if key in usage:
-                value = _count(usage[key])
+                value = token_count(usage[key])
                 # a turn's figures only grow (message_delta repeats them cumulatively)
                 before = getattr(turn, attr)
                 if value > before:

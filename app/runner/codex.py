@@ -37,7 +37,6 @@ stdout moves. Codex reports no cost: the price table gives it (``needs_price``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import stat
@@ -51,7 +50,7 @@ from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage
+from app.runner.runtime import StreamReader, StreamUsage, token_count
 
 #: our tools to the function names Codex offers the model
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -98,7 +97,6 @@ ALWAYS_DENIED: tuple[str, ...] = (
 REFUSED_MARKER = "rejected by user approval settings"
 #: a longer line is skipped, not buffered
 _MAX_LINE_BYTES = 16 * 1024 * 1024
-_MAX_TOKENS = 10**10
 _MAX_TEXT_CHARS = 200_000
 #: the session file is read at most this often, this much at a time
 _POLL_INTERVAL_S = 0.02
@@ -201,23 +199,17 @@ def config_toml(options: Mapping[str, Any], *, model: str) -> str:
 # --------------------------------------------------------------------------- stream
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, min(int(value), _MAX_TOKENS))
-
-
 def _split(usage: Any) -> tuple[int, int, int, int] | None:
     """(uncached input, output, cache write, cache read) of a Codex usage object.
     OpenAI's input count includes the cached tokens; reasoning is part of output."""
     if not isinstance(usage, dict):
         return None
-    total_in = _count(usage.get("input_tokens"))
-    cached = _count(usage.get("cached_input_tokens"))
-    written = _count(usage.get("cache_write_input_tokens"))
-    output = max(_count(usage.get("output_tokens")), _count(usage.get("reasoning_output_tokens")))
+    total_in = token_count(usage.get("input_tokens"))
+    cached = token_count(usage.get("cached_input_tokens"))
+    written = token_count(usage.get("cache_write_input_tokens"))
+    output = max(
+        token_count(usage.get("output_tokens")), token_count(usage.get("reasoning_output_tokens"))
+    )
     return (max(0, total_in - cached - written), output, written, cached)
 
 

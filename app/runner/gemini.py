@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage
+from app.runner.runtime import StreamReader, StreamUsage, token_count
 
 #: our tools to Gemini CLI's built-in tool names
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -66,7 +65,6 @@ POLICY_FILE = "mission-control.toml"
 #: error types of a tool_result that mean the CLI refused the call
 _REFUSALS = frozenset({"tool_not_registered", "policy_violation", "permission_denied"})
 _MAX_LINE_BYTES = 16 * 1024 * 1024
-_MAX_TOKENS = 10**10
 #: session files followed per run (the main session; subagents are never granted)
 _MAX_SESSION_FILES = 8
 #: bytes of session files read per poll (a huge tool result is skipped, not buffered)
@@ -129,14 +127,6 @@ def policy(capability: Capability) -> str:
 
 
 # --------------------------------------------------------------------------- stream
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, min(int(value), _MAX_TOKENS))
 
 
 @dataclass
@@ -308,11 +298,11 @@ class GeminiStream:
         """The CLI's own totals: they replace the per-turn sum (never lowering it)."""
         if not isinstance(stats, dict):
             return
-        prompt = _count(stats.get("input_tokens"))
-        cached = min(_count(stats.get("cached")), prompt)
-        output = _count(stats.get("output_tokens"))
+        prompt = token_count(stats.get("input_tokens"))
+        cached = min(token_count(stats.get("cached")), prompt)
+        output = token_count(stats.get("output_tokens"))
         # thoughts are billed as output; the result counts them only in the total
-        thoughts = max(0, _count(stats.get("total_tokens")) - prompt - output)
+        thoughts = max(0, token_count(stats.get("total_tokens")) - prompt - output)
         self._reported = StreamUsage(
             input_tokens=prompt - cached,
             output_tokens=output + thoughts,
@@ -389,11 +379,11 @@ class GeminiStream:
         message_id = obj.get("id")
         if not isinstance(tokens, dict) or not isinstance(message_id, str):
             return
-        prompt = _count(tokens.get("input")) + _count(tokens.get("tool"))
-        cached = min(_count(tokens.get("cached")), prompt)
+        prompt = token_count(tokens.get("input")) + token_count(tokens.get("tool"))
+        cached = min(token_count(tokens.get("cached")), prompt)
         seen = _Turn(
             input_tokens=prompt - cached,
-            output_tokens=_count(tokens.get("output")) + _count(tokens.get("thoughts")),
+            output_tokens=token_count(tokens.get("output")) + token_count(tokens.get("thoughts")),
             cache_read=cached,
         )
         key = message_id[:128]

@@ -42,7 +42,7 @@ from app.runner.codex import _Lines, _load
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage
+from app.runner.runtime import StreamReader, StreamUsage, token_count
 
 #: our tools to opencode's permission keys (the tool names the model sees)
 PERMISSIONS: dict[Tool, tuple[str, ...]] = {
@@ -74,7 +74,6 @@ FIXED_ENV: dict[str, str] = {
 }
 #: the run's npm configuration: nothing is fetched (see OpencodeRuntime.prepare_home)
 NPMRC = "registry=http://127.0.0.1:9/\noffline=true\naudit=false\nfund=false\n"
-_MAX_TOKENS = 10**10
 _MAX_TEXT_CHARS = 200_000
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
@@ -195,14 +194,6 @@ def config_json(options: Mapping[str, Any], *, model: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stream
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, min(int(value), _MAX_TOKENS))
-
-
 @dataclass
 class OpencodeStream:
     """Reads ``opencode run --format json`` output incrementally: each
@@ -307,12 +298,12 @@ class OpencodeStream:
         old = self._usage
         # opencode's ``input`` excludes the cached tokens; reasoning is billed as output
         self._usage = StreamUsage(
-            input_tokens=old.input_tokens + _count(tokens.get("input")),
+            input_tokens=old.input_tokens + token_count(tokens.get("input")),
             output_tokens=old.output_tokens
-            + _count(tokens.get("output"))
-            + _count(tokens.get("reasoning")),
-            cache_write_tokens=old.cache_write_tokens + _count(cache.get("write")),
-            cache_read_tokens=old.cache_read_tokens + _count(cache.get("read")),
+            + token_count(tokens.get("output"))
+            + token_count(tokens.get("reasoning")),
+            cache_write_tokens=old.cache_write_tokens + token_count(cache.get("write")),
+            cache_read_tokens=old.cache_read_tokens + token_count(cache.get("read")),
             turns=len(self._steps),
         )
         if self._usage != old and self.on_usage is not None:

@@ -13,6 +13,7 @@ name in ``profiles.Runtime`` (docs/capability.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,19 @@ from app.capability.model import Capability
 from app.runner.environment import ChildEnv
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
+
+#: the largest token count a stream may report (a hostile figure is cut here)
+MAX_TOKENS = 10**10
+
+
+def token_count(value: Any) -> int:
+    """A token figure from a CLI's output: a non-negative int, bounded; anything
+    else (text, booleans, non-finite numbers) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return max(0, min(int(value), MAX_TOKENS))
 
 
 @dataclass(frozen=True, slots=True)
