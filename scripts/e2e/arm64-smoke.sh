@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # arm64 (Raspberry Pi 4/5) smoke test under qemu-user emulation: in a Debian
-# arm64 root of MC_E2E_SUITE (trixie by default, or bookworm), the app's
+# arm64 root of MC_E2E_ARM64_SUITE (bookworm by default, or trixie), the app's
 # wheel and the hash-locked dependencies (requirements.lock, aarch64 wheels
-# for the root's Python) install into a venv, the compiled dependencies import, `missionctl --version` runs and a short
-# `missionctl serve` answers /healthz. Not a boot test (systemd under qemu
+# for the root's Python) install into a venv, the compiled dependencies
+# import, `missionctl --version` runs and a short `missionctl serve` answers
+# /healthz. Not a boot test (systemd under qemu
 # only reaches "degraded"): tests/e2e covers the appliance on amd64.
 #
 #   sudo scripts/e2e/arm64-smoke.sh [--rebuild] [--keep]
@@ -19,7 +20,15 @@ set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 trap 'e2e_say "failed: line $LINENO: $BASH_COMMAND"' ERR
 
-ROOTFS_ARM64=$E2E_CACHE/rootfs-$E2E_SUITE-arm64
+# The arm64 root's Debian release: bookworm until trixie's arm64 root has
+# been proven under qemu on the CI machine (MC_E2E_ARM64_SUITE=trixie tries
+# it: Python 3.13 and the lock's cp313 aarch64 wheels).
+ARM64_SUITE=${MC_E2E_ARM64_SUITE:-bookworm}
+case "$ARM64_SUITE" in
+    trixie | bookworm) ;;
+    *) e2e_die "MC_E2E_ARM64_SUITE=$ARM64_SUITE: only trixie and bookworm are supported" ;;
+esac
+ROOTFS_ARM64=$E2E_CACHE/rootfs-$ARM64_SUITE-arm64
 MARK=.mc-e2e-arm64-v1
 REBUILD=no
 KEEP=no
@@ -95,7 +104,7 @@ if [ "$REBUILD" = yes ] || [ ! -e "$ROOTFS_ARM64/$MARK" ]; then
     e2e_say "debootstrap --arch=arm64 (about 3 minutes under emulation)"
     timeout 900 debootstrap --arch=arm64 --foreign --variant=minbase \
         --include=python3,python3-venv,ca-certificates \
-        "$E2E_SUITE" "$ROOTFS_ARM64.tmp" "$(e2e_mirror)" >"$log" 2>&1 ||
+        "$ARM64_SUITE" "$ROOTFS_ARM64.tmp" "$(e2e_mirror)" >"$log" 2>&1 ||
         e2e_die "debootstrap (first stage) failed, see $log"
     # the F flag of Debian's registration makes this unnecessary; harmless otherwise
     cp /usr/bin/qemu-aarch64-static "$ROOTFS_ARM64.tmp/usr/bin/"
