@@ -369,7 +369,7 @@ run_playbook() {
     local cmd=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$STATE_DIR/home" LANG=C.UTF-8
         ANSIBLE_CONFIG="$STATE_DIR/src/provisioning/ansible.cfg" ANSIBLE_NOCOLOR=1
         ANSIBLE_SSH_CONTROL_PATH_DIR="$STATE_DIR/cp" ANSIBLE_CALLBACKS_ENABLED=profile_tasks
-        timeout 1200 ansible-playbook -i "$inventory" -e "@$STATE_DIR/vars.yml"
+        timeout 1800 ansible-playbook -i "$inventory" -e "@$STATE_DIR/vars.yml"
         "$STATE_DIR/src/provisioning/site.yml")
     if [ -n "$ns" ]; then cmd=(ip netns exec "$ns" "${cmd[@]}"); fi
     start=$(e2e_now_ns)
