@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +18,14 @@ import pytest
 
 from app.runner.sandbox import landlock_status
 from tests.runner.test_worker_support import Rows, make_settings, running_worker, write_profiles
+from tests.support.agent_cli import pinned, version_of
 from tests.support.model_server import ModelServer, Turn, text, tool
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _pinned(name: str) -> str:
-    """A version pinned in scripts/agent-cli-versions.env (the one place)."""
-    for line in (REPO / "scripts" / "agent-cli-versions.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == name:
-            return value.strip()
-    raise LookupError(name)
-
-
-CLAUDE_CODE_VERSION = _pinned("CLAUDE_CODE_VERSION")
+CLAUDE_CODE_VERSION = pinned("CLAUDE_CODE_VERSION")
 MODEL = "claude-sonnet-4-5"
 
 
-def _claude_version() -> str | None:
-    binary = shutil.which("claude")
-    if binary is None:
-        return None
-    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
-    return done.stdout.split()[0] if done.returncode == 0 and done.stdout else None
-
-
-VERSION = _claude_version()
+VERSION = version_of(shutil.which("claude"))
 pytestmark = [
     pytest.mark.skipif(
         VERSION != CLAUDE_CODE_VERSION,

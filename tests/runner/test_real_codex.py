@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,13 @@ import pytest
 
 from app.runner.sandbox import landlock_status
 from tests.runner.test_worker_support import Rows, make_settings, running_worker
+from tests.support.agent_cli import pinned, version_of
 from tests.support.openai_server import FREEFORM, OpenAIServer, Turn, text, tool
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "gpt-5.5"
 
 
-def _pinned(name: str) -> str:
-    for line in (REPO / "scripts" / "agent-cli-versions.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == name:
-            return value.strip()
-    raise LookupError(name)
-
-
-CODEX_VERSION = _pinned("CODEX_VERSION")
+CODEX_VERSION = pinned("CODEX_VERSION")
 
 
 def native_codex() -> Path | None:
@@ -47,16 +38,7 @@ def native_codex() -> Path | None:
     return found[0] if found else None
 
 
-def _version() -> str | None:
-    binary = native_codex()
-    if binary is None:
-        return None
-    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
-    words = done.stdout.split()
-    return words[-1] if done.returncode == 0 and words else None
-
-
-VERSION = _version()
+VERSION = version_of(native_codex(), word=-1)
 pytestmark = [
     pytest.mark.skipif(
         VERSION != CODEX_VERSION,
