@@ -100,6 +100,10 @@ grep -q '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64 || e2e_die "qemu-aarch6
 e2e_stage rootfs-arm64
 if [ "$REBUILD" = yes ] || [ ! -e "$ROOTFS_ARM64/$MARK" ]; then
     log=$E2E_CACHE/e2e-arm64-rootfs.log
+    # an interrupted second stage leaves its /proc and /sys mounted in the root
+    for m in "$ROOTFS_ARM64.tmp/proc" "$ROOTFS_ARM64.tmp/sys"; do
+        if mountpoint -q "$m"; then umount -l "$m"; fi
+    done
     rm -rf "$ROOTFS_ARM64.tmp" "$ROOTFS_ARM64"
     e2e_say "debootstrap --arch=arm64 (about 3 minutes under emulation)"
     timeout 900 debootstrap --arch=arm64 --foreign --variant=minbase \
