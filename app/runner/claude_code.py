@@ -38,7 +38,7 @@ from typing import Any
 from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
-from app.runner.runtime import StreamReader, StreamUsage, token_count
+from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
 
 #: our tools to Claude Code's tool names
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -66,17 +66,11 @@ ALWAYS_DENIED: tuple[str, ...] = (
     "Skill",
     "SlashCommand",
 )
-#: a longer line (a huge tool result) is skipped, not buffered
-_MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 def granted_tool_names(capability: Capability) -> list[str]:
     """Claude Code tool names the capability grants, in a stable order."""
-    names: list[str] = []
-    for tool in Tool:
-        if tool in capability.tools:
-            names.extend(TOOL_NAMES[tool])
-    return names
+    return tool_names(capability, TOOL_NAMES)
 
 
 def denied_tool_names(capability: Capability) -> list[str]:
@@ -173,8 +167,7 @@ class ClaudeStream:
     skipped: int = 0
     _turns: dict[str, _Turn] = field(default_factory=dict)
     _current: str | None = None
-    _partial: bytearray = field(default_factory=bytearray)
-    _discarding: bool = False
+    _lines: LineSplitter = field(default_factory=LineSplitter)
     _usage: StreamUsage = field(default_factory=StreamUsage)
     #: turns whose text arrived as token deltas (not repeated from the message)
     _streamed: set[str] = field(default_factory=set)
@@ -190,41 +183,15 @@ class ClaudeStream:
 
     def feed(self, data: bytes) -> bytes:
         keep = bytearray()
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                rest = data[start:]
-                if self._discarding:
-                    return bytes(keep)
-                if len(self._partial) + len(rest) > _MAX_LINE_BYTES:
-                    self._partial.clear()
-                    self._discarding = True
-                    self.skipped += 1
-                else:
-                    self._partial += rest
-                return bytes(keep)
-            piece = data[start : newline + 1]
-            start = newline + 1
-            if self._discarding:
-                self._discarding = False
-                continue
-            if self._partial:
-                self._partial += piece
-                line = bytes(self._partial)
-                self._partial.clear()
-            else:
-                line = piece
+        for line in self._lines.split(data):
             if self._line(line):
                 keep += line
+        return bytes(keep)
 
     def close(self) -> bytes:
         """The last line when the output did not end with a newline."""
-        if self._partial and not self._discarding:
-            line = bytes(self._partial)
-            self._partial.clear()
-            return line if self._line(line) else b""
-        return b""
+        line = self._lines.rest()
+        return line if line and self._line(line) else b""
 
     # ----------------------------------------------------------------- lines
 

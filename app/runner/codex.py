@@ -50,7 +50,7 @@ from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage, token_count
+from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
 
 #: our tools to the function names Codex offers the model
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -96,7 +96,6 @@ ALWAYS_DENIED: tuple[str, ...] = (
 #: what Codex answers the model for a call its sandbox or approval policy refused
 REFUSED_MARKER = "rejected by user approval settings"
 #: a longer line is skipped, not buffered
-_MAX_LINE_BYTES = 16 * 1024 * 1024
 _MAX_TEXT_CHARS = 200_000
 #: the session file is read at most this often, this much at a time
 _POLL_INTERVAL_S = 0.02
@@ -108,11 +107,7 @@ _WIRE_APIS = ("responses",)
 
 
 def granted_tool_names(capability: Capability) -> list[str]:
-    names: list[str] = []
-    for tool in Tool:
-        if tool in capability.tools:
-            names.extend(TOOL_NAMES[tool])
-    return names
+    return tool_names(capability, TOOL_NAMES)
 
 
 def refused_tool_names(capability: Capability) -> frozenset[str]:
@@ -224,47 +219,6 @@ def _max(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[in
 _ZERO = (0, 0, 0, 0)
 
 
-class _Lines:
-    """Bytes to complete lines, any split; an over-long line is skipped."""
-
-    def __init__(self) -> None:
-        self._partial = bytearray()
-        self._discarding = False
-        self.skipped = 0
-
-    def split(self, data: bytes) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                rest = data[start:]
-                if not self._discarding:
-                    if len(self._partial) + len(rest) > _MAX_LINE_BYTES:
-                        self._partial.clear()
-                        self._discarding = True
-                        self.skipped += 1
-                    else:
-                        self._partial += rest
-                return lines
-            piece = data[start : newline + 1]
-            start = newline + 1
-            if self._discarding:
-                self._discarding = False
-                continue
-            if self._partial:
-                self._partial += piece
-                lines.append(bytes(self._partial))
-                self._partial.clear()
-            else:
-                lines.append(piece)
-
-    def rest(self) -> bytes:
-        line = b"" if self._discarding else bytes(self._partial)
-        self._partial.clear()
-        return line
-
-
 def _load(line: bytes) -> dict[str, Any] | None:
     stripped = line.strip()
     if not stripped.startswith(b"{"):
@@ -299,7 +253,7 @@ class CodexStream:
     error: str | None = None
     lines: int = 0
     skipped: int = 0
-    _stdout: _Lines = field(default_factory=_Lines)
+    _stdout: LineSplitter = field(default_factory=LineSplitter)
     _turns: tuple[int, int, int, int] = _ZERO
     _thread: tuple[int, int, int, int] = _ZERO
     _responses: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
@@ -308,7 +262,7 @@ class CodexStream:
     _home: Path | None = None
     _rollout: Path | None = None
     _offset: int = 0
-    _file: _Lines = field(default_factory=_Lines)
+    _file: LineSplitter = field(default_factory=LineSplitter)
     _polled: float = 0.0
 
     @property

@@ -50,7 +50,7 @@ from app.capability.model import Capability, Tool
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage, token_count
+from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
 
 #: our tools to Gemini CLI's built-in tool names
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -64,7 +64,6 @@ TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
 POLICY_FILE = "mission-control.toml"
 #: error types of a tool_result that mean the CLI refused the call
 _REFUSALS = frozenset({"tool_not_registered", "policy_violation", "permission_denied"})
-_MAX_LINE_BYTES = 16 * 1024 * 1024
 #: session files followed per run (the main session; subagents are never granted)
 _MAX_SESSION_FILES = 8
 #: bytes of session files read per poll (a huge tool result is skipped, not buffered)
@@ -76,11 +75,7 @@ DEFAULT_MAX_TURNS = 50
 
 def granted_tool_names(capability: Capability) -> list[str]:
     """Gemini CLI tool names the capability grants, in a stable order."""
-    names: list[str] = []
-    for tool in Tool:
-        if tool in capability.tools:
-            names.extend(TOOL_NAMES[tool])
-    return names
+    return tool_names(capability, TOOL_NAMES)
 
 
 def command_line(base_argv: list[str]) -> list[str]:
@@ -137,50 +132,6 @@ class _Turn:
 
 
 @dataclass
-class _Lines:
-    """Splits bytes into lines, skipping (not buffering) an over-long line."""
-
-    partial: bytearray = field(default_factory=bytearray)
-    discarding: bool = False
-    skipped: int = 0
-
-    def split(self, data: bytes) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            newline = data.find(b"\n", start)
-            if newline < 0:
-                rest = data[start:]
-                if self.discarding:
-                    return lines
-                if len(self.partial) + len(rest) > _MAX_LINE_BYTES:
-                    self.partial.clear()
-                    self.discarding = True
-                    self.skipped += 1
-                else:
-                    self.partial += rest
-                return lines
-            piece = data[start : newline + 1]
-            start = newline + 1
-            if self.discarding:
-                self.discarding = False
-                continue
-            if self.partial:
-                self.partial += piece
-                lines.append(bytes(self.partial))
-                self.partial.clear()
-            else:
-                lines.append(piece)
-
-    def rest(self) -> bytes:
-        if self.partial and not self.discarding:
-            line = bytes(self.partial)
-            self.partial.clear()
-            return line
-        return b""
-
-
-@dataclass
 class GeminiStream:
     """Reads Gemini CLI's stream-json output (and its session files) incrementally.
 
@@ -211,8 +162,8 @@ class GeminiStream:
     #: the sum of the turns read from the session files
     _sum: StreamUsage = field(default_factory=StreamUsage)
     _usage: StreamUsage = field(default_factory=StreamUsage)
-    _out: _Lines = field(default_factory=_Lines)
-    _files: dict[str, tuple[int, _Lines]] = field(default_factory=dict)
+    _out: LineSplitter = field(default_factory=LineSplitter)
+    _files: dict[str, tuple[int, LineSplitter]] = field(default_factory=dict)
     _polled_at: float = 0.0
 
     @property
@@ -351,7 +302,7 @@ class GeminiStream:
         return found
 
     def _read_file(self, path: str) -> None:
-        offset, lines = self._files.get(path, (0, _Lines()))
+        offset, lines = self._files.get(path, (0, LineSplitter()))
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             fd = os.open(path, flags)

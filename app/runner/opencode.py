@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from app.capability.model import Capability, Tool
-from app.runner.codex import _Lines, _load
+from app.runner.codex import _load
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
-from app.runner.runtime import StreamReader, StreamUsage, token_count
+from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count
 
 #: our tools to opencode's permission keys (the tool names the model sees)
 PERMISSIONS: dict[Tool, tuple[str, ...]] = {
@@ -213,7 +213,7 @@ class OpencodeStream:
     cost_usd: float = 0.0
     lines: int = 0
     skipped: int = 0
-    _stdout: _Lines = field(default_factory=_Lines)
+    _stdout: LineSplitter = field(default_factory=LineSplitter)
     _steps: set[str] = field(default_factory=set)
     _step_text: list[str] = field(default_factory=list)
     _usage: StreamUsage = field(default_factory=StreamUsage)

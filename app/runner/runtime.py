@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from app.capability.model import Capability
+from app.capability.model import Capability, Tool
 from app.runner.environment import ChildEnv
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
@@ -36,6 +36,58 @@ def token_count(value: Any) -> int:
     if isinstance(value, float) and not math.isfinite(value):
         return 0
     return max(0, min(int(value), MAX_TOKENS))
+
+
+#: a longer output line (a huge tool result) is skipped, not buffered
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class LineSplitter:
+    """A CLI's output bytes to complete lines, however they were split; a line
+    longer than ``MAX_LINE_BYTES`` is skipped (counted), never buffered."""
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._discarding = False
+        self.skipped = 0
+
+    def split(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                rest = data[start:]
+                if not self._discarding:
+                    if len(self._partial) + len(rest) > MAX_LINE_BYTES:
+                        self._partial.clear()
+                        self._discarding = True
+                        self.skipped += 1
+                    else:
+                        self._partial += rest
+                return lines
+            piece = data[start : newline + 1]
+            start = newline + 1
+            if self._discarding:
+                self._discarding = False
+                continue
+            if self._partial:
+                self._partial += piece
+                lines.append(bytes(self._partial))
+                self._partial.clear()
+            else:
+                lines.append(piece)
+
+    def rest(self) -> bytes:
+        """The last line when the output did not end with a newline."""
+        line = b"" if self._discarding else bytes(self._partial)
+        self._partial.clear()
+        return line
+
+
+def tool_names(capability: Capability, table: Mapping[Tool, tuple[str, ...]]) -> list[str]:
+    """A runtime's own tool names for the tools the capability grants, in a stable order."""
+    return [name for tool in Tool if tool in capability.tools for name in table[tool]]
 
 
 @dataclass(frozen=True, slots=True)
