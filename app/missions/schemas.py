@@ -39,6 +39,8 @@ class MissionStep(Strict):
     title: Title
     agent_id: Id
     instructions: Instructions = ""
+    #: the worker starts this step only after a person says so (docs/missions.md)
+    pause_before: bool = False
 
 
 class MissionBounds(Strict):
@@ -71,6 +73,7 @@ class MissionStepView(BaseModel):
     title: str
     agent_id: int
     instructions: str
+    pause_before: bool = False
 
 
 class BoundsView(BaseModel):

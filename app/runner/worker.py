@@ -60,6 +60,7 @@ from app.runner.claims import Claim, RunRecord
 from app.runner.environment import ChildEnv, CredentialError
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
 from app.runner.live import LiveOutput
+from app.runner.mission_steps import advance_missions
 from app.runner.output import AgentReply
 from app.runner.prices import PriceTable, load_prices
 from app.runner.process import (
@@ -573,9 +574,11 @@ class Worker:
                 log.warning("stale-run sweep or think cycle failed", exc_info=True)
 
     async def _schedule_loop(self) -> None:
-        """Due schedules, every ``schedule_poll_s``: a firing lands at most that long
-        after its due time (docs/schedules.md). Apart from the sweep, so a failing
-        sweep cannot hold schedules back."""
+        """Due schedules and missions' next steps, every ``schedule_poll_s``: a
+        firing lands at most that long after its due time (docs/schedules.md), a
+        mission's next step starts at most that long after the last one ended
+        (docs/missions.md). Apart from the sweep, so a failing sweep cannot hold
+        them back."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.options.schedule_poll_s)
@@ -583,8 +586,9 @@ class Worker:
                 return
             try:
                 await fire_due_schedules(self.ctx)
+                await advance_missions(self.ctx, self.actor)
             except Exception:
-                log.warning("schedule pass failed", exc_info=True)
+                log.warning("schedule or mission pass failed", exc_info=True)
 
     # ----------------------------------------------------------------- one conversation
 
