@@ -4,7 +4,9 @@ Each start is one transaction: the step's task (through pre-flight, like any
 task: the mission's approval and bounds, the agent, the gate) or, for a step
 that waits for a person, the ``mission_waiting`` escalation (a notification:
 "waiting for you"), opened once. A step that pre-flight refuses is escalated
-once and left for a person; the mission is not failed behind their back.
+once and left for a person (tried again when they resolve the escalation); the
+mission is not failed behind their back. A mission with nothing to start costs
+one read, no write.
 """
 
 from __future__ import annotations
@@ -29,11 +31,27 @@ async def advance_missions(ctx: AppContext, actor: str) -> int:
     started = 0
     for mission_id in mission_ids:
         try:
-            if await _advance(ctx, actor, mission_id):
+            if await _anything_to_do(ctx, mission_id) and await _advance(ctx, actor, mission_id):
                 started += 1
         except Exception:
             log.exception("mission step could not start", extra={"mission_id": mission_id})
     return started
+
+
+async def _anything_to_do(ctx: AppContext, mission_id: int) -> bool:
+    """A look on a read connection first: a running mission with nothing to start
+    costs no write lock and no disk write (an idle worker, every 5 s)."""
+    async with ctx.db.read() as conn:
+        plan = await steps.next_step(conn, mission_id)
+        if plan is None:
+            return False
+        refused = await steps.escalation_state(conn, steps.REFUSED, mission_id, plan.index)
+        if refused in ("open", "acknowledged"):
+            return False  # tried again once a person has resolved the refusal
+        if plan.pause_before:
+            state = await steps.escalation_state(conn, steps.WAITING, mission_id, plan.index)
+            return state in (None, "resolved")
+    return True
 
 
 async def _advance(ctx: AppContext, actor: str, mission_id: int) -> bool:
