@@ -235,3 +235,11 @@ def test_sshd_drop_in_hardening(role_vars: Any) -> None:
         "PasswordAuthentication no",
     ):
         assert f"\n{line}\n" in text, line
+
+
+def test_the_playbook_installs_the_agent_cli_version_the_tests_pin() -> None:
+    """The agent_cli role's default is the pin the real-CLI tests run against."""
+    from tests.support.agent_cli import pinned
+
+    defaults = load_yaml(ROLES / "agent_cli" / "defaults" / "main.yml")
+    assert defaults["agent_cli_claude_code_version"] == pinned("CLAUDE_CODE_VERSION")
