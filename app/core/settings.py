@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     runner_max_turns: Annotated[int, Field(ge=1, le=1000)] = 50
     # the model price table (docs/capability.md); the bundled one when this is absent
     prices_path: Path = Path("/etc/mission-control/prices.toml")
+    # the worker starts approved missions' steps by itself (docs/missions.md)
+    missions_run_steps: bool = True
 
     # operations
     monitor_cert_path: Path = Path("/etc/mission-control-tls/server.crt")

@@ -586,7 +586,8 @@ class Worker:
                 return
             try:
                 await fire_due_schedules(self.ctx)
-                await advance_missions(self.ctx, self.actor)
+                if self.settings.missions_run_steps:
+                    await advance_missions(self.ctx, self.actor)
             except Exception:
                 log.warning("schedule or mission pass failed", exc_info=True)
 

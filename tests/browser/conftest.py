@@ -53,7 +53,13 @@ def server(
     profiles.chmod(0o644)
     # the "leaky" fake agent is a script in the test's directory, outside what the
     # agents' Landlock sandbox allows (tests/runner/test_sandbox.py tests the sandbox)
-    extra = {"MC_PROFILES_PATH": str(profiles), "MC_RUNNER_SANDBOX": "off"}
+    # the UI flow starts a mission's step by hand ("Start this step as a task"):
+    # the worker does not start steps by itself here (docs/missions.md)
+    extra = {
+        "MC_PROFILES_PATH": str(profiles),
+        "MC_RUNNER_SANDBOX": "off",
+        "MC_MISSIONS_RUN_STEPS": "false",
+    }
     for name, role in (("alice", "admin"), ("bob", "operate")):
         made = missionctl(
             root, "user", "create", name, "--role", role, "--password-stdin",

@@ -112,3 +112,33 @@ async def test_a_refused_step_is_escalated_once_and_left_for_a_person(tmp_path: 
     (refused,) = rows.escalations("mission_step_refused")
     assert "could not start" in refused["reason"]
     assert rows.value("SELECT status FROM missions WHERE id = ?", (mission,)) == "approved"
+
+
+async def serve_briefly(settings: object, seconds: float) -> None:
+    """The worker's own loops (serve), with a short pass interval."""
+    import asyncio
+
+    from app.core.settings import Settings
+
+    assert isinstance(settings, Settings)
+    async with running_worker(settings, schedule_poll_s=0.1) as worker:
+        serving = asyncio.create_task(worker.serve())
+        await asyncio.sleep(seconds)
+        worker.request_stop()
+        await asyncio.wait_for(serving, 10)
+
+
+async def test_the_worker_starts_steps_by_itself_unless_told_not_to(tmp_path: Path) -> None:
+    for run_steps, expected in ((True, 1), (False, 0)):
+        folder = tmp_path / str(run_steps)
+        folder.mkdir()
+        settings = make_settings(folder, missions_run_steps=run_steps)
+        rows = Rows(settings.database_path)
+        write_profiles(folder, {"demo": profile(DEMO_ARGV)})
+        agent = rows.agent()
+        mission = rows.mission(
+            status="approved", steps=[{"title": "Go", "agent_id": agent, "instructions": ""}]
+        )
+        await serve_briefly(settings, 1.5)
+        count = rows.value("SELECT count(*) FROM tasks WHERE mission_id = ?", (mission,))
+        assert count == expected, (run_steps, count)
