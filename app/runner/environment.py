@@ -17,15 +17,34 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from app.runner.profiles import Profile, read_host_file
+from app.security.credential_gate import redact
 
 log = logging.getLogger("mission_control.runner.environment")
 
 MAX_CREDENTIAL_FILE_BYTES = 64 * 1024
 _LINE_RE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+#: replaces an exact value from the profile's credential file in stored output
+PROFILE_SECRET_MARKER = "[REDACTED:profile_credential]"  # noqa: S105 - a marker
+
+
+def output_gate(secret_values: Iterable[str]) -> Callable[[str], str]:
+    """The gate for an agent's output before anything of it is stored (transcript,
+    live output): the exact credential-file values, then everything the credential
+    gate recognises."""
+    values = sorted((v for v in secret_values if len(v) >= 4), key=len, reverse=True)
+
+    def gated(text: str) -> str:
+        for value in values:
+            text = text.replace(value, PROFILE_SECRET_MARKER)
+        return redact(text).text
+
+    return gated
 
 
 class CredentialError(Exception):

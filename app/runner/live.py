@@ -15,12 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.security.credential_gate import redact
+from app.runner.environment import output_gate
 
 MAX_LIVE_BYTES = 1024 * 1024
 MAX_BATCH_CHARS = 32 * 1024
 MAX_PIECE_CHARS = 4 * 1024
-SECRET_MARKER = "[REDACTED:profile_credential]"  # noqa: S105 - a marker
 
 
 @dataclass
@@ -58,15 +57,13 @@ class LiveOutput:
         """The next batch as an event payload (gated), or None when nothing waits."""
         if not self._pending:
             return None
-        values = sorted((v for v in self.secret_values if len(v) >= 4), key=len, reverse=True)
+        gated = output_gate(self.secret_values)
         chunks: list[dict[str, str]] = []
         size = 0
         while self._pending and size < MAX_BATCH_CHARS:
             kind, text = self._pending.pop(0)
             self._pending_chars -= len(text)
-            for value in values:
-                text = text.replace(value, SECRET_MARKER)
-            text = redact(text).text
+            text = gated(text)
             chunks.append({"kind": kind, "text": text})
             size += len(text)
         self.sent_chars += size

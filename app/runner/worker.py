@@ -57,7 +57,7 @@ from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
 from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.runner.claims import Claim, RunRecord
-from app.runner.environment import ChildEnv, CredentialError
+from app.runner.environment import ChildEnv, CredentialError, output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
 from app.runner.live import LiveOutput
 from app.runner.mission_steps import advance_missions
@@ -92,8 +92,6 @@ log = logging.getLogger("mission_control.runner.worker")
 
 CLIENT = "worker"
 HEARTBEAT_S = 10.0
-#: replaces an exact value from the profile's credential file in stored output
-PROFILE_SECRET_MARKER = "[REDACTED:profile_credential]"  # noqa: S105 - a marker
 RAW_EXCERPT_CHARS = 64 * 1024
 STDERR_TAIL_CHARS = 4 * 1024
 MAX_REASON_CHARS = 500
@@ -271,12 +269,6 @@ def workspace_for(state_dir: Path, *, project_id: int | None, agent_id: int) -> 
     return path
 
 
-def _without_values(text: str, values: list[str]) -> str:
-    for value in values:
-        text = text.replace(value, PROFILE_SECRET_MARKER)
-    return text
-
-
 def transcript_of(
     reply: AgentReply, run: RunResult, limits: Limits, secret_values: Iterable[str]
 ) -> str:
@@ -285,10 +277,7 @@ def transcript_of(
     when stdout hit its cap. Exact credential-file values and everything the
     credential gate recognises are redacted, excerpts *before* they are cut (with a
     margin), so a secret across a cut is still recognised."""
-    values = sorted((v for v in secret_values if len(v) >= 4), key=len, reverse=True)
-
-    def gated(text: str) -> str:
-        return redact(_without_values(text, values)).text
+    gated = output_gate(secret_values)
 
     parts = [reply.text]
     if reply.is_error and reply.text.startswith("[agent error]"):
