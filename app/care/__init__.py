@@ -1,1 +1,1 @@
-"""Appliance care: the clock, the disk guard and the repairs list (issue 9)."""
+"""Appliance care: the clock, the disk guard and the repairs list."""

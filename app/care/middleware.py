@@ -1,4 +1,4 @@
-"""The full-disk guard at the HTTP edge (issue 9).
+"""The full-disk guard at the HTTP edge.
 
 * While the state file system is nearly full (:class:`app.care.disk.DiskGuard`),
   state-changing requests (POST, PUT, PATCH, DELETE) that carry a credential

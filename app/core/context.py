@@ -64,7 +64,7 @@ else:
 
     def __getattr__(name: str) -> object:
         """``Ctx`` is built on first use, so FastAPI is imported by the API only: the
-        worker imports this module too and never serves HTTP (its memory, issue 8)."""
+        worker imports this module too and never serves HTTP (idle memory: docs/performance.md)."""
         if name == "Ctx":
             import fastapi
 

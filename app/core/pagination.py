@@ -36,7 +36,7 @@ else:
 
     def __getattr__(name: str) -> object:
         """``Pagination`` is built on first use, so FastAPI is imported by the API only
-        (the worker and the CLI need PageParams and Page; their memory, issue 8)."""
+        (the worker and the CLI need PageParams and Page; their memory, docs/performance.md)."""
         if name == "Pagination":
             import fastapi
 

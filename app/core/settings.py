@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     watchdog_db_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
-    # appliance care (issue 9; docs/operations.md)
+    # appliance care (docs/operations.md)
     # writes are refused (507) when the free space of the state file system is below
     # the smaller of these two: a percentage of its size and an absolute reserve
     disk_reserve_percent: Annotated[float, Field(ge=0, lt=100)] = 5.0

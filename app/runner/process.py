@@ -1,4 +1,4 @@
-"""Run one agent process under confinement (F12, F24, issue #4).
+"""Run one agent process under confinement (F12, F24).
 
 What :func:`run_confined` guarantees on Linux, whatever the agent does:
 

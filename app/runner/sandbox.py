@@ -1,4 +1,4 @@
-"""Per-run filesystem sandbox of an agent with Linux **Landlock** (issue #4).
+"""Per-run filesystem sandbox of an agent with Linux **Landlock**.
 
 What a confined run may touch (an allow-list: whatever is not named is denied):
 

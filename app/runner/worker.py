@@ -1,4 +1,4 @@
-"""``missionctl worker``: the process that runs agents (issue #4). The API never does.
+"""``missionctl worker``: the process that runs agents. The API never does.
 
 Lifecycle (docs/runner.md):
 

@@ -1,1 +1,1 @@
-"""``missionctl support-bundle``: one redacted archive for asking for help (issue 9)."""
+"""``missionctl support-bundle``: one redacted archive for asking for help."""

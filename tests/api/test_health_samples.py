@@ -1,4 +1,4 @@
-"""Health samples (issue 5): the sampler and its request counter, the JSON series
+"""Health samples (the Health page's charts): the sampler and its request counter, the JSON series
 ``GET /api/health/samples``, removal of old samples, and the Health page's four
 charts under the strict CSP."""
 

@@ -1,4 +1,4 @@
-"""No real-time clock (issue 9): whether time is synchronised, what waits for it,
+"""No real-time clock: whether time is synchronised, what waits for it,
 and what runs on the monotonic clock instead of the wall clock."""
 
 from __future__ import annotations

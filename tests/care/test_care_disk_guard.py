@@ -1,4 +1,4 @@
-"""Full disk (issue 9): writes refused with 507, reads kept, a notification, no 500.
+"""Full disk: writes refused with 507, reads kept, a notification, no 500.
 
 The end-to-end tests mount a small ``tmpfs`` (``size=``) under ``tmp_path`` as
 root, put the database and the state directory on it, fill it up and free it

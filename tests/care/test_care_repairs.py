@@ -1,4 +1,4 @@
-"""Repairs (issue 9): the authenticated health lists each current problem with a
+"""Repairs: the authenticated health lists each current problem with a
 plain-language cause and the command or page that fixes it; and the releases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SD-card care (issue 9): an idle worker and read-only traffic write (almost) nothing.
+"""SD-card care: an idle worker and read-only traffic write (almost) nothing.
 
 The rate itself is measured by ``bench/bench_idle_writes.py`` (``/proc/<pid>/io``
 of real processes over a minute); these tests pin the mechanisms.

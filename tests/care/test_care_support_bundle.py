@@ -1,4 +1,4 @@
-"""``missionctl support-bundle`` (issue 9): everything a helper needs, no secret.
+"""``missionctl support-bundle``: everything a helper needs, no secret.
 
 Secrets are planted in the settings (``MC_SECRET_KEY``, a webhook URL with a
 token), in the logs (a fake ``journalctl`` on ``PATH``), in the unit properties

@@ -1,4 +1,4 @@
-"""Power cuts and kills are never silent (issue 9): the run marker of
+"""Power cuts and kills are never silent: the run marker of
 ``app/care/shutdown.py``, and a real ``missionctl serve`` killed with SIGKILL,
 stopped cleanly, and "rebooted" (another boot id)."""
 

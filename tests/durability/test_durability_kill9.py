@@ -1,4 +1,4 @@
-"""Durability of the API under ``kill -9`` (issue 8).
+"""Durability of the API under ``kill -9``.
 
 A real ``missionctl serve`` takes a concurrent write load: tasks (each with its
 ``task.created`` event, audit record and queued conversation, and a rule that

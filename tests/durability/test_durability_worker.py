@@ -1,4 +1,4 @@
-"""Durability of ``missionctl worker`` under ``kill -9`` mid-run (issue 8, F11, F19).
+"""Durability of ``missionctl worker`` under ``kill -9`` mid-run (F11, F19).
 
 A real worker process runs a slow fake agent; the worker is killed with SIGKILL
 while the agent runs (no shutdown code of the worker runs at all), then started

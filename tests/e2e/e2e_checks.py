@@ -1,4 +1,4 @@
-"""Checks 1-3 of issue 7 as functions: each test runs them once, and the reboot
+"""Checks 1-3 of docs/e2e.md as functions: each test runs them once, and the reboot
 test runs them again on the rebooted Pi. Each returns a short summary for the
 test's output (pytest -rA / -s shows it)."""
 

@@ -1,4 +1,4 @@
-"""Issue 9 on the stand-in Pi: ``sudo missionctl support-bundle`` writes one
+"""Appliance care on the stand-in Pi: ``sudo missionctl support-bundle`` writes one
 archive with what a helper needs (versions, settings, doctor, unit states, the
 journal, the health report) and none of the Pi's real secrets: the generated
 admin password, the server key, an API token that was just used."""

@@ -274,7 +274,7 @@ def test_worker_cannot_bind_an_ip_port(testbed: Testbed) -> None:
 
 
 def test_each_agent_run_is_sandboxed_by_the_running_worker(testbed: Testbed) -> None:
-    """Issue 4: the running worker, inside its unit (seccomp filter included),
+    """The running worker, inside its unit (seccomp filter included),
     probed the per-run Landlock sandbox at start and reported it enforced
     (MC_RUNNER_SANDBOX=required on the Pi); ``missionctl runner sandbox-check``
     as the service user agrees (exit 0)."""

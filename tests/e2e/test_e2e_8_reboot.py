@@ -1,4 +1,4 @@
-"""Check 8: a power cut (issue 9) and the power cycle that follows. While the
+"""Check 8: a power cut and the power cycle that follows. While the
 laptop is creating tasks through the tunnel, the Pi loses power: SIGKILL to
 its PID 1 ends every process at once, no unit stops, nothing is flushed by the
 Pi. Its network namespace is thrown away (addresses, firewall, sysctls: all

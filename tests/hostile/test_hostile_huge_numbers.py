@@ -1,4 +1,4 @@
-"""Numbers SQLite cannot store never become a 500 (found by the API fuzzer, issue 8).
+"""Numbers SQLite cannot store never become a 500 (found by the API fuzzer, docs/performance.md).
 
 SQLite integers are 64-bit; Python's are not. Before the fix, 2^63 in an
 unbounded id or version reached a query and raised ``OverflowError`` (a 500).

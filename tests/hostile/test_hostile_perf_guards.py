@@ -1,4 +1,4 @@
-"""The performance changes of issue 8 keep their security properties.
+"""The performance changes (docs/performance.md) keep their security properties.
 
 * Token rows are read at once on the event loop's thread (``fetch_one_quick``,
   no cache): a token revoked through the API, or by another process

@@ -1,4 +1,4 @@
-"""API fuzzing with schemathesis against the application's own OpenAPI document (issue 8).
+"""API fuzzing with schemathesis against the application's own OpenAPI document.
 
 The document is the one ``GET /api/openapi.json`` serves (a test proves it), built
 in-process from the real application; requests go through the ASGI app in-process,

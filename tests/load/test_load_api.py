@@ -1,4 +1,4 @@
-"""Bounded load on the main read and write endpoints of a real server (issue 8).
+"""Bounded load on the main read and write endpoints of a real server.
 
 Loopback only, Python threads with httpx, no timing assertions: correctness and
 boundedness.

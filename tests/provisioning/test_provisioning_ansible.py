@@ -1,6 +1,6 @@
 """The playbook and its roles: syntax check, ansible-lint (production
 profile), every role variable documented and typed in meta/argument_specs.yml,
-the conventions of issue 6 (toggles, tags, validating handlers), and no
+the provisioning conventions (toggles, tags, validating handlers), and no
 secret anywhere in the repository's provisioning files."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The canonical unit files in systemd/: clean `systemd-analyze verify`, the
-sandbox scores of issue 6 (API <= 1.0, worker <= 2.0) and no regression from
+sandbox score targets (API <= 1.0, worker <= 2.0) and no regression from
 the scores reached, the directives the scores cannot see (watchdog, restart
 limits, directories), and nginx ordered after the tunnel."""
 
@@ -17,7 +17,7 @@ UNITS = sorted(p.name for p in SYSTEMD.glob("*.service")) + sorted(
 )
 SERVICES = sorted(p.name for p in SYSTEMD.glob("*.service"))
 
-# Issue 6 targets, as `systemd-analyze security --threshold` integers (x10).
+# Hardening targets, as `systemd-analyze security --threshold` integers (x10).
 TARGETS = {"mission-control.service": 10, "mission-control-worker.service": 20}
 # The scores these units reach today (systemd 252): any weakening fails.
 BASELINE = {

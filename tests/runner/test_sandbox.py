@@ -1,4 +1,4 @@
-"""The agents' per-run filesystem sandbox (Landlock; issue #4, app/runner/sandbox.py).
+"""The agents' per-run filesystem sandbox (Landlock; app/runner/sandbox.py).
 
 Real processes, a real SQLite file and a real secrets file in the state directory.
 Each test names the control it proves; removing it makes the test fail (see the

@@ -1,4 +1,4 @@
-"""What each process loads at start-up (its idle memory, issue 8; docs/performance.md).
+"""What each process loads at start-up (its idle memory; docs/performance.md).
 
 The worker never serves HTTP: it must not load the web framework. The API loads
 Jinja2 (the UI's templates) and argon2 (password hashing) on the first page or
