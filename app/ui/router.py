@@ -26,7 +26,7 @@ from markupsafe import Markup
 from app.agents import service as agents_service
 from app.agents import store as agents_store
 from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
-from app.audit.router import list_audit
+from app.audit.store import list_records as list_audit_records
 from app.auth import service as auth_service
 from app.auth import store as auth_store
 from app.backup.router import backups as backup_list
@@ -831,7 +831,7 @@ async def audit_page(
 ) -> HTMLResponse:
     if not principal.scope.allows(Scope.ADMIN):
         return await refuse_page(request, ctx, principal, Scope.ADMIN)
-    records = await list_audit(principal, page_params, ctx, action, actor)
+    records = await list_audit_records(ctx.db, page_params, action=action, actor=actor)
     return await ui_page(
         request,
         principal,
