@@ -8,11 +8,13 @@ import hmac
 
 from fastapi import APIRouter, Request, Response
 
-from app.auth import store
+from app.auth import store, totp
 from app.auth.initial import holds_initial_password, remove_initial_password
+from app.auth.lockout import failed, lockout_wait
 from app.auth.schemas import LoginRequest, PasswordChange, SessionInfo
 from app.auth.service import weak_password
 from app.auth.sessions import clear_session_cookie, open_session, set_session_cookie
+from app.auth.step_up import StepUpProof, step_up
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
@@ -41,29 +43,6 @@ def login_actor(ctx: AppContext, username: str, known: bool) -> str:
     return f"unknown-user:{digest[:16]}"
 
 
-async def _logged_in_from(ctx: AppContext, username: str, client: str) -> bool:
-    """Whether ``username`` has logged in from ``client`` before (their own address)."""
-    if not client:
-        return False
-    row = await ctx.db.fetch_one(
-        "SELECT 1 FROM audit_log WHERE action = 'auth.login' AND outcome = 'ok'"
-        " AND actor = ? AND client = ? LIMIT 1",
-        (f"user:{username}", client),
-    )
-    return row is not None
-
-
-async def _lockout_wait(ctx: AppContext, username: str, user_known: bool, client: str) -> float:
-    throttle = ctx.login_throttle
-    wait = throttle.retry_after(*throttle.keys(username, client))
-    if wait > 0 or not user_known:
-        return wait
-    ceiling = throttle.retry_after(throttle.user_key(username))
-    if ceiling > 0 and not await _logged_in_from(ctx, username, client):
-        return ceiling  # many failures from elsewhere: only known addresses still try
-    return 0.0
-
-
 @router.post("/login", response_model=SessionInfo)
 async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> SessionInfo:
     """Log in with a user name and password; sets an HttpOnly session cookie."""
@@ -72,7 +51,7 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
     user = await store.user_by_name(ctx.db, body.username)
     canonical = str(user["username"]) if user is not None else body.username
     actor = login_actor(ctx, canonical, user is not None)
-    wait = await _lockout_wait(ctx, canonical, user is not None, client)
+    wait = await lockout_wait(ctx, canonical, user is not None, client)
     if wait > 0:
         await audit.record(
             ctx.db, actor=actor, action="auth.login_locked", client=client, outcome="refused"
@@ -90,6 +69,8 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
             ctx.db, actor=actor, action="auth.login_failed", client=client, outcome="refused"
         )
         raise ApiError(401, "invalid_login", BAD_LOGIN)
+    if await totp.is_enrolled(ctx, int(user["id"])):
+        await _second_factor(ctx, body, canonical, int(user["id"]), actor, client)
     ctx.login_throttle.succeeded(*keys)
     old_cookie = request.cookies.get(SESSION_COOKIE)
     if old_cookie:
@@ -109,6 +90,48 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
     return SessionInfo(
         username=str(user["username"]), role=Scope(user["role"]), csrf_token=session.csrf_token
     )
+
+
+async def _second_factor(
+    ctx: AppContext, body: LoginRequest, username: str, user_id: int, actor: str, client: str
+) -> None:
+    """An enrolled user's login also needs a code (app/auth/totp.py); a wrong one
+    counts against the lock-out like a wrong password."""
+    if not body.code:
+        raise ApiError(
+            401,
+            "second_factor_required",
+            "enter the code from your authenticator app (or a recovery code)",
+            [{"loc": ["body", "code"], "type": "second_factor", "message": "enter the code"}],
+        )
+    if await totp.check_code(ctx, user_id, body.code) is None:
+        failed(ctx, username, client)
+        await audit.record(
+            ctx.db,
+            actor=actor,
+            action="auth.login_failed",
+            client=client,
+            outcome="refused",
+            summary={"wrong": "second_factor"},
+        )
+        raise ApiError(
+            401,
+            "invalid_second_factor",
+            "the code is wrong or was already used",
+            [{"loc": ["body", "code"], "type": "second_factor", "message": "wait for a new code"}],
+        )
+
+
+@router.post("/step-up", status_code=204)
+async def confirm_identity(
+    body: StepUpProof, principal: Authenticated, request: Request, ctx: Ctx
+) -> Response:
+    """Step up: your password again (plus your authenticator code when enrolled).
+    Sensitive acts (a one-owner self-approval, turning the second factor off)
+    accept it for ``MC_STEP_UP_SECONDS``. Browser sessions only; failures count
+    against the login lock-out."""
+    await step_up(ctx, principal, client_address(request), body)
+    return Response(status_code=204)
 
 
 @router.post("/logout", status_code=204)

@@ -22,6 +22,8 @@ class StrictModel(BaseModel):
 class LoginRequest(StrictModel):
     username: Annotated[str, StringConstraints(max_length=64)]
     password: Password
+    #: the second factor, for a user who enrolled one (app/auth/totp.py)
+    code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
 
 
 class SessionInfo(BaseModel):

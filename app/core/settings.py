@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     session_idle_minutes: Annotated[int, Field(ge=1)] = 60
     session_absolute_hours: Annotated[int, Field(ge=1)] = 12
     token_max_expiry_days: Annotated[int, Field(ge=1)] = 3650
+    # a step-up (password again, plus TOTP when enrolled) counts this long
+    step_up_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
+
+    # approvals (docs/security-model.md, "One-owner approval"): a self-approval
+    # is allowed when only one active admin exists, or always with
+    # approval_one_owner; it is held this long, and any admin may veto it
+    approval_one_owner: bool = False
+    approval_cooling_off_seconds: Annotated[int, Field(ge=2, le=7 * 24 * 3600)] = 900
     secret_key: SecretStr | None = None
     last_used_flush_s: Annotated[float, Field(gt=0)] = 60.0
 
