@@ -27,6 +27,14 @@ across directories), v3 ``TRUNCATE``, v5 ``IOCTL_DEV``. From v6 the run is also
 *scoped*: it cannot signal processes outside its sandbox (the worker) nor connect
 to abstract unix sockets created outside it.
 
+Landlock does not mediate ``connect()`` to a unix socket *file*, so hiding
+``/run/mission-control`` above keeps its listing and files unreadable but not its
+socket unreachable. A seccomp filter installed with the ruleset
+(:func:`app.runner.sandbox_exec.unix_socket_filter`) refuses ``socket(AF_UNIX)``
+itself: a run reaches no local service by a socket path (the API, the worker's
+notify socket, D-Bus); ``socketpair()`` still works. The worker unit hides the
+directory too (``InaccessiblePaths=/run/mission-control``).
+
 Landlock is unprivileged, survives ``execve`` and is inherited by every child, and
 needs ``no_new_privs`` (which is set here; the worker unit has
 ``NoNewPrivileges=yes`` anyway). It is applied in the child by the exec wrapper
@@ -435,6 +443,7 @@ EXPECTED = {
     "write_workspace": True,
     "write_tmpdir": True,
     "exec_system_program": True,
+    "unix_socket": False,
 }
 
 _PROBE_CODE = r"""
@@ -467,6 +476,10 @@ def run_true():
     if subprocess.run(["/bin/sh", "-c", "exit 0"], check=False).returncode != 0:
         raise OSError(0, "failed")
 attempt("exec_system_program", run_true)
+def unix_socket():
+    import socket
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+attempt("unix_socket", unix_socket)
 print(json.dumps(results))
 """
 
@@ -600,7 +613,7 @@ async def probe(
     else:
         reason = (
             f"Landlock ABI {status.abi}: agents cannot read the database or the secrets,"
-            " cannot write outside their workspace and TMPDIR"
+            " cannot write outside their workspace and TMPDIR, cannot open a unix socket"
         )
         report = _outcome(mode, True, status.abi, reason, checks, ms)
     return report, (policy if report.confines_runs else None)

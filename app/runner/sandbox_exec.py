@@ -69,6 +69,19 @@ FS_IOCTL_DEV = 1 << 15  # ABI 5
 SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
 SCOPE_SIGNAL = 1 << 1  # ABI 6
 
+# seccomp: no unix-domain socket may be created (docs/runner-confinement.md)
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_AF_UNIX = 1
+_X32_SYSCALL_BIT = 0x40000000
+#: machine -> (AUDIT_ARCH_*, __NR_socket, __NR_io_uring_setup)
+SECCOMP_ARCHES = {
+    "x86_64": (0xC000003E, 41, 425),
+    "aarch64": (0xC00000B7, 198, 425),
+}
+
 _ABI1_RIGHTS = (1 << 13) - 1
 #: rights that may be granted on a file (not a directory)
 _FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
@@ -241,6 +254,62 @@ def rules(policy: dict[str, list[str]]) -> list[tuple[str, int, bool]]:
     return result
 
 
+# --------------------------------------------------------------------------- seccomp
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def unix_socket_filter(machine: str) -> list[tuple[int, int, int, int]]:
+    """The classic-BPF program (code, jt, jf, k) that refuses ``socket(AF_UNIX, ...)``
+    with ``EACCES``: Landlock does not mediate ``connect()`` to a *path* socket (ABI 6
+    scopes abstract ones only), so this is what keeps a run away from the API's socket
+    (``/run/mission-control``), the worker's notify socket and every other local
+    service. ``socketpair()`` (pipes between a program and its children) stays
+    allowed. ``io_uring_setup`` (which can create sockets past the filter) answers
+    ``ENOSYS``; system calls of another architecture (32-bit compat, x32) ``EPERM``.
+    Raises :class:`SandboxError` on an architecture it does not know (fail closed)."""
+    try:
+        arch, nr_socket, nr_io_uring = SECCOMP_ARCHES[machine]
+    except KeyError:
+        raise SandboxError(f"no unix-socket filter for the {machine} architecture") from None
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
+    return [
+        (ld, 0, 0, 4),  # 0: seccomp_data.arch
+        (jeq, 0, 9, arch),  # 1: foreign architecture -> 11
+        (ld, 0, 0, 0),  # 2: seccomp_data.nr
+        (jge, 7, 0, _X32_SYSCALL_BIT),  # 3: x32 -> 11
+        (jeq, 5, 0, nr_io_uring),  # 4: io_uring_setup -> 10
+        (jeq, 0, 2, nr_socket),  # 5: not socket -> 8
+        (ld, 0, 0, 16),  # 6: low 32 bits of args[0] (the domain; little-endian)
+        (jeq, 1, 0, _AF_UNIX),  # 7: AF_UNIX -> 9
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),  # 8
+        (ret, 0, 0, _SECCOMP_RET_ERRNO | errno.EACCES),  # 9
+        (ret, 0, 0, _SECCOMP_RET_ERRNO | errno.ENOSYS),  # 10
+        (ret, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM),  # 11
+    ]
+
+
+def deny_unix_sockets(libc: ctypes.CDLL) -> None:
+    """Install :func:`unix_socket_filter` on the calling thread (inherited by every
+    child; needs ``no_new_privs``)."""
+    program = unix_socket_filter(os.uname().machine)
+    array = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
+    fprog = _SockFprog(len(program), array)
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise SandboxError(f"prctl(SECCOMP) failed: {os.strerror(ctypes.get_errno())}")
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -308,6 +377,7 @@ def restrict_self(policy: dict[str, list[str]], abi: int | None = None) -> int:
                 os.close(fd)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise SandboxError(f"prctl(NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}")
+        deny_unix_sockets(libc)
         restricted = _syscall(
             libc, _SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)
         )

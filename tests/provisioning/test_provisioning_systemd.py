@@ -140,6 +140,8 @@ def test_api_unit_contract() -> None:
         "Service.User": ["mission-control"],
         "Service.RuntimeDirectory": ["mission-control"],
         "Service.RuntimeDirectoryMode": ["0750"],
+        # the worker's InaccessiblePaths= mount would not survive a re-made directory
+        "Service.RuntimeDirectoryPreserve": ["yes"],
         "Service.StateDirectory": ["mission-control"],
         "Service.StateDirectoryMode": ["0700"],
         "Service.ConfigurationDirectory": ["mission-control"],
@@ -189,8 +191,13 @@ def test_worker_unit_contract() -> None:
     assert worker["Service.Restart"] == ["on-failure"]
     # no inbound: nothing in the worker (agents included) can bind an IP port
     assert worker["Service.SocketBindDeny"] == ["any"]
-    # the API's keys are not the worker's
-    assert worker["Service.InaccessiblePaths"] == ["-/var/lib/mission-control/secrets"]
+    # the API's keys are not the worker's; nor is the API's socket directory, and a
+    # worker that cannot hide it does not start (no "-")
+    assert worker["Service.InaccessiblePaths"] == [
+        "-/var/lib/mission-control/secrets",
+        "/run/mission-control",
+    ]
+    assert "mission-control.service" in " ".join(worker["Unit.After"]).split()
     assert worker["Service.CapabilityBoundingSet"] == [""]
     assert worker["Service.NoNewPrivileges"] == ["yes"]
     # the agents' Landlock sandbox: systemd 252's @system-service lacks these three,
