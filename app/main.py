@@ -51,6 +51,8 @@ from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
 from app.ui.router import router as ui_router
 from app.ui.schedules import router as ui_schedules_router
+from app.vpn.page import router as vpn_page_router
+from app.vpn.router import router as vpn_router
 
 log = logging.getLogger("mission_control.app")
 
@@ -112,6 +114,8 @@ ROUTERS: list[APIRouter] = [
     projects_router,
     agents_router,
     backups_router,
+    vpn_router,
+    vpn_page_router,
     ui_schedules_router,
     ui_router,
 ]

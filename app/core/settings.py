@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     monitor_temperature_warn_celsius: Annotated[float, Field(gt=0)] = 75.0
     monitor_backup_max_age_hours: Annotated[int, Field(ge=1)] = 36
     vpn_status_path: Path = Path("/run/mission-control-vpn/peers.json")
+    #: the root helper that adds and revokes peers for the VPN page (docs/vpn.md)
+    vpn_helper_socket: Path = Path("/run/mission-control-vpn-helper.sock")
     backup_keep_daily: Annotated[int, Field(ge=1, le=365)] = 7
     backup_keep_weekly: Annotated[int, Field(ge=0, le=104)] = 4
     log_level: str = "INFO"

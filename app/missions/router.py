@@ -1,16 +1,17 @@
-"""HTTP endpoints of missions (F17). Approval needs a human who is not the proposer."""
+"""HTTP endpoints of missions (F17). Who may approve: ``app.approvals.gate``."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.approvals.schemas import ApprovalStatus, MissionApproval
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
-from app.missions import service
+from app.missions import approval, service
 from app.missions.schemas import MAX_ID, MissionCreate, MissionDecision, MissionStatus, MissionView
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
+from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/missions", tags=["missions"])
 
@@ -56,11 +57,40 @@ async def approve_mission(
     mission_id: MissionId,
     principal: OperateAccess,
     request: Request,
+    response: Response,
+    ctx: Ctx,
+    body: MissionApproval | None = None,
+) -> MissionView:
+    """Scope operate, from a person logged in to the web UI (``app.approvals.gate``).
+    Two-person mode: never the proposer. One-owner mode: the only admin may
+    approve their own proposal with a step-up (``password``, and ``code`` when
+    enrolled); it answers 202 and is held for the cooling-off period (see
+    ``GET .../approval``), vetoable by any admin."""
+    mission, held = await approval.approve_mission(
+        ctx, mission_id, body or MissionApproval(), principal, client_address(request)
+    )
+    if held:
+        response.status_code = 202
+    return mission
+
+
+@router.get("/{mission_id}/approval", response_model=ApprovalStatus)
+async def approval_status(mission_id: MissionId, _: ReadAccess, ctx: Ctx) -> ApprovalStatus:
+    """Scope read. Which approval mode applies and why, and the latest held approval."""
+    return await approval.approval_status(ctx, mission_id)
+
+
+@router.post("/{mission_id}/veto", response_model=MissionView)
+async def veto_mission_approval(
+    mission_id: MissionId,
+    principal: AdminAccess,
+    request: Request,
     ctx: Ctx,
     body: MissionDecision | None = None,
 ) -> MissionView:
-    """Scope operate, from a logged-in human session, never the proposer's."""
-    return await service.approve_mission(
+    """Scope admin. Stop a held self-approval before it takes effect; the mission
+    stays proposed."""
+    return await approval.veto(
         ctx, mission_id, body or MissionDecision(), principal, client_address(request)
     )
 

@@ -8,11 +8,9 @@ Lifecycle::
               | failed (one of its tasks failed, or the worker ends it)
               | cancelled (its open tasks and runs are cancelled too)
 
-Approval needs a human (a logged-in session) with scope operate or higher, and
-never the proposer: not the same actor, and not the human who owns the API
-token that proposed it (``app/auth/owners.py``); a proposal by a token without
-an owner cannot be approved. A refused approval is audited and raises a security
-alert (``record_refusal``), then answers 403.
+Approval (``app.missions.approval``) needs a person logged in to the web UI
+with scope operate or higher; who may approve their own proposal is decided in
+one place, ``app.approvals.gate`` (two-person or one-owner mode).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import json
 from typing import Any
 
 from app.agents.store import agent_row_tx
-from app.auth.owners import shares_a_human
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
@@ -40,7 +37,6 @@ from app.missions.schemas import (
 from app.policies.model import Category, Severity
 from app.security.credential_gate import contains_credential, redact
 from app.security.principal import Principal
-from app.security.refusals import record_refusal
 from app.tasks import store as task_store
 from app.tasks import transitions
 from app.tasks.schemas import TaskStatus
@@ -264,20 +260,6 @@ async def list_missions(
 # --- decisions ----------------------------------------------------------------------
 
 
-async def _refuse(
-    ctx: AppContext, principal: Principal, client: str, mission_id: int, code: str, message: str
-) -> ApiError:
-    await record_refusal(
-        ctx,
-        actor=principal.actor,
-        client=client,
-        action="mission.approve",
-        target=f"mission:{mission_id}",
-        reason=code,
-    )
-    return ApiError(403, code, message)
-
-
 def _invalid(current: MissionStatus, wanted: MissionStatus) -> ApiError:
     return ApiError(
         409,
@@ -338,60 +320,6 @@ async def _move(
 def _clean_comment(comment: str) -> str:
     """Comments are stored redacted: a pasted secret never reaches the database."""
     return redact(comment).text if comment else comment
-
-
-async def approve_mission(
-    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
-) -> MissionView:
-    if principal.kind != "session":
-        raise await _refuse(
-            ctx,
-            principal,
-            client,
-            mission_id,
-            "approval_needs_human",
-            "a mission is approved by a logged-in human, never by an API token or automation",
-        )
-    refused: str | None = None
-    async with transaction(ctx, principal.actor, client) as tx:
-        row = await store.mission_row_tx(tx.conn, mission_id)
-        if row is None:
-            raise not_found()
-        # People, not credentials: the proposer's token acts for its owner.
-        refused = await shares_a_human(tx.conn, principal, [str(row["proposed_by"])])
-        if refused is None:
-            row = await _load_for_change(tx, mission_id, MissionStatus.APPROVED, decision.version)
-            comment = _clean_comment(decision.comment)
-            await _move(
-                tx, row, MissionStatus.APPROVED, decided_by=principal.actor, comment=comment
-            )
-            await tx.notify(
-                Category.MISSION,
-                Severity.INFO,
-                f"Mission approved: {row['title']}",
-                f"approved by {principal.actor}",
-            )
-    if refused == "same_human":
-        raise await _refuse(
-            ctx,
-            principal,
-            client,
-            mission_id,
-            "self_approval",
-            "the proposer of a mission cannot approve it, with any of their credentials; "
-            "ask another operator",
-        )
-    if refused is not None:
-        raise await _refuse(
-            ctx,
-            principal,
-            client,
-            mission_id,
-            "proposer_unknown",
-            "the mission was proposed with a token that has no owning user, so no second "
-            "person can be shown; propose it again from a session or with an owned token",
-        )
-    return await get_mission(ctx, mission_id)
 
 
 async def reject_mission(

@@ -117,6 +117,7 @@ async def test_the_creator_of_the_proposing_token_cannot_approve(
     app: FastAPI, client: httpx.AsyncClient, ctx: AppContext, agent: dict[str, Any]
 ) -> None:
     await add_user(ctx, "dave", Scope.ADMIN)
+    await add_user(ctx, "frank", Scope.ADMIN)  # two admins: the two-person mode applies
     async with session_client(app, "dave") as dave:
         created = await dave.post("/api/tokens", json={"name": "bot", "scope": "operate"})
         assert created.status_code == 201, created.text

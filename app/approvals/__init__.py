@@ -1,0 +1,1 @@
+"""Who may approve a mission or a shell rule, and held one-owner approvals."""
