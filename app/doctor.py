@@ -223,6 +223,17 @@ def check_worker(settings: Settings) -> Check:
     return Check("worker", True, f"a worker reported {int(age.total_seconds())} s ago")
 
 
+def check_profiles(settings: Settings) -> Check:
+    from app.runner.catalog import profiles_status
+
+    status = profiles_status(settings)
+    if status.error is not None:
+        return Check("profiles", False, f"{status.error}: no agent can run until it is fixed")
+    names = ", ".join(f"{name} ({profile.runtime})" for name, profile in status.profiles)
+    where = f"bundled example {status.path}" if status.bundled else str(status.path)
+    return Check("profiles", True, f"{where}: {names}")
+
+
 def check_backup(settings: Settings) -> Check:
     from app.monitoring.checks import check_backup_age
 
@@ -245,6 +256,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_credentials(settings),
         check_audit_chain(settings),
         check_worker(settings),
+        check_profiles(settings),
         check_backup(settings),
         check_clock(settings),
     ]

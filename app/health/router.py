@@ -17,6 +17,7 @@ from app.core.context import AppContext, Ctx
 from app.health.probes import database_ok, system_figures
 from app.health.release import release_info
 from app.health.sandbox import sandbox_summary
+from app.runner.catalog import profiles_status
 from app.security.dependencies import ReadAccess
 
 router = APIRouter(tags=["health"])
@@ -56,6 +57,7 @@ async def health_report(ctx: AppContext) -> dict[str, Any]:
         "system": figures,
         "workers": workers,
         "runner_sandbox": sandbox_summary(workers, settings.stale_run_minutes),
+        "profiles": (await asyncio.to_thread(profiles_status, settings)).as_dict(),
         "last_backup_age_s": int(age.total_seconds()) if age is not None else None,
         "release": await asyncio.to_thread(release_info, settings.release_root, __version__),
         "repairs": repairs,

@@ -23,6 +23,7 @@ from pathlib import Path
 from app.capability.model import ProfileTraits
 from app.core.settings import Settings
 from app.runner.environment import ChildEnv, build_child_env
+from app.runner.login import Login, load_login
 from app.runner.profiles import EXAMPLE_PROFILES_PATH, Profile, ProfileError, load_profiles
 
 log = logging.getLogger("mission_control.runner.catalog")
@@ -59,6 +60,13 @@ class Catalog:
         )
         return build_child_env(profile, require_root_owned=require_root)
 
+    def login(self, profile: Profile) -> Login | None:
+        """The profile's subscription login, checked (always root-owned); None when it
+        names none. Raises :class:`~app.runner.login.LoginError` with the reason."""
+        if profile.login_dir is None:
+            return None
+        return load_login(profile.login_dir, profile.runtime)
+
 
 def load_catalog(settings: Settings) -> Catalog:
     """Load the profiles; raises :class:`~app.runner.profiles.ProfileError` with the reason."""
@@ -79,31 +87,69 @@ def load_catalog(settings: Settings) -> Catalog:
     return Catalog(EXAMPLE_PROFILES_PATH, profiles, root_owned=False, bundled=True)
 
 
+@dataclass(frozen=True)
+class ProfilesStatus:
+    """The host's profiles as the worker would load them: for ``missionctl doctor``,
+    the health report and the agent form (which profiles and runtimes exist)."""
+
+    path: Path
+    bundled: bool
+    #: the profiles by name, sorted; empty when the file is refused
+    profiles: tuple[tuple[str, Profile], ...]
+    #: why the file was refused (names the profile, the key and the fix); None: loaded
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "path": str(self.path),
+            "bundled": self.bundled,
+            "error": self.error,
+            "profiles": [
+                {"name": name, "runtime": profile.runtime, "login": profile.login_dir is not None}
+                for name, profile in self.profiles
+            ],
+        }
+
+
+def profiles_status(settings: Settings) -> ProfilesStatus:
+    """Load the profiles by the worker's own rules (a file under /etc must be
+    root-owned; the bundled example when the configured file does not exist);
+    cached until the file changes. Never raises."""
+    configured = settings.profiles_path
+    path, root_owned, bundled = configured, under_etc(configured), False
+    if not (configured.exists() or configured.is_symlink()):
+        path, root_owned, bundled = EXAMPLE_PROFILES_PATH, False, True
+    try:
+        info = path.lstat()
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+    except OSError as exc:
+        return ProfilesStatus(path, bundled, (), f"profiles file {path} cannot be read: {exc}")
+    profiles, error = _load_cached(path, root_owned, stamp)
+    return ProfilesStatus(path, bundled, profiles, error)
+
+
 def profile_traits(settings: Settings) -> dict[str, ProfileTraits]:
     """What each of the host's profiles can do, loaded by the worker's own rules (a
     file under /etc must be root-owned), for the API's capability decisions.
     Empty when the file is refused: every agent then counts as able to run
     commands (:func:`app.capability.model.agent_capability` fails closed) and no
     agent can be given a profile."""
-    configured = settings.profiles_path
-    path, root_owned = configured, under_etc(configured)
-    if not (configured.exists() or configured.is_symlink()):
-        path, root_owned = EXAMPLE_PROFILES_PATH, False
-    try:
-        info = path.lstat()
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-    except OSError:
-        return {}
-    return dict(_traits(path, root_owned, stamp))
+    status = profiles_status(settings)
+    return {name: profile.traits(name) for name, profile in status.profiles}
 
 
 @functools.lru_cache(maxsize=8)
-def _traits(
+def _load_cached(
     path: Path, root_owned: bool, stamp: tuple[int, int, int]
-) -> tuple[tuple[str, ProfileTraits], ...]:
+) -> tuple[tuple[tuple[str, Profile], ...], str | None]:
     try:
         profiles = load_profiles(path, require_root_owned=root_owned)
     except ProfileError as exc:
         log.warning("profiles file refused", extra={"reason": str(exc)})
-        return ()
-    return tuple((name, profile.traits(name)) for name, profile in sorted(profiles.items()))
+        return (), str(exc)
+    return tuple(sorted(profiles.items())), None

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +50,7 @@ from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
 from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
+from app.runner.runtime_options import check_options
 
 #: our tools to the function names Codex offers the model
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -101,9 +101,6 @@ _MAX_TEXT_CHARS = 200_000
 _POLL_INTERVAL_S = 0.02
 _MAX_READ_BYTES = 4 * 1024 * 1024
 _MAX_SCAN_ENTRIES = 500
-_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_WIRE_APIS = ("responses",)
 
 
 def granted_tool_names(capability: Capability) -> list[str]:
@@ -158,28 +155,17 @@ def command_line(base_argv: list[str], capability: Capability) -> list[str]:
 
 def config_toml(options: Mapping[str, Any], *, model: str) -> str:
     """CODEX_HOME/config.toml for these profile options; raises ProfileError."""
-    unknown = set(options) - {"provider", "base_url", "env_key", "wire_api"}
-    if unknown:
-        raise ProfileError(f"unknown codex option(s): {', '.join(sorted(unknown))}")
+    try:
+        checked = check_options("codex", options)
+    except ValueError as exc:
+        raise ProfileError(f"codex: {exc}") from None
     lines = [f"model = {_toml_str(model)}", "[history]", 'persistence = "none"']
-    provider = options.get("provider")
+    provider = checked.get("provider")
     if provider is None:
-        if set(options) - {"wire_api"}:
-            raise ProfileError("codex options base_url and env_key need a provider name")
         return "\n".join(lines) + "\n"
-    base_url = options.get("base_url")
-    env_key = options.get("env_key", "OPENAI_API_KEY")
-    wire_api = options.get("wire_api", "responses")
-    if not isinstance(provider, str) or not _PROVIDER_RE.match(provider):
-        raise ProfileError("codex option provider must be a short lower-case name")
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ProfileError("codex option base_url must be an http(s) URL")
-    if any(ch in base_url for ch in "\n\r\x00 ") or "@" in base_url.split("/")[2]:
-        raise ProfileError("codex option base_url may not hold spaces or credentials")
-    if not isinstance(env_key, str) or not _ENV_RE.match(env_key):
-        raise ProfileError("codex option env_key must be an environment variable name")
-    if wire_api not in _WIRE_APIS:
-        raise ProfileError(f"codex option wire_api must be one of {', '.join(_WIRE_APIS)}")
+    base_url = checked["base_url"]
+    env_key = checked.get("env_key", "OPENAI_API_KEY")
+    wire_api = checked.get("wire_api", "responses")
     head = [f"model_provider = {_toml_str(provider)}", *lines[:1]]
     table = [
         f"[model_providers.{provider}]",
@@ -530,6 +516,10 @@ class CodexRuntime:
 
     def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
         text = config_toml(options, model=model)
+        if (home / ".codex" / "auth.json").is_symlink():
+            # the profile's login, linked by the worker (app/runner/login.py): read
+            # from the file, never from an OS keyring
+            text = 'cli_auth_credentials_store = "file"\n' + text
         codex_home = home / ".codex"
         codex_home.mkdir(mode=0o700, exist_ok=True)
         (codex_home / "config.toml").write_text(text, encoding="utf-8")

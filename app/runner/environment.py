@@ -54,11 +54,18 @@ class CredentialError(Exception):
 class ChildEnv(Mapping[str, str]):
     """The environment of one run. ``repr`` shows names only, never values."""
 
-    __slots__ = ("_secret_names", "_values")
+    __slots__ = ("_extra_secrets", "_secret_names", "_values")
 
-    def __init__(self, values: Mapping[str, str], secret_names: frozenset[str]) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        secret_names: frozenset[str],
+        extra_secrets: frozenset[str] = frozenset(),
+    ) -> None:
         self._values = dict(values)
         self._secret_names = secret_names
+        #: secret values the run can reach outside its environment (a login file)
+        self._extra_secrets = extra_secrets
 
     def __getitem__(self, key: str) -> str:
         return self._values[key]
@@ -76,13 +83,21 @@ class ChildEnv(Mapping[str, str]):
 
     def with_values(self, values: Mapping[str, str]) -> ChildEnv:
         """This environment plus ``values`` (a runtime's fixed settings; not secrets)."""
-        return ChildEnv({**self._values, **values}, self._secret_names - set(values))
+        return ChildEnv(
+            {**self._values, **values}, self._secret_names - set(values), self._extra_secrets
+        )
+
+    def with_secrets(self, values: frozenset[str]) -> ChildEnv:
+        """This environment, with more values the gate must redact (a subscription
+        login's tokens, which the run reads from a file, not from its environment)."""
+        return ChildEnv(self._values, self._secret_names, self._extra_secrets | values)
 
     @property
     def secret_values(self) -> frozenset[str]:
-        """Values that came from the credential file: exact strings the credential
-        gate should redact from the agent's output before it is stored."""
-        return frozenset(self._values[name] for name in self._secret_names if self._values[name])
+        """Values that came from the credential file or a login: exact strings the
+        credential gate should redact from the agent's output before it is stored."""
+        named = (self._values[name] for name in self._secret_names if self._values[name])
+        return frozenset(named) | self._extra_secrets
 
 
 def read_credential_file(path: Path, *, require_root_owned: bool) -> dict[str, str]:

@@ -92,10 +92,15 @@ def command_line(base_argv: list[str]) -> list[str]:
     ]
 
 
-def settings(capability: Capability, *, max_turns: int) -> dict[str, Any]:
-    """HOME/.gemini/settings.json for a run with ``capability``."""
+#: the Google sign-in's file (runtime_options.LOGIN_FILES): with it, that sign-in
+LOGIN_FILE = ".gemini/oauth_creds.json"
+
+
+def settings(capability: Capability, *, max_turns: int, login: bool = False) -> dict[str, Any]:
+    """HOME/.gemini/settings.json for a run with ``capability``; ``login``: the
+    profile's subscription login (a Google sign-in) instead of the API key."""
     return {
-        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "security": {"auth": {"selectedType": "oauth-personal" if login else "gemini-api-key"}},
         "tools": {"core": granted_tool_names(capability)},
         "model": {"maxSessionTurns": max_turns},
         "mcpServers": {},
@@ -491,8 +496,10 @@ class GeminiRuntime:
             raise ProfileError("gemini: HOME prepared for a run whose flags were never built")
         config = home / ".gemini"
         (config / "policies").mkdir(parents=True, mode=0o700)
+        # the worker links a profile's login into HOME before this (app/runner/login.py)
+        login = (home / LOGIN_FILE).is_symlink()
         (config / "settings.json").write_text(
-            json.dumps(settings(run.capability, max_turns=run.max_turns), indent=2)
+            json.dumps(settings(run.capability, max_turns=run.max_turns, login=login), indent=2)
         )
         (config / "policies" / POLICY_FILE).write_text(policy(run.capability))
         if run.stream is not None:

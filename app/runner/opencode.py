@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from app.runner.output import AgentReply
 from app.runner.process import RunResult
 from app.runner.profiles import ProfileError
 from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count
+from app.runner.runtime_options import check_options
 
 #: our tools to opencode's permission keys (the tool names the model sees)
 PERMISSIONS: dict[Tool, tuple[str, ...]] = {
@@ -75,8 +75,6 @@ FIXED_ENV: dict[str, str] = {
 #: the run's npm configuration: nothing is fetched (see OpencodeRuntime.prepare_home)
 NPMRC = "registry=http://127.0.0.1:9/\noffline=true\naudit=false\nfund=false\n"
 _MAX_TEXT_CHARS = 200_000
-_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 
 
 def granted_tool_names(capability: Capability) -> list[str]:
@@ -145,20 +143,13 @@ def config_json(options: Mapping[str, Any], *, model: str) -> dict[str, Any]:
     """The run's opencode.json; raises ProfileError for unusable options. Every
     permission is ``deny`` but in the agents named by :func:`agent_name` (one per
     set of tools: the command line picks the run's)."""
-    unknown = set(options) - {"provider", "base_url", "env_key"}
-    if unknown:
-        raise ProfileError(f"unknown opencode option(s): {', '.join(sorted(unknown))}")
-    provider = options.get("provider")
-    base_url = options.get("base_url")
-    env_key = options.get("env_key", "OPENAI_API_KEY")
-    if not isinstance(provider, str) or not _PROVIDER_RE.match(provider):
-        raise ProfileError("opencode option provider must be a short lower-case name")
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ProfileError("opencode option base_url must be an http(s) URL")
-    if any(ch in base_url for ch in "\n\r\x00 ") or "@" in base_url.split("/")[2]:
-        raise ProfileError("opencode option base_url may not hold spaces or credentials")
-    if not isinstance(env_key, str) or not _ENV_RE.match(env_key):
-        raise ProfileError("opencode option env_key must be an environment variable name")
+    try:
+        checked = check_options("opencode", options)
+    except ValueError as exc:
+        raise ProfileError(f"opencode: {exc}") from None
+    provider = checked["provider"]
+    base_url = checked["base_url"]
+    env_key = checked.get("env_key", "OPENAI_API_KEY")
     config: dict[str, Any] = {
         "$schema": "https://opencode.ai/config.json",
         "model": f"{provider}/{model}",

@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.capability.model import CommandsPolicy, ProfileTraits
+from app.runner.runtime_options import LOGIN_FILES, check_options
 
 DEFAULT_PROFILES_PATH = Path("/etc/mission-control/profiles.toml")
 EXAMPLE_PROFILES_PATH = Path(__file__).with_name("profiles.example.toml")
@@ -284,8 +285,13 @@ class Profile(BaseModel):
     )
     #: the price table entry used for a model the table does not list
     price_fallback: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    #: runtime-specific settings (a CLI's provider, endpoint, ...): see the runtime
+    #: runtime-specific settings (a CLI's provider, endpoint, ...): checked against
+    #: ``runtime_options.RUNTIME_OPTIONS`` when the file is loaded
     options: dict[str, Any] = Field(default_factory=dict)
+    #: a root-owned directory holding the CLI's subscription login (its files at
+    #: the paths of ``runtime_options.LOGIN_FILES``), seen read-only by the run
+    #: instead of an API key (app/runner/login.py)
+    login_dir: Path | None = None
     #: the only output format (the final result object; stream-json lines before it)
     output_format: Literal["claude-json"] = "claude-json"
     limits: Limits = Field(default_factory=Limits)
@@ -327,6 +333,22 @@ class Profile(BaseModel):
             if not path.startswith("/") or "\x00" in path or "\n" in path:
                 raise ValueError(f"exec_allow: {path[:80]!r} must be an absolute path")
         return paths
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Profile:
+        check_options(self.runtime, self.options)
+        if self.login_dir is not None:
+            if not self.login_dir.is_absolute():
+                raise ValueError(
+                    "login_dir must be an absolute path (/etc/mission-control/logins/<name>)"
+                )
+            if self.runtime not in LOGIN_FILES:
+                runtimes = ", ".join(sorted(LOGIN_FILES))
+                raise ValueError(
+                    f"login_dir: the {self.runtime} runtime has no subscription login"
+                    f" (runtimes with one: {runtimes}); remove login_dir or change the runtime"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_flags(self) -> Profile:
@@ -556,8 +578,14 @@ def load_profiles(path: Path, *, require_root_owned: bool) -> dict[str, Profile]
 def _summarise(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in err["loc"])
-        parts.append(f"{location or '<file>'}: {err['msg']}")
+        loc = err["loc"]
+        message = err["msg"].removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[0] == "profiles":
+            rest = ".".join(str(part) for part in loc[2:])
+            where = f"profile {loc[1]!r}" + (f", {rest}" if rest else "")
+        else:
+            where = ".".join(str(part) for part in loc) or "<file>"
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 

@@ -257,6 +257,9 @@ class RunRights:
     write: bool = True
     #: programs a run without a shell may still execute (the profile's exec_allow)
     exec_allow: tuple[str, ...] = ()
+    #: single files the run may read and nothing more: a subscription login's files
+    #: (app/runner/login.py), linked into its HOME; no write, truncate or delete
+    read_files: tuple[str, ...] = ()
 
 
 def run_policy(
@@ -278,11 +281,12 @@ def run_policy(
             )
         if not policy.allows_exec(prog):
             policy = policy.with_paths(read_exec=[str(Path(prog).parent)])
+        policy = replace(policy, read_only=(*policy.read_only, *map(_real, rights.read_files)))
     else:
         executable = dict.fromkeys(
             [*exec_closure(prog), *(p for path in rights.exec_allow for p in exec_closure(path))]
         )
-        read_only = [*base.read_only, *base.read_exec]
+        read_only = [*base.read_only, *base.read_exec, *map(_real, rights.read_files)]
         if not rights.write:
             read_only.append(workspace)
         readable = [*read_only, workspace, tmp]

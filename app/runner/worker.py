@@ -60,6 +60,7 @@ from app.runner.claims import Claim, RunRecord
 from app.runner.environment import ChildEnv, CredentialError, output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
 from app.runner.live import LiveOutput
+from app.runner.login import Login
 from app.runner.mission_steps import advance_missions
 from app.runner.output import AgentReply
 from app.runner.prices import PriceTable, load_prices
@@ -150,6 +151,8 @@ class _Plan:
     session_store: Path
     #: the session a follow-up resumes
     resume_session_id: str | None = None
+    #: the profile's subscription login (app/runner/login.py)
+    login: Login | None = None
 
     @property
     def rights(self) -> RunRights:
@@ -157,6 +160,7 @@ class _Plan:
             shell=self.capability.shell,
             write=self.capability.write,
             exec_allow=tuple(self.profile.exec_allow),
+            read_files=self.login.paths if self.login is not None else (),
         )
 
     def stream(self) -> StreamReader:
@@ -165,7 +169,10 @@ class _Plan:
 
     def prepare_home(self, home: Path) -> None:
         """The runtime's own configuration in the run's fresh HOME, and the session a
-        follow-up resumes."""
+        follow-up resumes. A login is linked first: a runtime configures its CLI for
+        the login it finds there."""
+        if self.login is not None:
+            self.login.link_into(home)
         self.runtime.prepare_home(home, self.profile.options, model=self.model)
         if self.resume_session_id is not None:
             runtime = self.runtime
@@ -780,6 +787,9 @@ class Worker:
             ) from None
         try:
             env = runtime_env(runtime, self.catalog.child_env(profile))
+            login = await asyncio.to_thread(self.catalog.login, profile)
+            if login is not None:
+                env = env.with_secrets(login.secret_values)
         except CredentialError as exc:
             # the host's configuration is broken: every run of the profile would fail
             raise _PlanError(
@@ -812,6 +822,7 @@ class Worker:
             claim.model,
             self.settings.state_dir.absolute() / "sessions" / f"agent-{claim.agent_id}",
             resume,
+            login,
         )
 
     async def _run(self, claim: Claim) -> Outcome:

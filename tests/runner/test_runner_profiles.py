@@ -51,12 +51,13 @@ def load(path: Path, *, require_root_owned: bool = True) -> dict[str, Profile]:
 # ---------------------------------------------------------------- accepted
 
 
-def test_example_file_loads_with_both_profiles(confdir):
+def test_example_file_loads_with_every_profile(confdir):
     path = confdir / "profiles.toml"
     shutil.copyfile(EXAMPLE_PROFILES_PATH, path)
     path.chmod(0o644)
     profiles = load(path)
-    assert set(profiles) == {"claude", "demo"}
+    # the other runtimes' examples: tests/runner/test_runtime_options.py
+    assert {"claude", "demo"} <= set(profiles)
     claude = profiles["claude"]
     assert claude.argv == ["claude", "--model", "{model}"]
     assert claude.runtime == "claude-code"
