@@ -23,6 +23,8 @@ from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
+from app.security import data_versions
+from app.security.data_versions import DataDiff, DataVersion
 from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 from app.security.shell_readers import require_admin_for_shell_readers
 
@@ -30,6 +32,9 @@ router = APIRouter(prefix="/api/agents", tags=["agents"])
 
 #: bounded like every id, so a huge number is a 422, never an SQLite overflow (a 500)
 AgentId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MemoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
+VersionFrom = Annotated[int, Query(alias="from", ge=0, le=MAX_ID)]
+VersionTo = Annotated[int, Query(alias="to", ge=0, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[AgentView])
@@ -181,3 +186,33 @@ async def add_memory(
         what="add to the memory of an agent that can run commands",
     )
     return await service.add_memory(ctx, agent_id, body.content, principal, client_address(request))
+
+
+@router.delete("/{agent_id}/memory/{memory_id}", status_code=204)
+async def remove_memory(
+    agent_id: AgentId, memory_id: MemoryId, principal: AdminAccess, request: Request, ctx: Ctx
+) -> Response:
+    """Admin only: audited, a new memory version, and a security notification when
+    the agent can run commands."""
+    await service.remove_memory(ctx, agent_id, memory_id, principal, client_address(request))
+    return Response(status_code=204)
+
+
+@router.get("/{agent_id}/memory/versions", response_model=Page[DataVersion])
+async def memory_versions(
+    agent_id: AgentId, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[DataVersion]:
+    """Every addition or removal is a version holding the whole memory (newest first)."""
+    await service.get_agent(ctx, agent_id)
+    items, total = await data_versions.versions(ctx.db, data_versions.MEMORY, agent_id, page)
+    return Page[DataVersion].build(items, total, page)
+
+
+@router.get("/{agent_id}/memory/diff", response_model=DataDiff)
+async def memory_diff(
+    agent_id: AgentId, _: ReadAccess, ctx: Ctx, from_version: VersionFrom, to_version: VersionTo
+) -> DataDiff:
+    await service.get_agent(ctx, agent_id)
+    return await data_versions.diff(
+        ctx.db, data_versions.MEMORY, agent_id, from_version, to_version
+    )

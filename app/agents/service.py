@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sqlite3
 from typing import Any
@@ -24,6 +23,7 @@ from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.settings import Settings
+from app.core.textdiff import version_diff
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.policies.model import Category, Severity
@@ -320,42 +320,61 @@ async def revert_identity(
 async def identity_diff(
     ctx: AppContext, agent_id: int, from_version: int, to_version: int
 ) -> IdentityDiff:
-    texts: list[str] = []
-    for version in (from_version, to_version):
-        if version == 0:
-            texts.append("")
-            continue
+    async def load(version: int) -> str | None:
         row = await store.identity_version(ctx.db, agent_id, version)
-        if row is None:
-            raise ApiError(404, "not_found", f"no identity version {version}")
-        texts.append(str(row["text"]))
-    diff = difflib.unified_diff(
-        texts[0].splitlines(),
-        texts[1].splitlines(),
-        fromfile=f"v{from_version}",
-        tofile=f"v{to_version}",
-        lineterm="",
+        return None if row is None else str(row["text"])
+
+    diff = await version_diff(load, from_version, to_version, "identity")
+    return IdentityDiff(from_version=from_version, to_version=to_version, diff=diff)
+
+
+# memory (through the credential gate, F14; versioned and announced, "Memory and
+# documents" in docs/security-model.md) -------------------------------------------
+async def _memory_version(tx: Tx, agent_id: int, reason: str, principal: Principal) -> int:
+    from app.security import data_versions
+
+    entries = [
+        data_versions.Entry(
+            int(r["id"]), "", str(r["content"]), str(r["created_by"]), str(r["created_at"])
+        )
+        for r in await store.live_memory_tx(tx.conn, agent_id)
+    ]
+    text = data_versions.render("memory", entries)
+    return await data_versions.record(
+        tx.conn, data_versions.MEMORY, agent_id, text, reason, principal.actor
     )
-    return IdentityDiff(from_version=from_version, to_version=to_version, diff="\n".join(diff))
 
 
-# memory (through the credential gate, F14) -------------------------------------
 async def add_memory(
     ctx: AppContext, agent_id: int, content: str, principal: Principal, client: str
 ) -> MemoryView:
     from app.security.credential_gate import redact
+    from app.security.shell_readers import alert_shell_readers
 
     redaction = redact(content)
     async with transaction(ctx, principal.actor, client) as tx:
-        if await store.agent_row_tx(tx.conn, agent_id) is None:
+        agent = await store.agent_row_tx(tx.conn, agent_id)
+        if agent is None:
             raise ApiError(404, "not_found", "no such agent")
         memory_id = await store.insert_memory(tx.conn, agent_id, redaction.text, principal.actor)
+        version = await _memory_version(tx, agent_id, f"added entry #{memory_id}", principal)
         await tx.audit(
             "agent.memory_added",
             f"agent:{agent_id}",
-            {"memory_id": memory_id, "redacted": {k.value: v for k, v in redaction.counts.items()}},
+            {
+                "memory_id": memory_id,
+                "memory_version": version,
+                "redacted": {k.value: v for k, v in redaction.counts.items()},
+            },
         )
         await tx.emit(EventType.MEMORY_ADDED, "agent", agent_id, {"memory_id": memory_id})
+        await alert_shell_readers(
+            ctx,
+            tx,
+            [agent],
+            f"Memory added to agent '{agent['name']}'",
+            f"{principal.actor} added memory entry #{memory_id} (memory version {version}).",
+        )
         if redaction.found:
             await tx.security_alert(
                 "Credential kept out of agent memory",
@@ -370,3 +389,29 @@ async def add_memory(
         created_by=principal.actor,
         created_at=now_iso(),
     )
+
+
+async def remove_memory(
+    ctx: AppContext, agent_id: int, memory_id: int, principal: Principal, client: str
+) -> None:
+    """Admin only (the router): the entry leaves every later prompt; a new version."""
+    from app.security.shell_readers import alert_shell_readers
+
+    async with transaction(ctx, principal.actor, client) as tx:
+        agent = await store.agent_row_tx(tx.conn, agent_id)
+        if agent is None or not await store.soft_delete_memory(tx.conn, agent_id, memory_id):
+            raise ApiError(404, "not_found", "no such memory entry")
+        version = await _memory_version(tx, agent_id, f"removed entry #{memory_id}", principal)
+        await tx.audit(
+            "agent.memory_removed",
+            f"agent:{agent_id}",
+            {"memory_id": memory_id, "memory_version": version},
+        )
+        await tx.emit(EventType.AGENT_UPDATED, "agent", agent_id, {"removed_memory_id": memory_id})
+        await alert_shell_readers(
+            ctx,
+            tx,
+            [agent],
+            f"Memory removed from agent '{agent['name']}'",
+            f"{principal.actor} removed memory entry #{memory_id} (memory version {version}).",
+        )

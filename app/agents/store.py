@@ -168,3 +168,22 @@ async def list_memory(db: Database, agent_id: int, page: PageParams) -> tuple[li
         "SELECT count(*) FROM agent_memory WHERE agent_id = ? AND deleted_at IS NULL", (agent_id,)
     )
     return rows, int(total[0]) if total else 0
+
+
+async def live_memory_tx(conn: aiosqlite.Connection, agent_id: int) -> list[Row]:
+    """Every live entry, oldest first (what a memory version holds)."""
+    async with conn.execute(
+        "SELECT id, content, created_by, created_at FROM agent_memory"
+        " WHERE agent_id = ? AND deleted_at IS NULL ORDER BY id",
+        (agent_id,),
+    ) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def soft_delete_memory(conn: aiosqlite.Connection, agent_id: int, memory_id: int) -> bool:
+    cursor = await conn.execute(
+        "UPDATE agent_memory SET deleted_at = ?"
+        " WHERE id = ? AND agent_id = ? AND deleted_at IS NULL",
+        (now_iso(), memory_id, agent_id),
+    )
+    return cursor.rowcount == 1

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.core.context import Ctx
-from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
-from app.events.transaction import transaction
 from app.missions.schemas import MAX_ID
 from app.projects import service, store
 from app.projects.schemas import (
@@ -19,7 +17,9 @@ from app.projects.schemas import (
     ProjectUpdate,
     ProjectView,
 )
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
+from app.security import data_versions
+from app.security.data_versions import DataDiff, DataVersion
+from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
@@ -86,14 +86,35 @@ async def add_document(
 async def delete_document(
     project_id: ProjectId,
     document_id: DocumentId,
-    principal: OperateAccess,
+    principal: AdminAccess,
     request: Request,
     ctx: Ctx,
 ) -> Response:
-    async with transaction(ctx, principal.actor, client_address(request)) as tx:
-        if not await store.soft_delete_document(tx.conn, project_id, document_id):
-            raise ApiError(404, "not_found", "no such document")
-        await tx.audit(
-            "project.document_deleted", f"project:{project_id}", {"document_id": document_id}
-        )
+    """Admin only: audited, a new documents version, and a security notification
+    when the project's tasks run on an agent that can run commands."""
+    await service.remove_document(ctx, project_id, document_id, principal, client_address(request))
     return Response(status_code=204)
+
+
+@router.get("/{project_id}/documents/versions", response_model=Page[DataVersion])
+async def document_versions(
+    project_id: ProjectId, _: ReadAccess, page: Pagination, ctx: Ctx
+) -> Page[DataVersion]:
+    """Every addition or removal is a version holding all documents (newest first)."""
+    await service.get_project(ctx, project_id)
+    items, total = await data_versions.versions(ctx.db, data_versions.DOCUMENTS, project_id, page)
+    return Page[DataVersion].build(items, total, page)
+
+
+@router.get("/{project_id}/documents/diff", response_model=DataDiff)
+async def document_diff(
+    project_id: ProjectId,
+    _: ReadAccess,
+    ctx: Ctx,
+    from_version: Annotated[int, Query(alias="from", ge=0, le=MAX_ID)],
+    to_version: Annotated[int, Query(alias="to", ge=0, le=MAX_ID)],
+) -> DataDiff:
+    await service.get_project(ctx, project_id)
+    return await data_versions.diff(
+        ctx.db, data_versions.DOCUMENTS, project_id, from_version, to_version
+    )

@@ -49,5 +49,7 @@ class DocumentView(BaseModel):
     title: str
     body: str
     redacted: bool = False
+    #: who added it (None: added before attribution was recorded)
+    created_by: str | None = None
     created_at: str
     updated_at: str

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.core.context import AppContext
 from app.core.database import Database
 from app.core.errors import ApiError
-from app.events.transaction import transaction
+from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.projects import store
 from app.projects.schemas import (
@@ -18,9 +18,10 @@ from app.projects.schemas import (
     ProjectUpdate,
     ProjectView,
 )
+from app.security import data_versions
 from app.security.credential_gate import redact
 from app.security.principal import Principal
-from app.security.shell_readers import require_admin_for_shell_readers
+from app.security.shell_readers import alert_shell_readers, require_admin_for_shell_readers
 
 
 async def get_project(ctx: AppContext, project_id: int) -> ProjectView:
@@ -82,11 +83,12 @@ async def add_document(
     (framed as untrusted data, ``app/runner/prompt.py``), and a shell turns
     words into actions (docs/security-model.md, "Memory and documents")."""
     await get_project(ctx, project_id)
+    readers = await store.shell_agent_rows(ctx.db, project_id)
     await require_admin_for_shell_readers(
         ctx,
         principal,
         client,
-        await store.shell_agent_rows(ctx.db, project_id),
+        readers,
         action="project.document_add",
         target=f"project:{project_id}",
         what="add a document to a project whose tasks run on an agent that can run commands",
@@ -96,13 +98,25 @@ async def add_document(
         document_id = await store.insert_document(
             tx.conn, project_id, body.title, redaction.text, principal.actor
         )
+        version = await _documents_version(tx, project_id, f"added document #{document_id}")
         await tx.audit(
             "project.document_added",
             f"project:{project_id}",
-            {"document_id": document_id, "redacted": redaction.found},
+            {
+                "document_id": document_id,
+                "documents_version": version,
+                "redacted": redaction.found,
+            },
         )
         await tx.emit(
             EventType.PROJECT_UPDATED, "project", project_id, {"document_id": document_id}
+        )
+        await alert_shell_readers(
+            ctx,
+            tx,
+            readers,
+            f"Document added to project {project_id}",
+            f"{principal.actor} added document #{document_id} (documents version {version}).",
         )
         if redaction.found:
             await tx.security_alert(
@@ -113,6 +127,50 @@ async def add_document(
     row = await store.document_row(ctx.db, document_id)
     assert row is not None
     return DocumentView(**dict(row), redacted=redaction.found)
+
+
+async def remove_document(
+    ctx: AppContext, project_id: int, document_id: int, principal: Principal, client: str
+) -> None:
+    """Admin only (the router): the document leaves every later prompt; audited, a new
+    version, and a security notification when it reached an agent with a shell."""
+    readers = await store.shell_agent_rows(ctx.db, project_id)
+    async with transaction(ctx, principal.actor, client) as tx:
+        if not await store.soft_delete_document(tx.conn, project_id, document_id):
+            raise ApiError(404, "not_found", "no such document")
+        version = await _documents_version(tx, project_id, f"removed document #{document_id}")
+        await tx.audit(
+            "project.document_deleted",
+            f"project:{project_id}",
+            {"document_id": document_id, "documents_version": version},
+        )
+        await tx.emit(
+            EventType.PROJECT_UPDATED, "project", project_id, {"removed_document_id": document_id}
+        )
+        await alert_shell_readers(
+            ctx,
+            tx,
+            readers,
+            f"Document removed from project {project_id}",
+            f"{principal.actor} removed document #{document_id} (documents version {version}).",
+        )
+
+
+async def _documents_version(tx: Tx, project_id: int, reason: str) -> int:
+    entries = [
+        data_versions.Entry(
+            int(r["id"]),
+            str(r["title"]),
+            str(r["body"]),
+            str(r["created_by"] or "unknown"),
+            str(r["created_at"]),
+        )
+        for r in await store.live_documents_tx(tx.conn, project_id)
+    ]
+    text = data_versions.render("document", entries)
+    return await data_versions.record(
+        tx.conn, data_versions.DOCUMENTS, project_id, text, reason, tx.actor
+    )
 
 
 @dataclass(frozen=True, slots=True)

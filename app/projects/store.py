@@ -9,7 +9,7 @@ from app.core.database import Database, Row
 from app.core.pagination import PageParams
 
 PROJECT_COLUMNS = "id, name, description, version, created_at, updated_at"
-DOCUMENT_COLUMNS = "id, project_id, title, body, created_at, updated_at"
+DOCUMENT_COLUMNS = "id, project_id, title, body, created_by, created_at, updated_at"
 
 
 async def project_row(db: Database, project_id: int) -> Row | None:
@@ -121,3 +121,13 @@ async def context_documents(db: Database, project_id: int, limit: int = 50) -> l
         " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id LIMIT ?",
         (project_id, limit),
     )
+
+
+async def live_documents_tx(conn: aiosqlite.Connection, project_id: int) -> list[Row]:
+    """Every live document, oldest first (what a documents version holds)."""
+    async with conn.execute(
+        "SELECT id, title, body, created_by, created_at FROM project_documents"
+        " WHERE project_id = ? AND deleted_at IS NULL ORDER BY id",
+        (project_id,),
+    ) as cursor:
+        return list(await cursor.fetchall())

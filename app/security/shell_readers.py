@@ -6,7 +6,9 @@ still be talked into things, and on an agent with a shell a sentence becomes
 a command. So adding to the memory of such an agent, or a document to a
 project whose tasks run on one, needs the admin scope; an operator's attempt
 is refused (403), audited and raises a security notification. For other
-agents ``operate`` stays enough (docs/security-model.md).
+agents ``operate`` stays enough (docs/security-model.md). When an admin does
+add (or remove) such words, the owner hears of it too (:func:`alert_shell_readers`),
+as for an identity change.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
+from app.events.transaction import Tx
 from app.security.principal import Principal, Scope
 from app.security.refusals import record_refusal
 
@@ -53,3 +56,18 @@ async def require_admin_for_shell_readers(
         f"only an admin may {what} (agent {names}); its words would reach an agent "
         "with shell access",
     )
+
+
+async def alert_shell_readers(
+    ctx: AppContext, tx: Tx, readers: Iterable[Row], title: str, body: str
+) -> bool:
+    """A security notification when one of ``readers`` (agent rows) can run
+    commands: what now enters its prompt changed. Returns whether one was raised."""
+    shell = shell_agents(ctx, readers)
+    if not shell:
+        return False
+    names = ", ".join(str(agent_id) for agent_id in shell)
+    await tx.security_alert(
+        title, f"{body} It reaches the prompt of agent {names}, which can run commands."
+    )
+    return True
