@@ -26,6 +26,9 @@ class EventType(StrEnum):
     TASK_UPDATED = "task.updated"
     TASK_STATUS_CHANGED = "task.status_changed"
     TASK_REFUSED = "task.refused"
+    #: the review gate (docs/missions.md): a cycle opened, a verdict given
+    TASK_REVIEW_REQUESTED = "task.review_requested"
+    TASK_REVIEW_VERDICT = "task.review_verdict"
     CONVERSATION_QUEUED = "conversation.queued"
     CONVERSATION_STARTED = "conversation.started"
     CONVERSATION_SUCCEEDED = "conversation.succeeded"

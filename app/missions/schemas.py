@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 #: Largest id accepted anywhere (SQLite integers are 64-bit; stay well inside).
 MAX_ID = 2**53
@@ -35,12 +35,51 @@ class MissionStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: bound on review cycles with a reviewer agent before a person is asked
+MAX_REVIEW_CYCLES = 10
+DEFAULT_REVIEW_CYCLES = 3
+
+
+class ReviewSpec(Strict):
+    """The review gate of a task or a mission step (docs/missions.md, "Review gate")."""
+
+    agent_id: Id | None = Field(
+        default=None, description="the reviewer agent; never the agent doing the work"
+    )
+    human: Annotated[bool, Field(strict=True)] = Field(
+        default=False, description="a person reviews too (after the agent, if any)"
+    )
+    max_cycles: Annotated[int, Field(strict=True, ge=1, le=MAX_REVIEW_CYCLES)] = Field(
+        default=DEFAULT_REVIEW_CYCLES,
+        description="review cycles with the reviewer agent before a person is asked",
+    )
+
+    @model_validator(mode="after")
+    def _someone_reviews(self) -> ReviewSpec:
+        if self.agent_id is None and not self.human:
+            raise ValueError(
+                "a review needs a reviewer: set agent_id (another agent) or human: true"
+            )
+        return self
+
+
 class MissionStep(Strict):
     title: Title
     agent_id: Id
     instructions: Instructions = ""
     #: the worker starts this step only after a person says so (docs/missions.md)
     pause_before: bool = False
+    #: the step's task is reviewed before the mission goes on (docs/missions.md)
+    review: ReviewSpec | None = None
+
+    @model_validator(mode="after")
+    def _reviewer_is_another_agent(self) -> MissionStep:
+        if self.review is not None and self.review.agent_id == self.agent_id:
+            raise ValueError(
+                "review.agent_id: the reviewer must be another agent than the step's agent;"
+                " pick another agent or let a person review (human: true)"
+            )
+        return self
 
 
 class MissionBounds(Strict):
@@ -74,6 +113,7 @@ class MissionStepView(BaseModel):
     agent_id: int
     instructions: str
     pause_before: bool = False
+    review: ReviewSpec | None = None
 
 
 class BoundsView(BaseModel):

@@ -34,6 +34,8 @@ class NextStep:
     #: the previous step's succeeded task (its result is handed over)
     depends_on: tuple[int, ...]
     pause_before: bool
+    #: the step's review settings (``ReviewSpec`` fields), None for none
+    review: dict[str, object] | None = None
 
 
 async def runnable_missions(conn: aiosqlite.Connection, limit: int = 50) -> list[int]:
@@ -84,6 +86,7 @@ async def next_step(conn: aiosqlite.Connection, mission_id: int) -> NextStep | N
             instructions=str(step.get("instructions", "")),
             depends_on=(previous,) if previous is not None else (),
             pause_before=bool(step.get("pause_before", False)),
+            review=step["review"] if isinstance(step.get("review"), dict) else None,
         )
     return None
 

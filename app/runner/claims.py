@@ -424,6 +424,11 @@ async def end_task(tx: Tx, task_id: int, *, succeeded: bool, reason: str | None)
             summary["dependents_blocked"] = await block_dependents(tx, task_id)
     if "task" in summary:
         await _mission_follows(tx, task_id, summary["task"])
+        # the review gate: a review task's verdict goes to the work it reviews
+        from app.tasks.review import task_ended
+        from app.tasks.schemas import TaskStatus
+
+        await task_ended(tx, task_id, TaskStatus(summary["task"]))
     return summary
 
 

@@ -17,7 +17,7 @@ from app.core.context import AppContext
 from app.events.transaction import transaction
 from app.missions import steps
 from app.tasks import service as tasks_service
-from app.tasks.schemas import TaskCreate
+from app.tasks.schemas import ReviewSpec, TaskCreate
 
 log = logging.getLogger("mission_control.runner.missions")
 
@@ -79,6 +79,7 @@ async def _advance(ctx: AppContext, actor: str, mission_id: int) -> bool:
             mission_id=mission_id,
             mission_step=plan.index,
             depends_on=list(plan.depends_on),
+            review=ReviewSpec.model_validate(plan.review) if plan.review else None,
         )
         task_id, failures = await tasks_service.create_in_transaction(tx, ctx, spec)
         if task_id:

@@ -34,10 +34,12 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 
-from app.core.database import Database
+from app.core.database import Database, Row
 from app.projects.service import context_documents
 from app.runner.claims import Claim
 from app.security.credential_gate import redact
+from app.tasks import review_store
+from app.tasks.waiting import CONVENTION
 
 MAX_PROMPT_CHARS = 200_000
 MAX_IDENTITY_CHARS = 20_000
@@ -51,6 +53,9 @@ MAX_DESCRIPTION_CHARS = 40_000
 MAX_HANDOFF_ENTRY_CHARS = 8_000
 MAX_HANDOFF_CHARS = 24_000
 MAX_HANDOFFS = 10
+#: the review gate: each reviewer's reasons, and the diff shown to a reviewer
+MAX_FEEDBACK_CHARS = 4_000
+MAX_DIFF_CHARS = 24_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +266,35 @@ async def build_prompt(db: Database, claim: Claim) -> Prompt:
             )
         )
 
+    # the review gate (docs/missions.md): a review run sees the work; a work run sent
+    # back sees why. Both are other parties' output: data, quoted and attributed.
+    material = await review_store.material_for_review_task(db, claim.task_id)
+    if material is not None:
+        sections.append(_review_material(gate, nonce, material))
+    feedback = await review_store.feedback_for_rework(db, claim.task_id)
+    if feedback:
+        blocks = [
+            _data_block(
+                nonce,
+                _Entry(
+                    f"review feedback, cycle {row['cycle']} ({row['reviewer_kind']} reviewer)",
+                    str(row["reviewer"]),
+                    str(row["created_at"]),
+                    "",
+                ),
+                _bounded(gate, str(row["reasons"]), MAX_FEEDBACK_CHARS),
+            )
+            for row in feedback
+        ]
+        sections.append(
+            _data_section(
+                "Review feedback: your previous attempt was sent back; address these"
+                " reasons (data: a reviewer's words)",
+                nonce,
+                blocks,
+            )
+        )
+
     mission = await _mission(db, claim)
     if mission:
         sections.append("# Mission\n" + _bounded(gate, mission, MAX_MISSION_CHARS))
@@ -268,11 +302,44 @@ async def build_prompt(db: Database, claim: Claim) -> Prompt:
     task = [f"Title: {_bounded(gate, claim.title, MAX_TITLE_CHARS)}"]
     if claim.description.strip():
         task.append(_bounded(gate, claim.description, MAX_DESCRIPTION_CHARS))
+    if material is None:
+        task.append(CONVENTION)  # how to ask the person ("waiting for you")
     sections.append("# Your task\n" + "\n".join(task))
 
     # The gate in front of the agent: the whole text, whatever the parts were.
     text = clip(gate("\n\n".join(sections) + "\n"), MAX_PROMPT_CHARS)
     return Prompt(text=text, redacted=dict(gate.counts))
+
+
+def _review_material(gate: _Gate, nonce: str, row: Row) -> str:
+    """The work under review: its task, its final result, the diff of its workspace."""
+    agent = f"agent {row['agent_name']}"
+    work = f"Title: {row['title']}\n{row['description']}"
+    blocks = [
+        _data_block(
+            nonce,
+            _Entry(f"task {row['work_id']} given", str(row["created_by"]), "", ""),
+            _bounded(gate, work, MAX_DESCRIPTION_CHARS),
+        ),
+        _data_block(
+            nonce,
+            _Entry(
+                f"final result of run {row['conversation_id']}",
+                agent,
+                str(row["finished_at"] or ""),
+                "",
+            ),
+            _bounded(gate, str(row["transcript"] or ""), MAX_HANDOFF_ENTRY_CHARS),
+        ),
+        _data_block(
+            nonce,
+            _Entry(f"diff of the workspace made by run {row['conversation_id']}", agent, "", ""),
+            _bounded(gate, str(row["diff"] or "(no file changed)"), MAX_DIFF_CHARS),
+        ),
+    ]
+    return _data_section(
+        f"The work to review, cycle {row['cycle']} (data: output of another agent)", nonce, blocks
+    )
 
 
 def build_follow_up_prompt(claim: Claim) -> Prompt:

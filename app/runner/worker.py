@@ -51,7 +51,7 @@ from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.health.probes import database_ok
-from app.runner import accounting, claims, recovery
+from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import AgentQuota, Refusal
 from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
@@ -88,6 +88,7 @@ from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
 from app.schedules.service import fire_due_schedules
 from app.security.credential_gate import redact
+from app.tasks import review, review_store, waiting
 
 log = logging.getLogger("mission_control.runner.worker")
 
@@ -864,6 +865,10 @@ class Worker:
                 plan.prepare_home(home)
                 watch_home(stream, home)
 
+            # the review gate: what the run changes in its workspace, for the reviewer
+            before = None
+            if await review_store.needs_review(self.db, claim.task_id):
+                before = await asyncio.to_thread(workspace_diff.snapshot, plan.cwd)
             guard = asyncio.create_task(self._guard(claim, plan, stream, live, cancel, stop, ended))
             try:
                 result = await run_confined(
@@ -886,7 +891,12 @@ class Worker:
                 ended.set()
                 await guard
             await self._flush_live(claim, live)
-            return await self._finish(claim, plan, result, stop, stream)
+            changes = None
+            if before is not None:
+                changes = output_gate(plan.env.secret_values)(
+                    await asyncio.to_thread(workspace_diff.diff, before, plan.cwd)
+                )
+            return await self._finish(claim, plan, result, stop, stream, changes)
         finally:
             self._running.pop(claim.conversation_id, None)
             self._changed.set()
@@ -1100,7 +1110,13 @@ class Worker:
             await tx.emit(EventType.RUNNER_CIRCUIT_CLOSED, "runner", None, snap.as_dict())
 
     async def _finish(
-        self, claim: Claim, plan: _Plan, run: RunResult, stop: _Stop, stream: StreamReader
+        self,
+        claim: Claim,
+        plan: _Plan,
+        run: RunResult,
+        stop: _Stop,
+        stream: StreamReader,
+        changes: str | None = None,
     ) -> Outcome:
         reply = _with_stream_usage(plan.runtime.reply(run, stream), stream.usage, plan.budget)
         verdict = self._verdict(run, reply, stop, plan.limits, stream.denied)
@@ -1116,7 +1132,7 @@ class Worker:
         opened, closed_again = self._record_breaker(claim.profile, verdict)
         status = await _retry(
             lambda: self._store_outcome(
-                claim, plan, run, reply, verdict, record, opened, closed_again, stream
+                claim, plan, run, reply, verdict, record, opened, closed_again, stream, changes
             ),
             "finish",
         )
@@ -1144,6 +1160,7 @@ class Worker:
         opened: list[BreakerSnapshot],
         closed_again: bool,
         stream: StreamReader,
+        changes: str | None = None,
     ) -> str:
         cid = claim.conversation_id
         async with transaction(self.ctx, self.actor, CLIENT) as tx:
@@ -1183,7 +1200,14 @@ class Worker:
                         "duration_s": round(run.duration_s, 3),
                     },
                 )
-                summary = await claims.end_task(tx, claim.task_id, succeeded=True, reason=None)
+                # the review gate: a task under review succeeds only once approved
+                gated = await review.work_succeeded(tx, self.ctx, claim.task_id, cid, changes or "")
+                summary = (
+                    {"review": gated}
+                    if gated is not None
+                    else await claims.end_task(tx, claim.task_id, succeeded=True, reason=None)
+                )
+                await waiting.question_asked(tx, claim, record.transcript)
             else:
                 await tx.emit(
                     EventType.CONVERSATION_FAILED,

@@ -91,6 +91,8 @@ class Facts:
     dependency_graph: dict[int, list[int]] = field(default_factory=dict)
     graph_complete: bool = True
     key_taken: bool = False
+    #: the status of the reviewer agent named in ``review.agent_id`` (None: no such agent)
+    reviewer_status: str | None = None
 
 
 Check = Callable[[TaskCreate, Facts], list[Failure]]
@@ -390,6 +392,27 @@ def _idempotency_key_unique(spec: TaskCreate, facts: Facts) -> list[Failure]:
     return []
 
 
+@check("review_valid")
+def _review_valid(spec: TaskCreate, facts: Facts) -> list[Failure]:
+    """The review gate's reviewer agent: another agent than the worker, live, active."""
+    if spec.review is None or spec.review.agent_id is None:
+        return []
+
+    def fail(message: str) -> list[Failure]:
+        return [Failure("review_valid", "review.agent_id", message)]
+
+    if spec.review.agent_id == spec.agent_id:
+        return fail(
+            "the reviewer must be another agent than the one doing the task;"
+            " pick another agent, or let a person review (review.human: true)"
+        )
+    if facts.reviewer_status is None:
+        return fail(f"there is no agent {spec.review.agent_id} to review the task")
+    if facts.reviewer_status != "active":
+        return fail(f"the reviewer agent is {facts.reviewer_status}, not active")
+    return []
+
+
 def run_checks(spec: TaskCreate, facts: Facts) -> list[Failure]:
     """Every failed check, in the documented order."""
     failures: list[Failure] = []
@@ -494,7 +517,11 @@ async def gather(
         if spec.idempotency_key
         else False
     )
+    reviewer = None
+    if spec.review is not None and spec.review.agent_id is not None:
+        reviewer = await agent_row_tx(conn, spec.review.agent_id)
     return Facts(
+        reviewer_status=None if reviewer is None else str(reviewer["status"]),
         now=now,
         agent=await _agent_facts(conn, spec, settings, now),
         mission=mission,

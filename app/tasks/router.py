@@ -11,7 +11,9 @@ from app.conversations.schemas import ConversationSummary
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination, page_json
 from app.security.dependencies import OperateAccess, ReadAccess, client_address
-from app.tasks import service, store
+from app.tasks import review, service, store
+from app.tasks.review_schemas import HumanVerdict, ReviewsView
+from app.tasks.review_verdict import Verdict
 from app.tasks.schemas import MAX_ID, TaskCreate, TaskStatus, TaskUpdate, TaskView
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -107,3 +109,26 @@ async def task_conversations(
     await service.get_task(ctx, task_id)  # 404 for a missing or deleted task
     items, total = await conversations.list_conversations(ctx, page, status=None, task_id=task_id)
     return Page[ConversationSummary].build(items, total, page)
+
+
+@router.get("/{task_id}/reviews", response_model=ReviewsView)
+async def task_reviews(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> ReviewsView:
+    """Scope read. The review gate of the task: settings, cycles, every verdict."""
+    return await review.reviews_view(ctx, task_id)
+
+
+@router.post("/{task_id}/review", response_model=ReviewsView)
+async def review_task(
+    task_id: TaskId, body: HumanVerdict, principal: OperateAccess, request: Request, ctx: Ctx
+) -> ReviewsView:
+    """Scope operate. A person's verdict on the review waiting for one (409
+    ``no_review_waiting`` otherwise); ``request_changes`` needs ``reasons``."""
+    await review.human_verdict(
+        ctx,
+        task_id,
+        Verdict(body.verdict),
+        body.reasons,
+        actor=principal.actor,
+        client=client_address(request),
+    )
+    return await review.reviews_view(ctx, task_id)

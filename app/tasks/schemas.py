@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.capability.model import Tool
-from app.missions.schemas import MAX_ID, Id
+from app.missions.schemas import MAX_ID, Id, ReviewSpec
 
 #: Hard caps (a plain 422 ``validation_failed``); the pre-flight limits are lower.
 TITLE_HARD_MAX = 10_000
@@ -61,6 +61,9 @@ class TaskCreate(Strict):
     needs_shell: Annotated[bool, Field(strict=True)] = False
     due_at: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="ISO-8601 with a timezone, in the future, within a year"
+    )
+    review: ReviewSpec | None = Field(
+        default=None, description="review before the task succeeds (docs/missions.md)"
     )
 
     @field_validator("depends_on")
@@ -120,6 +123,7 @@ class TaskView(BaseModel):
 __all__ = [
     "MAX_ID",
     "Priority",
+    "ReviewSpec",
     "TaskCreate",
     "TaskStatus",
     "TaskUpdate",

@@ -41,7 +41,7 @@ from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.missions import service as missions
-from app.tasks import preflight, store, transitions
+from app.tasks import preflight, review_store, store, transitions, waiting
 from app.tasks.preflight import Failure
 from app.tasks.schemas import (
     TaskCreate,
@@ -118,6 +118,7 @@ def _values(spec: TaskCreate, actor: str) -> dict[str, Any]:
         "due_at": _normalised_due(spec.due_at),
         "idempotency_key": spec.idempotency_key,
         "created_by": actor,
+        "review": spec.review,
     }
 
 
@@ -219,6 +220,15 @@ async def create_in_transaction(
 
 async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
     task_id = await store.insert_task(tx.conn, values)
+    if values.get("review") is not None:
+        spec = values["review"]
+        await review_store.set_settings(
+            tx.conn,
+            task_id,
+            reviewer_agent_id=spec.agent_id,
+            human=spec.human,
+            max_cycles=spec.max_cycles,
+        )
     deps: list[int] = values["depends_on"]
     await store.insert_dependencies(tx.conn, task_id, deps)
     await tx.emit(
@@ -253,6 +263,8 @@ async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
     )
     if values["mission_id"] is not None:
         await missions.task_created(tx, int(values["mission_id"]), rule_depth=rule_depth)
+    if values.get("follows_conversation_id") is not None:  # the reply answers its question
+        await waiting.replied(tx, int(values["follows_conversation_id"]))
     return task_id
 
 
@@ -376,6 +388,13 @@ async def _change_status(
         if row is None:
             raise not_found()
         current = TaskStatus(row["status"])
+        if status is TaskStatus.SUCCEEDED and await review_store.needs_review_tx(tx.conn, task_id):
+            raise ApiError(
+                409,
+                "review_required",
+                "this task succeeds only when its review approves it (task page, Review)",
+                {"from": current.value, "to": status.value},
+            )
         if not transitions.allowed(current, status):
             raise ApiError(
                 409,

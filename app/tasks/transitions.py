@@ -160,4 +160,8 @@ async def move(
         )
     elif to_status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         summary["dependents_blocked"] = await block_dependents(tx, task_id, rule_depth=rule_depth)
+    if to_status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+        from app.tasks.review import task_ended  # the review gate follows (imports this)
+
+        await task_ended(tx, task_id, to_status)
     return summary

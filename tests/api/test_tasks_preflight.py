@@ -192,6 +192,11 @@ async def _idempotency(env: Env) -> dict[str, Any]:
     return {"idempotency_key": "nightly-1", "title": "Something else entirely"}
 
 
+async def _review(env: Env) -> dict[str, Any]:
+    # the review gate: never the agent doing the work (docs/missions.md)
+    return {"review": {"agent_id": env.agent["id"]}}
+
+
 CASES: dict[str, Setup] = {
     "title_length": _title,
     "description_length": _description,
@@ -213,6 +218,7 @@ CASES: dict[str, Setup] = {
     "dependencies_viable": _deps_viable,
     "dependencies_acyclic": _deps_acyclic,
     "idempotency_key_unique": _idempotency,
+    "review_valid": _review,
 }
 
 
