@@ -37,6 +37,11 @@ class ConversationSummary(BaseModel):
     updated_at: str
     #: the agent CLI's session (a reply continues it)
     session_id: str | None = None
+    #: the profile's runtime and the model of the run (unset before it ends)
+    runtime: str | None = None
+    model: str | None = None
+    #: input tokens read from the provider's cache (included in input_tokens)
+    cached_tokens: int = 0
 
 
 class ConversationDetail(ConversationSummary):

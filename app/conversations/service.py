@@ -37,6 +37,9 @@ def summary_view(row: Row) -> ConversationSummary:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         session_id=row["session_id"],
+        runtime=row["runtime"],
+        model=row["model"],
+        cached_tokens=row["cached_tokens"],
     )
 
 

@@ -12,7 +12,7 @@ from app.core.pagination import PageParams
 SUMMARY_COLUMNS = (
     "c.id, c.task_id, c.agent_id, c.status, c.attempt, c.reason, c.truncated,"
     " c.input_tokens, c.output_tokens, c.cost_usd, c.exit_code, c.started_at, c.finished_at,"
-    " c.created_at, c.updated_at, c.session_id"
+    " c.created_at, c.updated_at, c.session_id, c.runtime, c.model, c.cached_tokens"
 )
 # Conversations of a deleted task are not shown.
 _VISIBLE = "FROM conversations c JOIN tasks t ON t.id = c.task_id WHERE t.deleted_at IS NULL"

@@ -200,6 +200,11 @@ class RunRecord:
     exit_code: int | None
     #: the agent CLI's session id (a follow-up resumes it)
     session_id: str | None = None
+    #: the profile's runtime and the model the run used (the run page shows them)
+    runtime: str | None = None
+    model: str | None = None
+    #: input tokens read from the provider's cache (part of input_tokens)
+    cached_tokens: int = 0
 
 
 async def finish(
@@ -216,6 +221,7 @@ async def finish(
     cursor = await conn.execute(
         "UPDATE conversations SET status = ?, reason = ?, transcript = ?, truncated = ?,"
         " input_tokens = ?, output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
+        " runtime = ?, model = ?, cached_tokens = ?,"
         " finished_at = ?, lease_expires_at = NULL, updated_at = ?"
         " WHERE id = ? AND status = 'IN_PROGRESS' AND lease_owner = ?",
         (
@@ -228,6 +234,9 @@ async def finish(
             record.cost_usd,
             record.exit_code,
             record.session_id,
+            record.runtime,
+            record.model,
+            record.cached_tokens,
             now,
             now,
             conversation_id,
@@ -246,6 +255,7 @@ async def attach_record(
     cursor = await conn.execute(
         "UPDATE conversations SET transcript = ?, truncated = ?, input_tokens = ?,"
         " output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
+        " runtime = ?, model = ?, cached_tokens = ?,"
         " lease_expires_at = NULL, updated_at = ?"
         " WHERE id = ? AND lease_owner = ? AND status != 'IN_PROGRESS'",
         (
@@ -256,6 +266,9 @@ async def attach_record(
             record.cost_usd,
             record.exit_code,
             record.session_id,
+            record.runtime,
+            record.model,
+            record.cached_tokens,
             now_iso(),
             conversation_id,
             worker,

@@ -99,3 +99,26 @@ def load_prices(path: Path | None) -> PriceTable:
         where = ".".join(str(part) for part in first["loc"])
         raise ProfileError(f"price table {source} is invalid: {where}: {first['msg']}") from None
     return PriceTable(source, dict(parsed.models))
+
+
+def model_choices(path: Path | None) -> list[tuple[str, str]]:
+    """The models the price table lists, for the agent form: (name, label). A
+    ``prefix*`` key is offered as its prefix; the ``local`` fallback entry is not
+    a model. Empty when the table is refused (the worker says why)."""
+    try:
+        table = load_prices(path)
+    except ProfileError:
+        return []
+    choices: list[tuple[str, str]] = []
+    for key, price in sorted(table.prices.items()):
+        if key == "local":
+            continue
+        name = key.removesuffix("*")
+        cost = (
+            "costs nothing (local)"
+            if price.input == price.output == 0
+            else f"${price.input:g} in / ${price.output:g} out per million tokens"
+        )
+        family = " and its releases" if key.endswith("*") else ""
+        choices.append((name, f"{name}{family}: {cost}"))
+    return choices

@@ -1128,6 +1128,9 @@ class Worker:
             cost_usd=reply.cost_usd,
             exit_code=run.exit_code,
             session_id=stream.session_id or reply.session_id,
+            runtime=plan.runtime.name,
+            model=plan.model,
+            cached_tokens=reply.cache_read_input_tokens,
         )
         opened, closed_again = self._record_breaker(claim.profile, verdict)
         status = await _retry(

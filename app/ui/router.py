@@ -60,6 +60,8 @@ from app.rules.schemas import (
     TriggerEvent,
     allowed_fields,
 )
+from app.runner.catalog import profiles_status
+from app.runner.prices import model_choices
 from app.security.dependencies import SESSION_COOKIE, authenticate
 from app.security.principal import Principal, Scope
 from app.tasks import service as tasks_service
@@ -327,6 +329,8 @@ async def agents_page(
         pager=pager(request, (total, page_params)),
         tools=list(Tool),
         profiles=sorted(agents_service.known_profiles(ctx)),
+        runtimes={name: p.runtime for name, p in profiles_status(ctx.settings).profiles},
+        models=model_choices(ctx.settings.prices_path),
         defaults=ctx.settings,
     )
 
