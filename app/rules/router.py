@@ -6,17 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.approvals.schemas import ApprovalStatus, RuleApproval
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
-from app.rules import service
+from app.rules import approval, service
 from app.rules.schemas import (
     DryRunRequest,
     DryRunResult,
     FiringView,
     RuleCreate,
     RuleUpdate,
-    RuleVersion,
     RuleView,
     TriggerEvent,
 )
@@ -85,14 +85,40 @@ async def delete_rule(
 
 @router.post("/{rule_id}/approve", response_model=RuleView)
 async def approve_rule(
-    rule_id: RuleId, body: RuleVersion, principal: AdminAccess, request: Request, ctx: Ctx
+    rule_id: RuleId,
+    body: RuleApproval,
+    principal: AdminAccess,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
 ) -> RuleView:
-    """Admin only, in a human session, and never an author of the rule.
+    """Admin only, from a person logged in to the web UI (``app.approvals.gate``).
 
     Approves the ``version`` the approver has read; the rule still has to be
-    enabled afterwards.
+    enabled afterwards. Two-person mode: never an author of the rule. One-owner
+    mode: the only admin may approve their own rule with a step-up
+    (``password``, and ``code`` when enrolled); it answers 202 and is held for
+    the cooling-off period (``GET .../approval``), vetoable by any admin.
     """
-    return await service.approve_rule(ctx, rule_id, body, principal, client_address(request))
+    rule, held = await approval.approve_rule(ctx, rule_id, body, principal, client_address(request))
+    if held:
+        response.status_code = 202
+    return rule
+
+
+@router.get("/{rule_id}/approval", response_model=ApprovalStatus)
+async def approval_status(rule_id: RuleId, _: ReadAccess, ctx: Ctx) -> ApprovalStatus:
+    """Scope read. Which approval mode applies and why, and the latest held approval."""
+    return await approval.approval_status(ctx, rule_id)
+
+
+@router.post("/{rule_id}/veto", response_model=RuleView)
+async def veto_rule_approval(
+    rule_id: RuleId, principal: AdminAccess, request: Request, ctx: Ctx
+) -> RuleView:
+    """Admin only. Stop a held self-approval before it takes effect; the rule stays
+    pending and disabled."""
+    return await approval.veto(ctx, rule_id, principal, client_address(request))
 
 
 @router.post("/{rule_id}/dry-run", response_model=DryRunResult)

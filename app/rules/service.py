@@ -9,8 +9,10 @@ agent with shell access". The barriers here:
 * a rule whose ``create_task`` reaches an agent with shell access is stored
   disabled with ``approval = pending`` (checked at creation, at every change
   and again by the engine at every firing); enabling it is refused (409) until
-  a *different* admin, in a human session, approves the exact version they read;
-* no author of the rule (its creator or anyone who changed it) may approve it.
+  it is approved (``app.rules.approval``) at the exact version the approver read,
+  by whom ``app.approvals.gate`` allows: another admin who is no author of the
+  rule (two-person mode), or the only admin after a step-up and a cooling-off
+  period (one-owner mode).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import aiosqlite
 from pydantic import ValidationError
 
 from app.agents.store import agent_row_tx
-from app.auth.owners import shares_a_human
 from app.core.clock import iso, now_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Row
@@ -44,11 +45,8 @@ from app.rules.schemas import (
     RuleCreate,
     RuleSpec,
     RuleUpdate,
-    RuleVersion,
     RuleView,
 )
-from app.security.principal import Principal
-from app.security.refusals import record_refusal
 
 
 def rule_view(row: Row) -> RuleView:
@@ -344,106 +342,6 @@ async def delete_rule(ctx: AppContext, rule_id: int, *, actor: str, client: str)
             f"Rule deleted: {row['name']}"[:200],
             f"{actor} deleted trigger rule {rule_id}.",
         )
-
-
-async def approve_rule(
-    ctx: AppContext, rule_id: int, body: RuleVersion, principal: Principal, client: str
-) -> RuleView:
-    action, target = "rule.approve", store.rule_target(rule_id)
-
-    async def refuse(code: str, reason: str, message: str) -> ApiError:
-        await record_refusal(
-            ctx, actor=principal.actor, client=client, action=action, target=target, reason=reason
-        )
-        return ApiError(403, code, message)
-
-    if principal.kind != "session" or not principal.is_human:
-        raise await refuse(
-            "human_approval_required",
-            "rule approval needs a human session, not a token",
-            "approving a rule needs a person logged in, not an API token",
-        )
-    row = await store.rule_row(ctx.db, rule_id)
-    if row is None:
-        raise ApiError(404, "not_found", "no such rule")
-    async with ctx.db.read() as conn:
-        authors = await store.rule_authors(conn, rule_id)
-        # People, not credentials: an author's token acts for its owner.
-        why = await shares_a_human(conn, principal, [str(row["created_by"]), *authors])
-    if why == "same_human":
-        raise await refuse(
-            "self_approval",
-            "an author of the rule tried to approve it",
-            "a rule must be approved by an admin who did not create or change it",
-        )
-    if why is not None:
-        raise await refuse(
-            "author_unknown",
-            "a rule author cannot be traced to a person",
-            "the rule was written with a token that has no owning user, so no second person "
-            "can be shown; write it again from a session or with an owned token",
-        )
-
-    async with transaction(ctx, principal.actor, client) as tx:
-        row = await store.rule_row_tx(tx.conn, rule_id)
-        if row is None:
-            raise ApiError(404, "not_found", "no such rule")
-        if row["version"] != body.version:
-            raise ApiError(
-                409,
-                "conflict",
-                "the rule was changed since you read it; review it again",
-                {"current_version": row["version"]},
-            )
-        authors = await store.rule_authors(tx.conn, rule_id)
-        if await shares_a_human(tx.conn, principal, [str(row["created_by"]), *authors]):
-            raise ApiError(403, "self_approval", "a rule must be approved by a non-author")
-        if row["approval"] == Approval.APPROVED.value:
-            raise ApiError(409, "already_approved", "this rule is already approved")
-        try:
-            spec = stored_spec(row)
-        except ValidationError:
-            raise ApiError(
-                409, "invalid_rule", "the stored rule no longer validates; change it first"
-            ) from None
-        shell = await _shell_agents(ctx, tx.conn, spec)
-        if not shell:
-            raise ApiError(
-                409,
-                "approval_not_needed",
-                "this rule starts no agent with shell access; it needs no approval",
-            )
-        approved_at = now_iso()
-        changes = {
-            "approval": Approval.APPROVED.value,
-            "approved_by": principal.actor,
-            "approved_at": approved_at,
-        }
-        if not await store.update_rule(tx.conn, rule_id, body.version, changes):
-            raise ApiError(409, "conflict", "the rule was changed since you read it")
-        await tx.audit(
-            action,
-            target,
-            {
-                "version": body.version,
-                "shell_agents": shell,
-                "created_by": row["created_by"],
-                "rule": spec.model_dump(mode="json"),
-            },
-        )
-        await tx.emit(
-            EventType.RULE_APPROVED,
-            "rule",
-            rule_id,
-            {"name": spec.name, "approved_by": principal.actor},
-        )
-        await tx.security_alert(
-            f"Rule {rule_id} approved to start a shell agent",
-            f"{principal.actor} approved trigger rule {rule_id} ({spec.name}) created by"
-            f" {row['created_by']}; it may start agent(s) {shell}, which have shell access,"
-            " once enabled.",
-        )
-    return await get_rule(ctx, rule_id)
 
 
 # --- dry run ---------------------------------------------------------------------------

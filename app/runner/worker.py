@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.approvals.release import release_due as release_due_approvals
 from app.capability.model import Capability, agent_capability, run_capability
 from app.core.clock import now_iso, utcnow
 from app.core.context import AppContext
@@ -571,7 +572,8 @@ class Worker:
                 log.warning("stale-run sweep or think cycle failed", exc_info=True)
 
     async def _schedule_loop(self) -> None:
-        """Due schedules and missions' next steps, every ``schedule_poll_s``: a
+        """Due schedules, held approvals whose cooling-off is over
+        (``app.approvals.release``) and missions' next steps, every ``schedule_poll_s``: a
         firing lands at most that long after its due time (docs/schedules.md), a
         mission's next step starts at most that long after the last one ended
         (docs/missions.md). Apart from the sweep, so a failing sweep cannot hold
@@ -583,6 +585,7 @@ class Worker:
                 return
             try:
                 await fire_due_schedules(self.ctx)
+                await release_due_approvals(self.ctx)
                 if self.settings.missions_run_steps:
                     await advance_missions(self.ctx, self.actor)
             except Exception:

@@ -60,7 +60,7 @@ async def test_approval_by_a_token_is_refused(
     response = await client.post(
         f"/api/rules/{rule['id']}/approve", json={"version": 1}, headers=admin_headers
     )
-    assert_error_shape(response, 403, "human_approval_required")
+    assert_error_shape(response, 403, "approval_needs_human")
     row = await ctx.db.fetch_one("SELECT approval FROM rules WHERE id = ?", (rule["id"],))
     assert row is not None and row["approval"] == "pending"
     refused = await ctx.db.fetch_all(
@@ -75,6 +75,7 @@ async def test_approval_by_its_creator_is_refused(
 ) -> None:
     shell = await create_shell_agent(client, admin_headers)
     await add_admin(ctx, "alice")
+    await add_admin(ctx, "zoe")  # two admins: the two-person mode applies
     async with session_client(app, "alice") as alice:
         rule = await create_rule(alice, {}, task_rule(shell["id"]))
         response = await alice.post(f"/api/rules/{rule['id']}/approve", json={"version": 1})
@@ -125,6 +126,7 @@ async def test_changing_what_an_approved_rule_does_needs_approval_again(
     rule = await create_rule(client, admin_headers, task_rule(shell["id"]))
     url = f"/api/rules/{rule['id']}"
     await add_admin(ctx, "bob")
+    await add_admin(ctx, "carol")  # two admins: the two-person mode applies
     async with session_client(app, "bob") as bob:
         assert (await bob.post(f"{url}/approve", json={"version": 1})).status_code == 200
         # A rename keeps the approval.
@@ -142,7 +144,6 @@ async def test_changing_what_an_approved_rule_does_needs_approval_again(
         assert changed.json()["approved_by"] is None
         own = await bob.post(f"{url}/approve", json={"version": 4})
         assert_error_shape(own, 403, "self_approval")
-    await add_admin(ctx, "carol")
     async with session_client(app, "carol") as carol:
         assert (await carol.post(f"{url}/approve", json={"version": 4})).status_code == 200
 
