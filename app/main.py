@@ -49,6 +49,7 @@ from app.security.dependencies import ReadAccess
 from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
+from app.ui.data_pages import router as ui_data_router
 from app.ui.router import router as ui_router
 from app.ui.schedules import router as ui_schedules_router
 from app.vpn.page import router as vpn_page_router
@@ -117,6 +118,7 @@ ROUTERS: list[APIRouter] = [
     vpn_router,
     vpn_page_router,
     ui_schedules_router,
+    ui_data_router,
     ui_router,
 ]
 

@@ -11,7 +11,6 @@ assets answer without one (``PUBLIC_ROUTES`` in ``app/main.py``).
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -37,6 +36,7 @@ from app.core.context import AppContext, Ctx
 from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import Page, PageParams, Pagination
+from app.core.textdiff import unified
 from app.escalations import service as escalations_service
 from app.escalations import store as escalations_store
 from app.events.store import event_dict
@@ -421,14 +421,8 @@ async def identity_diff(
         if row is None:
             return None
         texts.append(str(row["text"]))
-    lines = difflib.unified_diff(
-        texts[0].splitlines(),
-        texts[1].splitlines(),
-        fromfile=f"v{from_version}",
-        tofile=f"v{to_version}",
-        lineterm="",
-    )
-    return IdentityDiff(from_version=from_version, to_version=to_version, diff="\n".join(lines))
+    diff = unified(texts[0], texts[1], from_version, to_version)
+    return IdentityDiff(from_version=from_version, to_version=to_version, diff=diff)
 
 
 def diff_lines(text: str) -> list[tuple[str, str]]:

@@ -70,6 +70,11 @@ FORMS: dict[tuple[str, str], str] = {
     ("schedule.html", "/api/schedules/{}/pause"): "schedule pause",
     ("schedule.html", "/api/schedules/{}/resume"): "schedule resume",
     ("schedule.html", "/api/schedules/{}/run"): "schedule run now",
+    # submitted by tests/browser/test_data_ui.py (memory and documents, their versions)
+    ("agent.html", "/api/agents/{}/memory/{}"): "memory remove",
+    ("projects.html", "/api/projects"): "project create",
+    ("project.html", "/api/projects/{}/documents"): "document add",
+    ("project.html", "/api/projects/{}/documents/{}"): "document remove",
     # submitted by tests/browser/test_live_output.py (it needs a finished run)
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
 }
