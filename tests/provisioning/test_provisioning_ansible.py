@@ -31,6 +31,7 @@ ROLE_NAMES = [
     "nginx",
     "app",
     "agent_cli",
+    "local_model",
     "monitoring",
     "backup",
 ]
