@@ -64,8 +64,10 @@ from app.runner.catalog import profiles_status
 from app.runner.prices import model_choices
 from app.security.dependencies import SESSION_COOKIE, authenticate
 from app.security.principal import Principal, Scope
+from app.tasks import review, review_store
 from app.tasks import service as tasks_service
 from app.tasks.schemas import Priority, TaskStatus
+from app.tasks.waiting import waiting_items
 from app.ui import store
 from app.ui.auth import UiSession, refuse_page, safe_next
 from app.ui.render import ASSETS, PUBLIC_ASSETS, Asset, page, render_html
@@ -298,6 +300,7 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
         unread_total=unread_total,
         spend={"tokens": tokens, "cost_usd": cost, "runs": runs_today},
         task_counts=await store.task_counts(ctx.db),
+        waiting=await waiting_items(ctx.db),
         events=[event_view(r) for r in events],
         last_event_id=int(events[0]["id"]) if events else 0,
         health=health,
@@ -616,6 +619,7 @@ async def task_page(
         runs=runs,
         pager=pager(request, (total, page_params)),
         agent_names=await store.agent_names(ctx.db),
+        reviews=await review.reviews_view(ctx, task_id),
     )
 
 
@@ -639,6 +643,7 @@ async def run_page(
         agent_names=await store.agent_names(ctx.db),
         redactions=len(re.findall(r"\[REDACTED:[a-z_]+\]", run.transcript)),
         live_from=await store.run_started_event(ctx.db, run.id),
+        verdicts=await review_store.verdicts_for_conversation(ctx.db, run.id),
     )
 
 
