@@ -143,6 +143,14 @@ def test_handlers_check_before_they_reload() -> None:
     }
     template = tasks["Write /etc/nftables.conf (checked with nft -c before it is installed)"]
     assert "nft -c -f %s" in template["ansible.builtin.template"]["validate"]
+    wireguard = load_yaml(ROLES / "wireguard" / "handlers" / "main.yml")
+    names = [h["name"] for h in wireguard]
+    check = wireguard[names.index("Check the VPN helper units")]
+    assert names.index("Check the VPN helper units") < names.index(
+        "Reload systemd for the VPN helper"
+    )
+    assert check["ansible.builtin.command"]["argv"][:2] == ["systemd-analyze", "verify"]
+    assert "length > 0" in check["failed_when"]  # verify warns with exit 0
     nginx_tasks = load_yaml(ROLES / "nginx" / "tasks" / "main.yml")[0]["block"]
     conf = next(t for t in nginx_tasks if t["name"].startswith("Write nginx.conf"))
     assert conf["ansible.builtin.template"]["validate"].startswith("/usr/local/sbin/mc-nginx-check")

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from provisioning_support import SYSTEMD, need_root, need_tool, run
 
-UNITS = sorted(p.name for p in SYSTEMD.glob("*.service")) + sorted(
-    p.name for p in SYSTEMD.glob("*.timer")
+UNITS = (
+    sorted(p.name for p in SYSTEMD.glob("*.service"))
+    + sorted(p.name for p in SYSTEMD.glob("*.timer"))
+    + sorted(p.name for p in SYSTEMD.glob("*.socket"))
 )
 SERVICES = sorted(p.name for p in SYSTEMD.glob("*.service"))
 
@@ -27,6 +29,7 @@ BASELINE = {
     "mission-control-monitor.service": 1.1,
     "mission-control-doctor.service": 1.1,
     "mission-control-vpn-status.service": 1.4,
+    "mission-control-vpn-helper.service": 1.6,
     "mission-control-tls-renew.service": 0.7,
 }
 # Programs the units start; stand-ins are mounted for `verify` to find.
@@ -230,7 +233,11 @@ def test_timers_are_scheduled(timer: str, key: str) -> None:
 def test_vpn_status_is_the_only_root_unit_and_holds_one_capability() -> None:
     for unit in SERVICES:
         values = parse_unit(SYSTEMD / unit)
-        if unit in {"mission-control-vpn-status.service", "mission-control-tls-renew.service"}:
+        if unit in {
+            "mission-control-vpn-status.service",
+            "mission-control-tls-renew.service",
+            "mission-control-vpn-helper.service",
+        }:
             continue
         assert values.get("Service.User") == ["mission-control"], f"{unit} runs as root"
     status = parse_unit(SYSTEMD / "mission-control-vpn-status.service")
@@ -238,3 +245,24 @@ def test_vpn_status_is_the_only_root_unit_and_holds_one_capability() -> None:
     assert status["Service.Group"] == ["mission-control"]
     renew = parse_unit(SYSTEMD / "mission-control-tls-renew.service")
     assert renew["Service.CapabilityBoundingSet"] == [""]
+
+
+def test_vpn_helper_is_root_with_one_capability_for_the_api_only() -> None:
+    """The VPN page's root helper (docs/vpn.md): CAP_NET_ADMIN only, writes only
+    /etc/wireguard, no network of its own; its socket is for the group
+    mission-control, and the helper checks the caller's uid and unit."""
+    helper = parse_unit(SYSTEMD / "mission-control-vpn-helper.service")
+    assert helper["Service.CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+    assert helper["Service.ReadWritePaths"] == ["/etc/wireguard"]
+    assert helper["Service.ProtectSystem"] == ["strict"]
+    assert helper["Service.IPAddressDeny"] == ["any"]
+    assert helper["Service.NoNewPrivileges"] == ["yes"]
+    command = helper["Service.ExecStart"][0].split()
+    assert command[command.index("--allow-user") + 1] == "mission-control"
+    assert command[command.index("--allow-unit") + 1] == "mission-control.service"
+    assert "--any-unit" not in command and "--listen" not in command
+    socket_unit = parse_unit(SYSTEMD / "mission-control-vpn-helper.socket")
+    assert socket_unit["Socket.SocketGroup"] == ["mission-control"]
+    assert socket_unit["Socket.SocketMode"] == ["0660"]
+    assert socket_unit["Socket.ListenStream"] == ["/run/mission-control-vpn-helper.sock"]
+    assert socket_unit["Socket.Accept"] == ["no"]
