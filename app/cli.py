@@ -339,6 +339,26 @@ def cmd_runner_sandbox_check(args: argparse.Namespace, settings: Settings) -> in
     return 0 if report.enforced else 1
 
 
+def cmd_notify_run(_: argparse.Namespace, settings: Settings) -> int:
+    from app.core.logging import configure_logging
+    from app.notifications.notifier import run_notifier
+
+    configure_logging(settings.log_level)
+    return run_notifier(settings)
+
+
+def cmd_notify_check(args: argparse.Namespace, settings: Settings) -> int:
+    from app.notifications.commands import check
+
+    return check(settings, args.file)
+
+
+def cmd_notify_hosts(args: argparse.Namespace, settings: Settings) -> int:
+    from app.notifications.commands import hosts
+
+    return hosts(settings, args.file)
+
+
 def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
     from app.monitoring.run import monitor
 
@@ -480,6 +500,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox_check.set_defaults(func=cmd_runner_sandbox_check)
 
+    notify = commands.add_parser(
+        "notify", help="the notifier: alerts that leave the Pi (docs/notifications.md)"
+    ).add_subparsers(dest="notify_command", required=True, metavar="COMMAND")
+    notify.add_parser("run", help="deliver pending notifications (the notifier)").set_defaults(
+        func=cmd_notify_run
+    )
+    for name, func, text in (
+        ("check", cmd_notify_check, "check the channels file; list the channel names"),
+        ("hosts", cmd_notify_hosts, "the hosts the channels contact, one a line"),
+    ):
+        sub = notify.add_parser(name, help=text)
+        sub.add_argument("--file", help="the channels file (default: MC_NOTIFY_CHANNELS_PATH)")
+        sub.set_defaults(func=func)
+
     commands.add_parser("monitor", help="host checks that raise notifications").set_defaults(
         func=cmd_monitor
     )
@@ -509,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
 PI_MISSIONCTL = "/opt/mission-control/current/venv/bin/missionctl"
 # Commands that never open (or create) the database.
 NO_DATABASE = frozenset({"scrub", "doctor", "runner", "support-bundle"})
+NO_DATABASE_NOTIFY = frozenset({"check", "hosts"})
 NO_DATABASE_BACKUP = frozenset({"list", "verify", "restore"})
 
 
@@ -523,6 +558,8 @@ def missing_database(args: argparse.Namespace, settings: Settings) -> str | None
     if args.command in NO_DATABASE or getattr(args, "create", False):
         return None
     if args.command == "backup" and args.backup_command in NO_DATABASE_BACKUP:
+        return None
+    if args.command == "notify" and args.notify_command in NO_DATABASE_NOTIFY:
         return None
     if "database_path" in settings.model_fields_set or settings.database_path.exists():
         return None

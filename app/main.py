@@ -37,8 +37,8 @@ from app.health.router import router as health_router
 from app.health.sampler import health_sampler
 from app.health.samples import router as health_samples_router
 from app.missions.router import router as missions_router
-from app.notifications.delivery import webhook_job
 from app.notifications.router import router as notifications_router
+from app.notifications.ui import router as ui_notify_router
 from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
 from app.retention.job import retention_job
@@ -119,6 +119,7 @@ ROUTERS: list[APIRouter] = [
     vpn_page_router,
     ui_schedules_router,
     ui_data_router,
+    ui_notify_router,
     ui_router,
 ]
 
@@ -127,7 +128,6 @@ BACKGROUND_JOBS: list[Callable[[AppContext], Coroutine[Any, Any, None]]] = [
     _housekeeping,
     # domain jobs
     rules_engine,
-    webhook_job,
     retention_job,
     health_sampler,
     anonymous_refusals_job,

@@ -22,6 +22,7 @@ from app.core.database import Database
 from app.core.settings import Settings
 from app.health.sandbox import sandbox_findings
 from app.monitoring.checks import Finding, check_circuits, check_workers, host_checks
+from app.notifications.health import notify_findings
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
@@ -74,5 +75,6 @@ async def database_findings(db: Database, settings: Settings) -> list[Finding]:
 
 async def current_repairs(db: Database, settings: Settings) -> list[dict[str, str]]:
     findings = await cached_host_checks(settings) + await database_findings(db, settings)
+    findings += await notify_findings(db)  # health only: the monitor would notify of it
     findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.check))
     return [f.as_repair() for f in findings]

@@ -105,9 +105,14 @@ class Settings(BaseSettings):
     event_poll_s: Annotated[float, Field(gt=0)] = 1.0
     rule_max_depth: Annotated[int, Field(ge=1, le=5)] = 3
 
-    # notifications: one optional outbound webhook, host allow-listed
-    notify_webhook_url: str | None = None
-    notify_webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # notifications that leave the Pi: the notifier process (missionctl notify run)
+    # reads its channels (apprise URLs) from this root-owned file (docs/notifications.md)
+    notify_channels_path: Path = Path("/etc/mission-control/notify.toml")
+    notify_poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    notify_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    notify_retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    notify_breaker_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    notify_breaker_cool_down_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
 
     # retention (F22), in days
     retention_events_days: Annotated[int, Field(ge=1)] = 30
@@ -166,7 +171,7 @@ class Settings(BaseSettings):
     support_log_lines: Annotated[int, Field(ge=0, le=100_000)] = 3000
     support_audit_records: Annotated[int, Field(ge=0, le=10_000)] = 200
 
-    @field_validator("trusted_proxies", "notify_webhook_allowed_hosts", mode="before")
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):

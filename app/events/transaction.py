@@ -19,7 +19,7 @@ from app.core.context import AppContext
 from app.escalations.store import insert_escalation
 from app.events.store import insert_event
 from app.events.types import EventType
-from app.notifications.store import insert_notification
+from app.notifications.store import any_channel, insert_notification
 from app.policies.model import Category, Severity
 from app.policies.store import load_notification_policy
 from app.security import audit
@@ -27,11 +27,10 @@ from app.security.principal import Scope
 
 
 class Tx:
-    def __init__(self, conn: aiosqlite.Connection, actor: str, client: str, webhook: bool) -> None:
+    def __init__(self, conn: aiosqlite.Connection, actor: str, client: str) -> None:
         self.conn = conn
         self.actor = actor
         self.client = client
-        self.webhook_configured = webhook
         self.last_event_id = 0
 
     async def audit(
@@ -80,7 +79,10 @@ class Tx:
         """Store a notification; the policy may mute it, but never a security one."""
         policy, _ = await load_notification_policy(self.conn)
         muted = policy.is_muted(category)
-        webhook = self.webhook_configured and not muted and category in policy.webhook_categories
+        # queued for the notifier only while it has a channel (the notifier writes them)
+        webhook = (
+            not muted and category in policy.webhook_categories and await any_channel(self.conn)
+        )
         notification_id = await insert_notification(
             self.conn,
             category=category,
@@ -150,7 +152,7 @@ class Tx:
 @asynccontextmanager
 async def transaction(ctx: AppContext, actor: str, client: str = "") -> AsyncIterator[Tx]:
     async with ctx.db.write() as conn:
-        tx = Tx(conn, actor, client, ctx.settings.notify_webhook_url is not None)
+        tx = Tx(conn, actor, client)
         yield tx
     if tx.last_event_id:
         ctx.bus.publish(tx.last_event_id)

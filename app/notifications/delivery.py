@@ -1,135 +1,45 @@
-"""Outbound webhook delivery of notifications (ntfy-compatible).
+"""Delivery of notifications off the Pi, through apprise (docs/notifications.md).
 
-A background job of the API process sends notifications whose
-``webhook_state`` is ``pending`` to ``notify_webhook_url``:
+Runs only in the notifier process (``missionctl notify run``); the API process
+never imports this module. It sends notifications whose ``webhook_state`` is
+``pending`` to every configured channel:
 
-* only if the URL's host is in ``notify_webhook_allowed_hosts`` and the scheme
-  is https (plain http only to a loopback host); otherwise the pending rows are
-  marked ``failed``, nothing is contacted, and a security alert is raised once;
-* a POST of the body with the headers ``Title``, ``Priority`` and ``Tags``,
-  through the stdlib in a thread (``asyncio.to_thread``), with a short timeout,
-  no redirects followed, the answer read only up to a small bound;
+* one apprise call per channel, in a thread (``asyncio.to_thread``), with
+  apprise's own connect and read timeouts; a channel that has a notification
+  is recorded in ``delivered_to`` and is not sent it again on a retry;
 * a failure is retried with exponential backoff (``webhook_attempts``,
   ``webhook_next_at``), at most ``max_attempts`` times, then ``failed``;
-* a circuit breaker stops all attempts for a while after repeated failures
-  (F13), so a dead endpoint is not hammered;
+* a circuit breaker per channel stops attempts to it for a while after
+  repeated failures (F13), so a dead endpoint is not hammered; its state is
+  written to ``notify_channels`` for the UI;
 * quiet hours defer every category but ``security``;
-* no request ever waits for any of this, and log lines name the host only,
-  never the URL (its path or query may hold a secret topic or token).
+* "send test" requests from the UI are sent here and their outcome recorded;
+* log lines and stored errors name the channel only, never its URL (it holds
+  the secret topic, token or password).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
-import ipaddress
 import logging
-import ssl
-from collections.abc import Callable
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from app.core.clock import iso, utcnow
-from app.core.context import AppContext
-from app.core.database import Row
-from app.events.transaction import transaction
+from app.core.database import Database, Row
 from app.notifications import store
+from app.notifications.channels import Channel, quiet_asset, silence_libraries
 from app.policies.model import Category, NotificationPolicy, QuietHours
 from app.policies.store import load_notification_policy
 from app.runner.circuit import CircuitBreaker
 
 log = logging.getLogger("mission_control.notifications")
 
-ACTOR = "system:webhook"
-POLL_S = 5.0
-MIN_SPACING_S = 0.5
-MAX_RESPONSE_BYTES = 64 * 1024
-PRIORITY = {"info": "3", "warning": "4", "critical": "5"}
-
-
-class WebhookRefused(Exception):
-    """The configured URL may not be contacted; ``reason`` is safe to log."""
-
-    def __init__(self, reason: str, host: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.host = host
-
-
-@dataclass(frozen=True)
-class WebhookTarget:
-    scheme: str
-    host: str
-    port: int | None
-    path: str
-    authorization: str | None = field(default=None, repr=False)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_target(url: str, allowed_hosts: list[str]) -> WebhookTarget:
-    """The URL as a target, or ``WebhookRefused`` when it is not allowed."""
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        raise WebhookRefused("the webhook URL cannot be parsed", "unknown") from None
-    if not host:
-        raise WebhookRefused("the webhook URL has no host", "unknown")
-    allowed = {entry.strip().lower() for entry in allowed_hosts if entry.strip()}
-    if host not in allowed:
-        raise WebhookRefused("the webhook host is not in notify_webhook_allowed_hosts", host)
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise WebhookRefused("plain http is allowed only to a loopback host; use https", host)
-    if parts.scheme not in ("http", "https"):
-        raise WebhookRefused("the webhook URL must use https", host)
-    authorization = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        authorization = "Basic " + base64.b64encode(pair).decode()
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    return WebhookTarget(parts.scheme, host, port, path, authorization)
-
-
-def header_text(text: str, limit: int = 200) -> str:
-    """A header value: no control characters; non-ASCII as RFC 2047 (ntfy reads it)."""
-    clean = "".join(ch if ch.isprintable() else " " for ch in text)[:limit].strip()
-    if clean.isascii():
-        return clean
-    return "=?UTF-8?B?" + base64.b64encode(clean.encode()).decode() + "?="
-
-
-def post(target: WebhookTarget, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
-    """One blocking POST (run it in a thread); the HTTP status. No redirects."""
-    connection: http.client.HTTPConnection
-    if target.scheme == "https":
-        connection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=timeout_s, context=ssl.create_default_context()
-        )
-    else:
-        connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
-    all_headers = {"Content-Type": "text/plain; charset=utf-8", **headers}
-    if target.authorization:
-        all_headers["Authorization"] = target.authorization
-    try:
-        connection.request("POST", target.path, body=body, headers=all_headers)
-        response = connection.getresponse()
-        response.read(MAX_RESPONSE_BYTES)
-        return int(response.status)
-    finally:
-        connection.close()
+TEST_TITLE = "Mission Control: test notification"
+TEST_BODY = "This channel works: Mission Control's alerts reach you here."
+_STATUS = re.compile(r"error=(\d{3})")
 
 
 def quiet_until(quiet: QuietHours | None, now: datetime) -> datetime | None:
@@ -152,149 +62,197 @@ def _deferred(row: Row, policy: NotificationPolicy, now: datetime) -> datetime |
     return quiet_until(policy.quiet_hours, now)
 
 
+class ApprisePort:
+    """One apprise object per channel; ``send`` blocks (call it in a thread) and
+    answers ``None`` when delivered, else a short reason that holds no URL."""
+
+    TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
+
+    def __init__(self, channels: list[Channel]) -> None:
+        import apprise
+
+        self._apprise = apprise
+        self._objects: dict[str, Any] = {}
+        for channel in channels:
+            instance = apprise.Apprise(asset=quiet_asset())
+            instance.add(channel.url)
+            self._objects[channel.name] = instance
+
+    def send(self, channel: str, title: str, body: str, severity: str) -> str | None:
+        capture = self._apprise.LogCapture(level=logging.WARNING)  # type: ignore[no-untyped-call]
+        try:
+            with capture as output:
+                ok = self._objects[channel].notify(
+                    body=body or title, title=title, notify_type=self.TYPES.get(severity, "info")
+                )
+                text = output.getvalue()
+        except Exception as exc:  # apprise catches its own; anything else is a failure
+            return f"not delivered ({type(exc).__name__})"
+        if ok:
+            return None
+        status = _STATUS.search(text)
+        if status:
+            return f"the service answered HTTP {status.group(1)}"
+        if "connection" in text.lower() or "timed out" in text.lower():
+            return "the service could not be reached"
+        return "not delivered (the service refused it or could not be reached)"
+
+
 @dataclass
 class DeliveryReport:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
     deferred: int = 0
-    refused: int = 0
+    tests: int = 0
     skipped_open_circuit: bool = False
 
 
-Sender = Callable[[WebhookTarget, bytes, dict[str, str], float], int]
-
-
 @dataclass
-class WebhookDelivery:
-    """State of the delivery job: its circuit breaker and the alerts it raised."""
+class Delivery:
+    """The delivery job's state: the channels, one breaker each."""
 
+    channels: list[Channel]
     max_attempts: int = 8
     base_delay_s: float = 30.0
     max_delay_s: float = 3600.0
-    timeout_s: float = 5.0
     batch: int = 20
-    sender: Sender = post
-    breaker: CircuitBreaker = field(
-        default_factory=lambda: CircuitBreaker("webhook", failure_threshold=5, cool_down_s=300.0)
-    )
-    _alerted: set[str] = field(default_factory=set)
+    failure_threshold: int = 5
+    cool_down_s: float = 300.0
+    port: ApprisePort | None = None
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        silence_libraries()
+        if self.port is None:
+            self.port = ApprisePort(self.channels)
+        for channel in self.channels:
+            self.breakers.setdefault(
+                channel.name,
+                CircuitBreaker(
+                    f"notify:{channel.name}",
+                    failure_threshold=self.failure_threshold,
+                    cool_down_s=self.cool_down_s,
+                    trial_timeout_s=120.0,
+                ),
+            )
 
     def backoff_s(self, attempts_done: int) -> float:
         """Delay after the ``attempts_done``-th failed attempt: base, 2x base, 4x..."""
         return float(min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts_done - 1)))
 
-    async def run_once(self, ctx: AppContext) -> DeliveryReport:
+    async def announce(self, db: Database) -> None:
+        """Write the channel names (never the URLs) for the API and the UI."""
+        async with db.write() as conn:
+            await store.set_channels(conn, [(c.name, c.service) for c in self.channels])
+            if not self.channels:
+                # nothing can send them: they stay on the Pi, and say so
+                await conn.execute(
+                    "UPDATE notifications SET webhook_state = 'none', webhook_next_at = NULL"
+                    " WHERE webhook_state = 'pending'"
+                )
+
+    async def _send(self, channel: Channel, title: str, body: str, severity: str) -> str | None:
+        assert self.port is not None
+        return await asyncio.to_thread(self.port.send, channel.name, title, body, severity)
+
+    async def _record(self, db: Database, channel: Channel, error: str | None) -> None:
+        breaker = self.breakers[channel.name]
+        if error is None:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
+            log.warning(
+                "notification not delivered", extra={"channel": channel.name, "reason": error}
+            )
+        snap = breaker.snapshot()
+        async with db.write() as conn:
+            await store.record_channel(
+                conn,
+                channel.name,
+                delivered=error is None,
+                error=error,
+                breaker_state=snap.state.value,
+                consecutive_failures=snap.consecutive_failures,
+                opened_at=snap.opened_at,
+            )
+
+    async def run_once(self, db: Database) -> DeliveryReport:
         report = DeliveryReport()
-        url = ctx.settings.notify_webhook_url
-        if url is None:
+        report.tests = await self.run_tests(db)
+        if not self.channels:
             return report
         now = utcnow()
-        rows = await store.due_webhooks(ctx.db, iso(now), self.batch)
+        rows = await store.due_webhooks(db, iso(now), self.batch)
         if not rows:
             return report
-        try:
-            target = parse_target(url, ctx.settings.notify_webhook_allowed_hosts)
-        except WebhookRefused as refused:
-            await self._refuse(ctx, rows, refused)
-            report.refused = len(rows)
-            return report
-        async with ctx.db.read() as conn:
+        async with db.read() as conn:
             policy, _ = await load_notification_policy(conn)
         for row in rows:
             until = _deferred(row, policy, now)
             if until is not None:
-                async with ctx.db.write() as conn:
+                async with db.write() as conn:
                     await store.webhook_defer(conn, int(row["id"]), iso(until))
                 report.deferred += 1
                 continue
-            if not self.breaker.allow():
-                report.skipped_open_circuit = True
-                break
-            await self._send(ctx, target, row, report)
+            await self._deliver(db, row, report)
         return report
 
-    async def _send(
-        self, ctx: AppContext, target: WebhookTarget, row: Row, report: DeliveryReport
-    ) -> None:
+    async def _deliver(self, db: Database, row: Row, report: DeliveryReport) -> None:
         notification_id = int(row["id"])
-        body = (row["body"] or row["title"]).encode()
-        headers = {
-            "Title": header_text(str(row["title"])),
-            "Priority": PRIORITY.get(str(row["severity"]), "3"),
-            "Tags": header_text(f"{row['category']},{row['severity']}", 64),
-        }
-        status: int | None = None
-        try:
-            status = await asyncio.to_thread(self.sender, target, body, headers, self.timeout_s)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            log.warning(
-                "webhook delivery failed",
-                extra={
-                    "host": target.host,
-                    "notification": notification_id,
-                    "error": type(exc).__name__,
-                },
+        done = set(filter(None, str(row["delivered_to"]).split(",")))
+        remaining = [c for c in self.channels if c.name not in done]
+        allowed = [c for c in remaining if self.breakers[c.name].allow()]
+        if remaining and not allowed:
+            report.skipped_open_circuit = True
+            return
+        failed = False
+        for channel in allowed:
+            error = await self._send(
+                channel, str(row["title"]), str(row["body"] or ""), str(row["severity"])
             )
-        attempts = int(row["webhook_attempts"]) + 1
-        async with ctx.db.write() as conn:
-            if status is not None and 200 <= status < 300:
-                self.breaker.record_success()
-                await store.webhook_delivered(conn, notification_id)
+            await self._record(db, channel, error)
+            if error is None:
+                async with db.write() as conn:
+                    await store.add_delivered_to(conn, notification_id, channel.name)
+            else:
+                failed = True
+        if not failed:
+            if len(allowed) == len(remaining):
+                async with db.write() as conn:
+                    await store.webhook_delivered(conn, notification_id)
                 report.delivered += 1
-                return
-            self.breaker.record_failure()
-            if status is not None:
-                log.warning(
-                    "webhook delivery refused by the endpoint",
-                    extra={"host": target.host, "notification": notification_id, "status": status},
-                )
+            else:
+                report.skipped_open_circuit = True  # the others wait for their breaker
+            return
+        attempts = int(row["webhook_attempts"]) + 1
+        async with db.write() as conn:
             if attempts >= self.max_attempts:
                 await store.webhook_failed(conn, notification_id, attempted=True)
                 report.failed += 1
                 log.warning(
-                    "webhook delivery given up",
-                    extra={
-                        "host": target.host,
-                        "notification": notification_id,
-                        "attempts": attempts,
-                    },
+                    "notification delivery given up",
+                    extra={"notification": notification_id, "attempts": attempts},
                 )
                 return
             next_at = iso(utcnow() + timedelta(seconds=self.backoff_s(attempts)))
             await store.webhook_retry(conn, notification_id, next_at)
             report.retried += 1
 
-    async def _refuse(self, ctx: AppContext, rows: list[Row], refused: WebhookRefused) -> None:
-        key = f"{refused.host}|{refused.reason}"
-        first = key not in self._alerted
-        self._alerted.add(key)
-        log.warning("webhook URL refused", extra={"host": refused.host, "reason": refused.reason})
-        async with transaction(ctx, ACTOR) as tx:
-            for row in rows:
-                await store.webhook_failed(tx.conn, int(row["id"]), attempted=False)
-            await tx.audit(
-                "notification.webhook_refused",
-                f"host:{refused.host}",
-                {"reason": refused.reason, "notifications": len(rows)},
-                outcome="refused",
-            )
-            if first:
-                await tx.security_alert(
-                    "Notification webhook refused",
-                    f"Notifications were not sent to {refused.host}: {refused.reason}.",
+    async def run_tests(self, db: Database) -> int:
+        """Send the test notifications the UI asked for; record each outcome."""
+        by_name = {c.name: c for c in self.channels}
+        rows = await store.pending_tests(db, 10)
+        for row in rows:
+            channel = by_name.get(str(row["channel"]))
+            if channel is None:
+                error: str | None = "no channel of that name in the notifier's file"
+            else:
+                # an owner's explicit test passes an open breaker (it is a trial)
+                error = await self._send(channel, TEST_TITLE, TEST_BODY, "info")
+                await self._record(db, channel, error)
+            async with db.write() as conn:
+                await store.finish_test(
+                    conn, int(row["id"]), delivered=error is None, outcome=error or "delivered"
                 )
-
-
-async def webhook_job(ctx: AppContext) -> None:
-    """Background job: deliver pending notifications, forever."""
-    delivery = WebhookDelivery()
-    while True:
-        await ctx.bus.wait(POLL_S)
-        if ctx.settings.notify_webhook_url is None:
-            continue
-        try:
-            await delivery.run_once(ctx)
-        except Exception:
-            log.exception("webhook delivery job failed")
-        await asyncio.sleep(MIN_SPACING_S)
+        return len(rows)

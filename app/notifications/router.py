@@ -10,6 +10,8 @@ from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.notifications import service, store
 from app.notifications.schemas import (
+    ChannelsView,
+    ChannelTest,
     NotificationSummary,
     NotificationView,
     ReadAll,
@@ -58,6 +60,33 @@ async def read_all(
     category = body.category if body else None
     count = await service.mark_all_read(ctx, category, principal, client_address(request))
     return ReadAllResult(marked_read=count)
+
+
+ChannelName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+TestId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("/channels", response_model=ChannelsView)
+async def list_channels(_: ReadAccess, ctx: Ctx) -> ChannelsView:
+    """Scope read. The notifier's channels: names, service kind and delivery state
+    (breaker, last delivery, last test), never a URL; ``warning`` when alerts
+    cannot leave the Pi."""
+    return await service.channels_view(ctx)
+
+
+@router.post("/channels/{name}/test", response_model=ChannelTest, status_code=202)
+async def send_test(
+    name: ChannelName, principal: OperateAccess, request: Request, ctx: Ctx
+) -> ChannelTest:
+    """Scope operate. Queue a test notification to one channel; the notifier sends
+    it and records the outcome (poll ``GET /api/notifications/tests/{id}``)."""
+    return await service.request_test(ctx, name, principal, client_address(request))
+
+
+@router.get("/tests/{test_id}", response_model=ChannelTest)
+async def get_test(test_id: TestId, _: ReadAccess, ctx: Ctx) -> ChannelTest:
+    """Scope read. A test notification's state: pending, delivered or failed."""
+    return await service.get_test(ctx, test_id)
 
 
 @router.get("/{notification_id}", response_model=NotificationView)

@@ -36,3 +36,37 @@ class NotificationSummary(BaseModel):
     unread: dict[str, int]
     total_unread: int
     muted_unread: int
+
+
+class ChannelTest(BaseModel):
+    id: int
+    channel: str
+    requested_by: str
+    requested_at: str
+    #: pending (the notifier has not sent it yet), delivered or failed
+    state: str
+    outcome: str | None
+    done_at: str | None
+
+
+class ChannelView(BaseModel):
+    """One channel of the notifier: its name and state, never its URL."""
+
+    name: str
+    service: str
+    breaker_state: str
+    consecutive_failures: int
+    breaker_opened_at: str | None
+    last_delivered_at: str | None
+    last_failed_at: str | None
+    last_error: str | None
+    last_test: ChannelTest | None
+
+
+class ChannelsView(BaseModel):
+    channels: list[ChannelView]
+    #: the notifier's last heartbeat (None: it never ran on this database)
+    notifier_seen_at: str | None
+    notifier_running: bool
+    #: what to fix, when alerts cannot leave the Pi
+    warning: str | None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from app.core.clock import parse_iso, utcnow
 from app.core.context import AppContext
-from app.core.database import Row
+from app.core.database import Database, Row
 from app.core.errors import ApiError
 from app.events.transaction import transaction
 from app.notifications import store
-from app.notifications.schemas import NotificationSummary, NotificationView
+from app.notifications.schemas import (
+    ChannelsView,
+    ChannelTest,
+    ChannelView,
+    NotificationSummary,
+    NotificationView,
+)
 from app.policies.model import Category
 from app.security.principal import Principal
 
@@ -74,3 +81,91 @@ async def summary(ctx: AppContext) -> NotificationSummary:
         total_unread=sum(unread.values()),
         muted_unread=await store.muted_unread(ctx.db),
     )
+
+
+# channels of the notifier (names and state only) ------------------------------------
+NOTIFIER_STALE_S = 60
+NO_CHANNEL = "no channel: alerts stay on the Pi"
+NO_CHANNEL_FIX = (
+    "add a channel (an apprise URL, e.g. your phone's ntfy topic) to the notifier's file:"
+    " the provisioning variable app_notify_channels, or /etc/mission-control/notify.toml"
+    " then 'sudo systemctl restart mission-control-notify' (README, 'Alerts on your phone')"
+)
+NOT_RUNNING = "the notifier is not running: alerts stay on the Pi"
+NOT_RUNNING_FIX = (
+    "'sudo systemctl status mission-control-notify'; in development 'make run' starts it"
+)
+
+
+def _test_view(row: Row | None) -> ChannelTest | None:
+    return ChannelTest(**dict(row)) if row is not None else None
+
+
+async def notifier_running(db: Database) -> tuple[str | None, bool]:
+    """The notifier's last heartbeat and whether it is recent."""
+    beat = await store.heartbeat(db)
+    if beat is None:
+        return None, False
+    seen = str(beat["seen_at"])
+    return seen, (utcnow() - parse_iso(seen)).total_seconds() < NOTIFIER_STALE_S
+
+
+async def channels_view(ctx: AppContext) -> ChannelsView:
+    rows = await store.list_channels(ctx.db)
+    tests = await store.last_tests(ctx.db)
+    seen, running = await notifier_running(ctx.db)
+    warning = None
+    if not rows:
+        warning = f"{NO_CHANNEL}. Fix: {NO_CHANNEL_FIX}"
+    elif not running:
+        warning = f"{NOT_RUNNING}. Fix: {NOT_RUNNING_FIX}"
+    return ChannelsView(
+        channels=[
+            ChannelView(
+                name=r["name"],
+                service=r["service"],
+                breaker_state=r["breaker_state"],
+                consecutive_failures=r["consecutive_failures"],
+                breaker_opened_at=r["breaker_opened_at"],
+                last_delivered_at=r["last_delivered_at"],
+                last_failed_at=r["last_failed_at"],
+                last_error=r["last_error"],
+                last_test=_test_view(tests.get(str(r["name"]))),
+            )
+            for r in rows
+        ],
+        notifier_seen_at=seen,
+        notifier_running=running,
+        warning=warning,
+    )
+
+
+async def request_test(
+    ctx: AppContext, name: str, principal: Principal, client: str
+) -> ChannelTest:
+    """Queue a test notification; the notifier sends it (the API sends nothing)."""
+    names = {str(r["name"]) for r in await store.list_channels(ctx.db)}
+    if name not in names:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no channel named {name!r}; the configured ones are listed at"
+            " GET /api/notifications/channels",
+        )
+    async with transaction(ctx, principal.actor, client) as tx:
+        if await store.pending_test(tx.conn, name):
+            raise ApiError(
+                409, "test_pending", f"a test of {name!r} is already waiting for the notifier"
+            )
+        test_id = await store.insert_test(tx.conn, name, principal.actor)
+        await tx.audit("notification.test_requested", f"channel:{name}", {"test": test_id})
+    row = await store.test_by_id(ctx.db, test_id)
+    assert row is not None
+    return ChannelTest(**dict(row))
+
+
+async def get_test(ctx: AppContext, test_id: int) -> ChannelTest:
+    row = await store.test_by_id(ctx.db, test_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such test notification")
+    return ChannelTest(**dict(row))

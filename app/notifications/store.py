@@ -41,7 +41,7 @@ async def insert_notification(
 
 NOTIFICATION_COLUMNS = (
     "id, category, severity, title, body, muted, read_at, webhook_state, webhook_attempts,"
-    " webhook_next_at, created_at"
+    " webhook_next_at, delivered_to, created_at"
 )
 # A muted notification is hidden by default, but a security one never is, whatever
 # its stored flag says (F6: defence in depth behind the policy model).
@@ -174,4 +174,146 @@ async def webhook_defer(conn: aiosqlite.Connection, notification_id: int, next_a
     await conn.execute(
         "UPDATE notifications SET webhook_next_at = ? WHERE id = ? AND webhook_state = 'pending'",
         (next_at, notification_id),
+    )
+
+
+async def add_delivered_to(conn: aiosqlite.Connection, notification_id: int, name: str) -> None:
+    """Record that one channel has the notification (a retry skips it)."""
+    await conn.execute(
+        "UPDATE notifications SET delivered_to = CASE WHEN delivered_to = '' THEN ?"
+        " ELSE delivered_to || ',' || ? END WHERE id = ?",
+        (name, name, notification_id),
+    )
+
+
+# channels (names and state only; the URLs stay in the notifier's file) ------------
+CHANNEL_COLUMNS = (
+    "name, configured, service, breaker_state, consecutive_failures, breaker_opened_at,"
+    " last_delivered_at, last_failed_at, last_error, updated_at"
+)
+
+
+async def any_channel(conn: aiosqlite.Connection) -> bool:
+    """Is a channel configured? Notifications are queued for delivery only then."""
+    async with conn.execute("SELECT 1 FROM notify_channels WHERE configured = 1 LIMIT 1") as cur:
+        return await cur.fetchone() is not None
+
+
+async def set_channels(conn: aiosqlite.Connection, names_services: list[tuple[str, str]]) -> None:
+    """The notifier's file holds exactly these channels now."""
+    now = now_iso()
+    await conn.execute("UPDATE notify_channels SET configured = 0, updated_at = ?", (now,))
+    for name, service in names_services:
+        await conn.execute(
+            "INSERT INTO notify_channels (name, configured, service, updated_at)"
+            " VALUES (?, 1, ?, ?) ON CONFLICT (name) DO UPDATE SET configured = 1,"
+            " service = excluded.service, updated_at = excluded.updated_at",
+            (name, service, now),
+        )
+
+
+async def record_channel(
+    conn: aiosqlite.Connection,
+    name: str,
+    *,
+    delivered: bool,
+    error: str | None,
+    breaker_state: str,
+    consecutive_failures: int,
+    opened_at: str | None,
+) -> None:
+    now = now_iso()
+    await conn.execute(
+        "UPDATE notify_channels SET breaker_state = ?, consecutive_failures = ?,"
+        " breaker_opened_at = ?, updated_at = ?,"
+        " last_delivered_at = CASE WHEN ? THEN ? ELSE last_delivered_at END,"
+        " last_failed_at = CASE WHEN ? THEN last_failed_at ELSE ? END,"
+        " last_error = CASE WHEN ? THEN last_error ELSE ? END"
+        " WHERE name = ?",
+        (
+            breaker_state,
+            consecutive_failures,
+            opened_at,
+            now,
+            int(delivered),
+            now,
+            int(delivered),
+            now,
+            int(delivered),
+            error,
+            name,
+        ),
+    )
+
+
+async def list_channels(db: Database) -> list[Row]:
+    return await db.fetch_all(
+        f"SELECT {CHANNEL_COLUMNS} FROM notify_channels WHERE configured = 1 ORDER BY name"
+    )
+
+
+# "send test" requests ---------------------------------------------------------------
+async def insert_test(conn: aiosqlite.Connection, channel: str, requested_by: str) -> int:
+    cursor = await conn.execute(
+        "INSERT INTO notify_tests (channel, requested_by, requested_at) VALUES (?, ?, ?)",
+        (channel, requested_by, now_iso()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+async def pending_test(conn: aiosqlite.Connection, channel: str) -> bool:
+    async with conn.execute(
+        "SELECT 1 FROM notify_tests WHERE channel = ? AND state = 'pending' LIMIT 1", (channel,)
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+async def pending_tests(db: Database, limit: int) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT id, channel, requested_by FROM notify_tests WHERE state = 'pending'"
+        " ORDER BY id LIMIT ?",
+        (limit,),
+    )
+
+
+async def finish_test(
+    conn: aiosqlite.Connection, test_id: int, *, delivered: bool, outcome: str
+) -> None:
+    await conn.execute(
+        "UPDATE notify_tests SET state = ?, outcome = ?, done_at = ? WHERE id = ?",
+        ("delivered" if delivered else "failed", outcome, now_iso(), test_id),
+    )
+
+
+async def test_by_id(db: Database, test_id: int) -> Row | None:
+    return await db.fetch_one(
+        "SELECT id, channel, requested_by, requested_at, state, outcome, done_at"
+        " FROM notify_tests WHERE id = ?",
+        (test_id,),
+    )
+
+
+async def last_tests(db: Database) -> dict[str, Row]:
+    """The newest test request of each channel."""
+    rows = await db.fetch_all(
+        "SELECT id, channel, requested_by, requested_at, state, outcome, done_at"
+        " FROM notify_tests WHERE id IN (SELECT max(id) FROM notify_tests GROUP BY channel)"
+    )
+    return {str(r["channel"]): r for r in rows}
+
+
+# the notifier's heartbeat -----------------------------------------------------------
+async def beat(conn: aiosqlite.Connection, pid: int, started_at: str, channels: int) -> None:
+    await conn.execute(
+        "INSERT INTO notifier_heartbeat (id, pid, started_at, seen_at, channels)"
+        " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid,"
+        " started_at = excluded.started_at, seen_at = excluded.seen_at,"
+        " channels = excluded.channels",
+        (pid, started_at, now_iso(), channels),
+    )
+
+
+async def heartbeat(db: Database) -> Row | None:
+    return await db.fetch_one(
+        "SELECT pid, started_at, seen_at, channels FROM notifier_heartbeat WHERE id = 1"
     )

@@ -120,6 +120,8 @@ def _env_file_values(path: Path) -> Iterator[str]:
 
 
 def known_secrets(settings: Settings) -> set[str]:
+    from app.notifications.channels import url_secrets
+
     """Exact secret values this host knows: removed from every member whatever their
     format (the credential gate then catches the formats it recognises)."""
     found: set[str] = set()
@@ -144,6 +146,7 @@ def known_secrets(settings: Settings) -> set[str]:
         found.add((settings.state_dir / "initial-admin-password").read_text().strip())
     found.update(_env_file_values(Path(os.environ.get("MC_ENV_FILE") or DEFAULT_ENV_FILE)))
     found.update(_profile_secrets(settings))
+    found.update(url_secrets(settings.notify_channels_path, URL_SECRET_PART_CHARS))
     return {value for value in found if len(value) >= MIN_SECRET_CHARS}
 
 

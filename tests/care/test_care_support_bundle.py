@@ -97,6 +97,15 @@ def plant_in_database(database: Path) -> None:
     conn.close()
 
 
+def channels_file(tmp_path: Path) -> Path:
+    """The notifier's channels file, holding the webhook URL (its token is secret)."""
+    path = tmp_path / "notify.toml"
+    url = WEBHOOK_URL.replace("https://", "jsons://")
+    path.write_text(f'[[channel]]\nname = "hook"\nurl = "{url}"\n')
+    path.chmod(0o600)
+    return path
+
+
 def members(archive: Path) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -115,8 +124,7 @@ def test_the_bundle_holds_what_helps_and_none_of_the_planted_secrets(tmp_path: P
     extra = {
         "MC_ENV_FILE": str(env_file),
         "MC_SECRET_KEY": SECRET_KEY,
-        "MC_NOTIFY_WEBHOOK_URL": WEBHOOK_URL,
-        "MC_NOTIFY_WEBHOOK_ALLOWED_HOSTS": "hooks.example.net",
+        "MC_NOTIFY_CHANNELS_PATH": str(channels_file(tmp_path)),
     }
     assert missionctl(tmp_path, "first-run", **extra).returncode == 0
     created = missionctl(
@@ -175,7 +183,7 @@ def test_the_bundle_holds_what_helps_and_none_of_the_planted_secrets(tmp_path: P
     assert "## mission-control.service: active" in units and "mission-control-backup" in units
     settings = json.loads(found["settings.json"])
     assert settings["secret_key"] == "[removed: set]"
-    assert settings["notify_webhook_url"] == "[removed: set, host hooks.example.net]"
+    assert settings["notify_channels_path"] == str(tmp_path / "notify.toml")
     assert settings["database_path"] == str(tmp_path / "mc.db")
     versions = json.loads(found["versions.json"])
     assert versions["mission_control"] and versions["packages"]["fastapi"]
@@ -240,7 +248,7 @@ def test_the_final_scan_deletes_a_bundle_that_would_leak(
 def test_known_values_are_removed_even_when_the_gate_does_not_know_their_format(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.notify_webhook_url = WEBHOOK_URL
+    settings.notify_channels_path = channels_file(tmp_path)
     monkeypatch.setattr(
         bundle_module.collect, "journal", lambda lines: f"sent to {WEBHOOK_TOKEN}\n"
     )
