@@ -12,14 +12,15 @@ RUN_ENV := MC_DATABASE_PATH=$${MC_DATABASE_PATH:-./var/mission-control.db} MC_ST
 $(DEV_STAMP): requirements-dev.lock pyproject.toml scripts/bootstrap-venv.sh
 	@scripts/bootstrap-venv.sh dev
 
-## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080 with a worker
+## run: set up the venv, create the database and a local admin, serve on 127.0.0.1:8080 with a worker and the notifier (channels: var/notify.toml)
 run: $(DEV_STAMP)
 	@mkdir -p var
 	@$(RUN_ENV) $(BIN)/missionctl db migrate
 	@MC_HOST=$(HOST) MC_PORT=$(PORT) $(RUN_ENV) $(BIN)/missionctl first-run
 	@echo "Mission Control: open http://$(HOST):$(PORT)/ in a browser (Ctrl-C stops it)"
 	@$(RUN_ENV) $(BIN)/missionctl worker --name dev & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(RUN_ENV) MC_NOTIFY_CHANNELS_PATH=$${MC_NOTIFY_CHANNELS_PATH:-./var/notify.toml} $(BIN)/missionctl notify run & notifier=$$!; \
+	trap 'kill $$worker $$notifier 2>/dev/null; wait $$worker $$notifier 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(BIN)/missionctl serve --host $(HOST) --port $(PORT)
 
 ## test: lint, type-check and the whole test suite (what CI runs)
