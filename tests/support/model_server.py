@@ -57,6 +57,8 @@ class Seen:
     tool_results: list[dict[str, Any]]
     assistant_turns: int
     system: str
+    #: how the request authenticated: "bearer:<token>" or "api-key:<key>"
+    auth: str = ""
 
 
 class ModelServer:
@@ -153,6 +155,11 @@ class ModelServer:
                     tool_results=results,
                     assistant_turns=assistant_turns,
                     system=str(system or ""),
+                    auth=(
+                        "bearer:" + self.headers["Authorization"].removeprefix("Bearer ")
+                        if self.headers.get("Authorization")
+                        else "api-key:" + str(self.headers.get("x-api-key") or "")
+                    ),
                 )
                 server._record(seen)
                 if not seen.stream:
