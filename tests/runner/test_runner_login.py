@@ -234,3 +234,45 @@ async def test_a_run_reads_its_login_and_cannot_change_it_nor_leak_it(tmp_path: 
     assert ACCESS not in stored and REFRESH not in stored
     live = "".join(e["payload"] for e in rows.events("conversation.output"))
     assert "my token is [REDACTED:profile_credential]" in live
+
+
+# ---------------------------------------------------------------- per runtime
+
+
+@needs_root
+def test_each_runtime_configures_its_cli_for_the_login_it_finds(tmp_path: Path) -> None:
+    from app.capability.model import Capability
+    from app.runner.codex import CodexRuntime
+    from app.runner.gemini import GeminiRuntime
+
+    for runtime, relative in (
+        ("codex", ".codex/auth.json"),
+        ("gemini", ".gemini/oauth_creds.json"),
+    ):
+        root = tmp_path / runtime
+        folder = root / Path(relative).parent
+        folder.mkdir(parents=True)
+        for part in (root, folder):
+            part.chmod(0o750)
+        (root / relative).write_text(json.dumps({"tokens": {"access_token": ACCESS}}))
+        (root / relative).chmod(0o640)
+        login = load_login(root, runtime)
+        assert ACCESS in login.secret_values
+        for with_login in (False, True):
+            home = tmp_path / f"home-{runtime}-{with_login}"
+            home.mkdir()
+            if with_login:
+                login.link_into(home)
+                assert (home / relative).is_symlink()
+            if runtime == "codex":
+                CodexRuntime().prepare_home(home, {}, model="gpt-5")
+                text = (home / ".codex" / "config.toml").read_text()
+                assert ('cli_auth_credentials_store = "file"' in text) is with_login
+            else:
+                gemini = GeminiRuntime()
+                none = Capability(frozenset(), shell=False, write=False, basis="test")
+                gemini.command_line(["gemini"], none, max_turns=5, max_budget_usd=None)
+                gemini.prepare_home(home, {}, model="gemini-2.5-pro")
+                settings = json.loads((home / ".gemini" / "settings.json").read_text())
+                chosen = settings["security"]["auth"]["selectedType"]
+                assert chosen == ("oauth-personal" if with_login else "gemini-api-key")
