@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 #: Largest id accepted anywhere (SQLite integers are 64-bit; stay well inside).
 MAX_ID = 2**53
@@ -72,14 +80,17 @@ class MissionStep(Strict):
     #: the step's task is reviewed before the mission goes on (docs/missions.md)
     review: ReviewSpec | None = None
 
-    @model_validator(mode="after")
-    def _reviewer_is_another_agent(self) -> MissionStep:
-        if self.review is not None and self.review.agent_id == self.agent_id:
+    @field_validator("review")
+    @classmethod
+    def _reviewer_is_another_agent(
+        cls, review: ReviewSpec | None, info: ValidationInfo
+    ) -> ReviewSpec | None:
+        if review is not None and review.agent_id == info.data.get("agent_id"):
             raise ValueError(
-                "review.agent_id: the reviewer must be another agent than the step's agent;"
-                " pick another agent or let a person review (human: true)"
+                "the reviewer must be another agent than the step's own agent;"
+                " pick another agent, or let a person review"
             )
-        return self
+        return review
 
 
 class MissionBounds(Strict):

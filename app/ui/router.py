@@ -300,7 +300,7 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
         unread_total=unread_total,
         spend={"tokens": tokens, "cost_usd": cost, "runs": runs_today},
         task_counts=await store.task_counts(ctx.db),
-        waiting=await waiting_items(ctx.db),
+        waiting_for_you=await waiting_items(ctx.db),
         events=[event_view(r) for r in events],
         last_event_id=int(events[0]["id"]) if events else 0,
         health=health,
