@@ -162,6 +162,9 @@ def _profile_secrets(settings: Settings) -> set[str]:
         for profile in catalog.profiles.values():
             with contextlib.suppress(Exception):
                 values.update(catalog.child_env(profile).secret_values)
+            with contextlib.suppress(Exception):
+                login = catalog.login(profile)  # a subscription login's tokens
+                values.update(login.secret_values if login is not None else ())
     except Exception:  # no readable profiles: nothing to add
         return values
     finally:

@@ -276,3 +276,14 @@ def test_each_runtime_configures_its_cli_for_the_login_it_finds(tmp_path: Path) 
                 settings = json.loads((home / ".gemini" / "settings.json").read_text())
                 chosen = settings["security"]["auth"]["selectedType"]
                 assert chosen == ("oauth-personal" if with_login else "gemini-api-key")
+
+
+@needs_root
+def test_the_support_bundle_knows_the_login_values_to_remove(tmp_path: Path) -> None:
+    from app.support.collect import known_secrets
+
+    login = make_login(tmp_path)
+    spec = profile(["/usr/bin/claude"])
+    spec.update(runtime="claude-code", login_dir=str(login))
+    write_profiles(tmp_path, {"sub": spec})
+    assert {ACCESS, REFRESH} <= known_secrets(make_settings(tmp_path))
