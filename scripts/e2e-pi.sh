@@ -34,8 +34,40 @@ source "$(dirname "$0")/e2e/lib.sh"
 # no silent exit: name the command that failed
 trap 'e2e_say "failed: line $LINENO: $BASH_COMMAND"' ERR
 
-LAPTOP_IF=$E2E_IFTAG-lap
 ACTIVE=$E2E_CACHE/e2e-active
+
+# ---------------------------------------------------------------- which Pi
+# Two stand-in Pis, hosts "pi" (MC_E2E_SUITE) and "pi2" (MC_E2E_SUITE2) of
+# one inventory. use_pi N points the per-Pi settings at Pi N; its state keys
+# are prefixed (PK: "" for pi, "PI2_" for pi2; tests/e2e reads them so).
+E2E_SUITE1=$E2E_SUITE
+PIS=(1)
+if [ "$E2E_PI2" = 1 ]; then PIS=(1 2); fi
+use_pi() {
+    case "$1" in
+        1)
+            PK="" PI_HOST=pi PI_DIR=$STATE_DIR LOGP="" LAN_PORT=lan-pi
+            E2E_SUITE=$E2E_SUITE1
+            E2E_NS_PI=$E2E_PREFIX-pi E2E_MACHINE=$E2E_PREFIX-pi E2E_PI_LAN=192.168.50.10
+            E2E_TUNNEL_NET=10.8.0.0/24 E2E_TUNNEL_ADDR=10.8.0.1 E2E_WG_PORT=51820
+            LAPTOP_IF=$E2E_IFTAG-lap
+            ;;
+        2)
+            PK=PI2_ PI_HOST=pi2 PI_DIR=$STATE_DIR/pi2 LOGP=pi2- LAN_PORT=lan-pi2
+            E2E_SUITE=$E2E_SUITE2
+            E2E_NS_PI=$E2E_NS_PI2 E2E_MACHINE=$E2E_MACHINE2 E2E_PI_LAN=$E2E_PI2_LAN
+            E2E_TUNNEL_NET=$E2E_TUNNEL2_NET E2E_TUNNEL_ADDR=$E2E_TUNNEL2_ADDR E2E_WG_PORT=$E2E_WG2_PORT
+            LAPTOP_IF=$E2E_IFTAG-lap2
+            ;;
+        *) e2e_die "no Pi $1" ;;
+    esac
+    # shellcheck disable=SC2034 # read by e2e_rootfs_ensure (lib.sh)
+    E2E_PRISTINE=$E2E_CACHE/rootfs-$E2E_SUITE-minbase
+    E2E_ROOTFS=$E2E_CACHE/rootfs-$E2E_SUITE-nspawn
+}
+# per-Pi state: pstate_set KEY VALUE writes ${PK}KEY
+pstate_set() { state_set "$PK$1" "$2"; }
+pstate_get() { state_get "$PK$1"; }
 
 usage() {
     sed -n '2,/^set -E/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
@@ -158,7 +190,11 @@ make_lan() {
     ip netns exec "$E2E_NS_LAN" sysctl -qw net.ipv4.ip_forward=1
     # the router knows the tunnel network is behind the Pi: LAN hosts and the
     # outside can then aim at the tunnel address itself (they must fail)
-    ip -n "$E2E_NS_LAN" route add 10.8.0.0/24 via "$E2E_PI_LAN"
+    local n
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        ip -n "$E2E_NS_LAN" route add "$E2E_TUNNEL_NET" via "$E2E_PI_LAN"
+    done
 }
 
 # link_to_lan NS ADDRESS PORT: a veth from the router's bridge into NS (eth0).
@@ -182,12 +218,16 @@ link_to_lan() {
 make_pi_netns() {
     delete_netns "$E2E_NS_PI"
     ns_add "$E2E_NS_PI"
-    link_to_lan "$E2E_NS_PI" "$E2E_PI_LAN" lan-pi
+    link_to_lan "$E2E_NS_PI" "$E2E_PI_LAN" "$LAN_PORT"
 }
 
 make_network() {
     make_lan
-    make_pi_netns
+    local n
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        make_pi_netns
+    done
     delete_netns "$E2E_NS_LAPTOP"
     ns_add "$E2E_NS_LAPTOP"
     link_to_lan "$E2E_NS_LAPTOP" "$E2E_LAPTOP_LAN" lan-laptop
@@ -199,10 +239,13 @@ make_network() {
     ip -n "$E2E_NS_OUTSIDE" addr add "$E2E_OUTSIDE_ADDR/24" dev eth0
     ip -n "$E2E_NS_OUTSIDE" link set eth0 up
     ip -n "$E2E_NS_OUTSIDE" route add default via "$E2E_WAN_ROUTER"
-    e2e_wait_until 10 "the LAN link to the Pi's namespace" \
-        ip netns exec "$E2E_NS_LAPTOP" ping -c1 -W1 "$E2E_PI_LAN"
-    e2e_wait_until 10 "the route from outside" \
-        ip netns exec "$E2E_NS_OUTSIDE" ping -c1 -W1 "$E2E_PI_LAN"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        e2e_wait_until 10 "the LAN link to $PI_HOST's namespace" \
+            ip netns exec "$E2E_NS_LAPTOP" ping -c1 -W1 "$E2E_PI_LAN"
+        e2e_wait_until 10 "the route from outside to $PI_HOST" \
+            ip netns exec "$E2E_NS_OUTSIDE" ping -c1 -W1 "$E2E_PI_LAN"
+    done
 }
 
 # The apt relay: a unix socket on the host forwarding to the mirror, and a
@@ -211,24 +254,26 @@ make_network() {
 start_pi_relay() {
     ip netns exec "$E2E_NS_PI" socat TCP-LISTEN:3142,bind=127.0.0.1,fork,reuseaddr \
         "UNIX-CONNECT:$STATE_DIR/apt-relay.sock" </dev/null >>"$STATE_DIR/relay.log" 2>&1 &
-    state_set PI_RELAY_PID $!
+    pstate_set PI_RELAY_PID $!
 }
+# start_relays ROOT...: one host relay; each root's sources must be on its mirror
 start_relays() {
-    local root=$1 mirror_uri hostport uri
+    local root mirror_uri hostport uri
     mirror_uri=$(e2e_mirror)
     hostport=$(e2e_uri_hostport "$mirror_uri")
-    while read -r uri; do
-        case "$uri" in
-            http://"${hostport%:80}"/* | http://"$hostport"/*) ;;
-            *) e2e_die "apt source $uri in the root is not on the relayed mirror $hostport" ;;
-        esac
-    done < <(e2e_root_source_uris "$root")
+    for root in "$@"; do
+        while read -r uri; do
+            case "$uri" in
+                http://"${hostport%:80}"/* | http://"$hostport"/*) ;;
+                *) e2e_die "apt source $uri in $root is not on the relayed mirror $hostport" ;;
+            esac
+        done < <(e2e_root_source_uris "$root")
+    done
     socat "UNIX-LISTEN:$STATE_DIR/apt-relay.sock,fork,mode=0600" \
         "TCP:$hostport,connect-timeout=10" </dev/null >>"$STATE_DIR/relay.log" 2>&1 &
     state_set HOST_RELAY_PID $!
     state_set MIRROR "$hostport"
     e2e_wait_until 5 "the relay socket" test -S "$STATE_DIR/apt-relay.sock"
-    start_pi_relay
 }
 
 # ---------------------------------------------------------------- the Pi
@@ -236,28 +281,28 @@ start_relays() {
 # N>1: a fresh overlay whose lower layers are the earlier boots' changes, so
 # the provisioned root is booted as it was left, without altering it.
 mount_root() {
-    local n=$1 root=$STATE_DIR/root$1 lower=$E2E_ROOTFS i
-    for ((i = 1; i < n; i++)); do lower=$STATE_DIR/upper$i:$lower; done
-    mkdir -p "$root" "$STATE_DIR/upper$n" "$STATE_DIR/work$n"
+    local n=$1 root=$PI_DIR/root$1 lower=$E2E_ROOTFS i
+    for ((i = 1; i < n; i++)); do lower=$PI_DIR/upper$i:$lower; done
+    mkdir -p "$root" "$PI_DIR/upper$n" "$PI_DIR/work$n"
     if mount -t overlay overlay \
-        -o "lowerdir=$lower,upperdir=$STATE_DIR/upper$n,workdir=$STATE_DIR/work$n" "$root" 2>/dev/null; then
-        state_set ROOT_MODE overlay
+        -o "lowerdir=$lower,upperdir=$PI_DIR/upper$n,workdir=$PI_DIR/work$n" "$root" 2>/dev/null; then
+        pstate_set ROOT_MODE overlay
     elif [ "$n" = 1 ]; then
         e2e_say "no overlayfs here: copying the root"
         cp -a "$E2E_ROOTFS/." "$root/"
-        state_set ROOT_MODE copy
+        pstate_set ROOT_MODE copy
     else
         e2e_die "cannot mount the overlay for boot $n"
     fi
-    state_set ROOT "$root"
+    pstate_set ROOT "$root"
 }
 
 # A root we may write into: one of this run's own mounts, never the host's /.
 check_root() {
     local root=$1
     case "$root" in
-        "$STATE_DIR"/root[0-9]*) ;;
-        *) e2e_die "refusing to touch '$root': not a root of this run ($STATE_DIR/rootN)" ;;
+        "$STATE_DIR"/root[0-9]* | "$STATE_DIR"/pi2/root[0-9]*) ;;
+        *) e2e_die "refusing to touch '$root': not a root of this run ($STATE_DIR/[pi2/]rootN)" ;;
     esac
     [ -d "$root/etc" ] && [ "$(stat -c %d:%i "$root")" != "$(stat -c %d:%i /)" ] ||
         e2e_die "refusing to touch '$root': not a mounted root file system"
@@ -285,7 +330,7 @@ seed_root() {
 
 boot_pi() {
     local n=$1 root pid child i
-    root=$(state_get ROOT)
+    root=$(pstate_get ROOT)
     check_root "$root"
     mkdir -p "$E2E_CACHE/apt-archives-$E2E_SUITE/partial"
     rm -rf "/run/systemd/nspawn/propagate/$E2E_MACHINE"
@@ -296,22 +341,22 @@ boot_pi() {
         --capability=CAP_NET_ADMIN \
         --system-call-filter="bpf landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
         --bind=/dev/net/tun \
-        --bind-ro="$(state_get WHEELS):/var/cache/mc-e2e-wheels" \
+        --bind-ro="$(pstate_get WHEELS):/var/cache/mc-e2e-wheels" \
         --bind="$E2E_CACHE/apt-archives-$E2E_SUITE:/var/cache/apt/archives" \
-        </dev/null >"$STATE_DIR/console$n.log" 2>&1 &
+        </dev/null >"$STATE_DIR/${LOGP}console$n.log" 2>&1 &
     pid=$!
-    state_set NSPAWN_PID "$pid"
+    pstate_set NSPAWN_PID "$pid"
     child=""
     for i in $(seq 1 50); do
         child=$( (ps -o pid= --ppid "$pid" 2>/dev/null || true) | head -n1 | tr -d ' ')
         [ -n "$child" ] && [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ] && break
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$STATE_DIR/console$n.log" >&2; e2e_die "systemd-nspawn exited"; }
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$STATE_DIR/${LOGP}console$n.log" >&2; e2e_die "systemd-nspawn of $PI_HOST exited"; }
         child=""
         sleep 0.2
     done
-    [ -n "$child" ] || e2e_die "no systemd inside the container after 10 s"
-    state_set PI_PID "$child"
-    state_set BOOT "$n"
+    [ -n "$child" ] || e2e_die "no systemd inside $PI_HOST's container after 10 s"
+    pstate_set PI_PID "$child"
+    pstate_set BOOT "$n"
     local status=""
     for i in $(seq 1 300); do
         status=$(timeout 5 nsenter -t "$child" -a systemctl is-system-running 2>/dev/null || true)
@@ -321,10 +366,10 @@ boot_pi() {
     case "$status" in
         running) ;;
         degraded)
-            e2e_say "the Pi booted degraded; failed units:"
+            e2e_say "$PI_HOST booted degraded; failed units:"
             timeout 5 nsenter -t "$child" -a systemctl --failed --no-legend >&2 || true
             ;;
-        *) tail -n 30 "$STATE_DIR/console$n.log" >&2; e2e_die "the Pi did not finish booting in 60 s (state: ${status:-none})" ;;
+        *) tail -n 30 "$STATE_DIR/${LOGP}console$n.log" >&2; e2e_die "$PI_HOST did not finish booting in 60 s (state: ${status:-none})" ;;
     esac
 }
 
@@ -336,7 +381,7 @@ boot_pi() {
 # untouched).
 apply_pi_net_sysctls() {
     local root f line key value n=0
-    root=$(state_get ROOT)
+    root=$(pstate_get ROOT)
     for f in "$root"/usr/lib/sysctl.d/*.conf "$root"/etc/sysctl.d/*.conf; do
         [ -f "$f" ] || continue
         while read -r line; do
@@ -349,12 +394,12 @@ apply_pi_net_sysctls() {
             fi
         done < <(grep -E '^-?net\.' "$f" || true)
     done
-    state_set PI_NET_SYSCTLS "$n"
+    pstate_set PI_NET_SYSCTLS "$n"
 }
 
 stop_pi() {
     local pid
-    pid=$(state_get NSPAWN_PID)
+    pid=$(pstate_get NSPAWN_PID)
     if [ -n "$pid" ]; then
         kill_recorded "$pid" systemd-nspawn
         # kill_recorded waits 5 s; a container that needs longer gets KILLed
@@ -363,13 +408,15 @@ stop_pi() {
 }
 
 # ---------------------------------------------------------------- playbook
-# run_playbook N INVENTORY [NETNS]: records RUNn_{SECONDS,CHANGED,FAILED,UNREACHABLE}
+# run_playbook N INVENTORY [NETNS]: one run over every Pi of the inventory
+# (in parallel: --forks); records RUNn_SECONDS and, per Pi,
+# [PI2_]RUNn_{CHANGED,FAILED,UNREACHABLE} from its line of the recap
 run_playbook() {
-    local n=$1 inventory=$2 ns=${3:-} log=$STATE_DIR/run$1.log start end recap
+    local n=$1 inventory=$2 ns=${3:-} log=$STATE_DIR/run$1.log start end recap all="" i
     local cmd=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$STATE_DIR/home" LANG=C.UTF-8
         ANSIBLE_CONFIG="$STATE_DIR/src/provisioning/ansible.cfg" ANSIBLE_NOCOLOR=1
         ANSIBLE_SSH_CONTROL_PATH_DIR="$STATE_DIR/cp" ANSIBLE_CALLBACKS_ENABLED=profile_tasks
-        timeout 1800 ansible-playbook -i "$inventory" -e "@$STATE_DIR/vars.yml"
+        timeout 1800 ansible-playbook --forks 4 -i "$inventory" -e "@$STATE_DIR/vars.yml"
         "$STATE_DIR/src/provisioning/site.yml")
     if [ -n "$ns" ]; then cmd=(ip netns exec "$ns" "${cmd[@]}"); fi
     start=$(e2e_now_ns)
@@ -378,16 +425,36 @@ run_playbook() {
         e2e_die "playbook run $n failed (log: $log)"
     fi
     end=$(e2e_now_ns)
-    recap=$(grep -E '^pi +:' "$log" | tail -n 1 || true)
     state_set "RUN${n}_SECONDS" "$(e2e_secs "$start" "$end")"
-    state_set "RUN${n}_CHANGED" "$(sed -E 's/.*changed=([0-9]+).*/\1/' <<<"$recap")"
-    state_set "RUN${n}_FAILED" "$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$recap")"
-    state_set "RUN${n}_UNREACHABLE" "$(sed -E 's/.*unreachable=([0-9]+).*/\1/' <<<"$recap")"
-    e2e_say "run $n: $(e2e_secs "$start" "$end") s, $recap"
+    for i in "${PIS[@]}"; do
+        use_pi "$i"
+        recap=$(grep -E "^$PI_HOST +:" "$log" | tail -n 1 || true)
+        [ -n "$recap" ] || e2e_die "run $n: no recap line for $PI_HOST (log: $log)"
+        pstate_set "RUN${n}_CHANGED" "$(sed -E 's/.*changed=([0-9]+).*/\1/' <<<"$recap")"
+        pstate_set "RUN${n}_FAILED" "$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$recap")"
+        pstate_set "RUN${n}_UNREACHABLE" "$(sed -E 's/.*unreachable=([0-9]+).*/\1/' <<<"$recap")"
+        all="$all; $recap"
+    done
+    e2e_say "run $n: $(e2e_secs "$start" "$end") s${all}"
+}
+
+# The inventory a user with several Pis writes: one line per Pi with its own
+# variables (address, tunnel network, WireGuard port), the rest shared.
+# inventory_line TRANSPORT: this Pi's line (nsenter: run 1; ssh: run 2 and
+# the checks' update.yml runs, through this Pi's tunnel from the laptop)
+inventory_line() {
+    local how
+    if [ "$1" = nsenter ]; then
+        how="ansible_connection=community.docker.nsenter ansible_nsenter_pid=$(pstate_get PI_PID)"
+    else
+        how="ansible_host=$E2E_TUNNEL_ADDR ansible_user=pi ansible_ssh_private_key_file=$STATE_DIR/ssh/id_ed25519 ansible_ssh_common_args='-o UserKnownHostsFile=$STATE_DIR/ssh/known_hosts -o StrictHostKeyChecking=accept-new -o ConnectTimeout=5 -o BatchMode=yes'"
+    fi
+    printf '%s %s ansible_python_interpreter=/usr/bin/python3 wireguard_network=%s wireguard_address=%s wireguard_port=%s wireguard_endpoint_host=%s\n' \
+        "$PI_HOST" "$how" "$E2E_TUNNEL_NET" "$E2E_TUNNEL_ADDR" "$E2E_WG_PORT" "$E2E_PI_LAN"
 }
 
 write_playbook_inputs() {
-    local pid=$1
+    local n
     mkdir -p "$STATE_DIR/src" "$STATE_DIR/artifacts" "$STATE_DIR/home" "$STATE_DIR/cp" "$STATE_DIR/ssh"
     # One snapshot for both runs: others may be editing the working tree, and
     # an edit would rightly make the second run change something.
@@ -397,21 +464,19 @@ write_playbook_inputs() {
     rm -f "$STATE_DIR/src/provisioning/inventory.ini" "$STATE_DIR/src/provisioning/group_vars/all.yml"
     local build_python=$E2E_REPO/.venv/bin/python
     [ -x "$build_python" ] || build_python=python3
-    cat >"$STATE_DIR/inventory-nsenter.ini" <<EOF
-[mission_control]
-pi ansible_connection=community.docker.nsenter ansible_nsenter_pid=$pid ansible_python_interpreter=/usr/bin/python3
-EOF
-    cat >"$STATE_DIR/inventory-ssh.ini" <<EOF
-[mission_control]
-pi ansible_host=$E2E_TUNNEL_ADDR ansible_user=pi ansible_python_interpreter=/usr/bin/python3 ansible_ssh_private_key_file=$STATE_DIR/ssh/id_ed25519 ansible_ssh_common_args='-o UserKnownHostsFile=$STATE_DIR/ssh/known_hosts -o StrictHostKeyChecking=accept-new -o ConnectTimeout=5 -o BatchMode=yes'
-EOF
-    # The settings a user writes into group_vars/all.yml, for this network.
+    printf '[mission_control]\n' >"$STATE_DIR/inventory-nsenter.ini"
+    printf '[mission_control]\n' >"$STATE_DIR/inventory-ssh.ini"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        inventory_line nsenter >>"$STATE_DIR/inventory-nsenter.ini"
+        inventory_line ssh >>"$STATE_DIR/inventory-ssh.ini"
+    done
+    # The settings a user writes into group_vars/all.yml, for this network
+    # (the per-Pi ones are in the inventory: extra vars would override them).
     cat >"$STATE_DIR/vars.yml" <<EOF
 ---
 firewall_lan_subnets: [$E2E_LAN_SUBNET]
 firewall_ssh_from_lan: false
-wireguard_endpoint_host: $E2E_PI_LAN
-wireguard_port: $E2E_WG_PORT
 wireguard_peers:
   - name: laptop
   - name: travel
@@ -429,17 +494,17 @@ laptop_tunnel_up() {
     local conf=$STATE_DIR/wg/$LAPTOP_IF.conf
     mkdir -p "$STATE_DIR/wg"
     chmod 0700 "$STATE_DIR/wg"
-    install -m 0600 "$STATE_DIR/artifacts/pi/laptop.conf" "$conf"
+    install -m 0600 "$STATE_DIR/artifacts/$PI_HOST/laptop.conf" "$conf"
     ip netns exec "$E2E_NS_LAPTOP" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 \
         timeout 30 wg-quick up "$conf" </dev/null >>"$STATE_DIR/wg.log" 2>&1 ||
-        { tail -n 20 "$STATE_DIR/wg.log" >&2; e2e_die "wg-quick up on the laptop failed"; }
-    state_set LAPTOP_IF "$LAPTOP_IF"
-    e2e_wait_until 30 "a handshake and a ping through the tunnel" \
+        { tail -n 20 "$STATE_DIR/wg.log" >&2; e2e_die "wg-quick up $LAPTOP_IF on the laptop failed"; }
+    pstate_set LAPTOP_IF "$LAPTOP_IF"
+    e2e_wait_until 30 "a handshake and a ping through $PI_HOST's tunnel" \
         ip netns exec "$E2E_NS_LAPTOP" ping -c1 -W1 "$E2E_TUNNEL_ADDR"
 }
 
 https_ok() {
-    ip netns exec "$E2E_NS_LAPTOP" curl -fsS -m 2 --cacert "$STATE_DIR/artifacts/pi-ca.crt" \
+    ip netns exec "$E2E_NS_LAPTOP" curl -fsS -m 2 --cacert "$STATE_DIR/artifacts/$PI_HOST-ca.crt" \
         -o /dev/null "https://$E2E_TUNNEL_ADDR/healthz"
 }
 
@@ -492,31 +557,44 @@ cmd_up() {
     : >"$E2E_TIMINGS"
     state_set STATE_DIR "$STATE_DIR"
     state_set PREFIX "$E2E_PREFIX"
-    for var in NS_PI NS_LAPTOP NS_LAN NS_OUTSIDE MACHINE LAN_SUBNET LAN_ROUTER PI_LAN LAPTOP_LAN \
-        WAN_ROUTER OUTSIDE_ADDR TUNNEL_ADDR WG_PORT IFTAG; do
+    for var in NS_LAPTOP NS_LAN NS_OUTSIDE LAN_SUBNET LAN_ROUTER LAPTOP_LAN WAN_ROUTER OUTSIDE_ADDR IFTAG; do
         local name="E2E_$var"
         state_set "$var" "${!name}"
     done
-    state_set ROOTFS "$E2E_ROOTFS"
+    state_set PIS "${PIS[*]}"
+    local n
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        pstate_set HOST "$PI_HOST"
+        pstate_set SUITE "$E2E_SUITE"
+        for var in NS_PI MACHINE PI_LAN TUNNEL_NET TUNNEL_ADDR WG_PORT ROOTFS; do
+            local name="E2E_$var"
+            pstate_set "$var" "${!name}"
+        done
+    done
     state_set HOST_SYSCTLS_BEFORE "$(host_sysctls)"
     UP_OK=no
     # on any failure: leave nothing behind (unless --keep)
     trap 'rc=$?; if [ "$UP_OK" != yes ]; then e2e_stage ""; if [ "$KEEP" = yes ]; then e2e_say "kept for inspection: $0 down --state-dir $STATE_DIR"; else teardown; fi; fi; exit $rc' EXIT
     trap 'exit 130' INT TERM
-    local t0
+    local t0 pyver roots=()
     t0=$(e2e_now_ns)
 
     e2e_stage host-packages
     "$E2E_REPO/scripts/e2e/install-deps.sh"
     e2e_stage rootfs
-    e2e_rootfs_ensure "$REBUILD"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        e2e_rootfs_ensure "$REBUILD"
+    done
     e2e_stage wheels
-    local pyver
-    pyver=$(e2e_root_python "$E2E_ROOTFS")
-    e2e_wheelhouse "$E2E_REPO/requirements.lock" "$pyver" "$(uname -m)" "$(e2e_root_glibc "$E2E_ROOTFS")"
-    state_set SUITE "$E2E_SUITE"
-    state_set PI_PYTHON "$pyver"
-    state_set WHEELS "$E2E_WHEELS"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        pyver=$(e2e_root_python "$E2E_ROOTFS")
+        e2e_wheelhouse "$E2E_REPO/requirements.lock" "$pyver" "$(uname -m)" "$(e2e_root_glibc "$E2E_ROOTFS")"
+        pstate_set PI_PYTHON "$pyver"
+        pstate_set WHEELS "$E2E_WHEELS"
+    done
     e2e_stage network
     make_network
     ssh-keygen -q -t ed25519 -N '' -C mc-e2e -f "$STATE_DIR/ssh-key" >/dev/null
@@ -524,32 +602,49 @@ cmd_up() {
     mv "$STATE_DIR/ssh-key" "$STATE_DIR/ssh/id_ed25519"
     mv "$STATE_DIR/ssh-key.pub" "$STATE_DIR/ssh/id_ed25519.pub"
     e2e_stage boot
-    mount_root 1
-    seed_root "$(state_get ROOT)"
-    start_relays "$(state_get ROOT)"
-    boot_pi 1
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        mount_root 1
+        seed_root "$(pstate_get ROOT)"
+        roots+=("$(pstate_get ROOT)")
+    done
+    start_relays "${roots[@]}"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        start_pi_relay
+        boot_pi 1
+    done
     e2e_stage provision-nsenter
-    write_playbook_inputs "$(state_get PI_PID)"
+    write_playbook_inputs
     run_playbook 1 "$STATE_DIR/inventory-nsenter.ini"
     state_set RUN1_TRANSPORT nsenter
-    # what the role's "Apply kernel settings" handler does on a real Pi
-    apply_pi_net_sysctls
     e2e_stage tunnel
-    laptop_tunnel_up
-    e2e_wait_until 20 "SSH to the Pi through the tunnel" \
-        ip netns exec "$E2E_NS_LAPTOP" ssh -i "$STATE_DIR/ssh/id_ed25519" \
-        -o UserKnownHostsFile="$STATE_DIR/ssh/known_hosts" -o StrictHostKeyChecking=accept-new \
-        -o ConnectTimeout=2 -o BatchMode=yes "pi@$E2E_TUNNEL_ADDR" true
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        # what the role's "Apply kernel settings" handler does on a real Pi
+        apply_pi_net_sysctls
+        laptop_tunnel_up
+        e2e_wait_until 20 "SSH to $PI_HOST through its tunnel" \
+            ip netns exec "$E2E_NS_LAPTOP" ssh -i "$STATE_DIR/ssh/id_ed25519" \
+            -o UserKnownHostsFile="$STATE_DIR/ssh/known_hosts" -o StrictHostKeyChecking=accept-new \
+            -o ConnectTimeout=2 -o BatchMode=yes "pi@$E2E_TUNNEL_ADDR" true
+    done
     e2e_stage provision-ssh
     run_playbook 2 "$STATE_DIR/inventory-ssh.ini" "$E2E_NS_LAPTOP"
     state_set RUN2_TRANSPORT "ssh from $E2E_NS_LAPTOP through the tunnel"
-    if [ "$(state_get RUN2_CHANGED)" != 0 ]; then
-        e2e_say "WARNING: the second run changed $(state_get RUN2_CHANGED) tasks:"
-        grep -E '^(TASK|changed)' "$STATE_DIR/run2.log" | grep -B1 '^changed' >&2 || true
-    fi
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        if [ "$(pstate_get RUN2_CHANGED)" != 0 ]; then
+            e2e_say "WARNING: the second run changed $(pstate_get RUN2_CHANGED) tasks on $PI_HOST:"
+            grep -E '^(TASK|changed)' "$STATE_DIR/run2.log" | grep -B1 "^changed: \[$PI_HOST\]" >&2 || true
+        fi
+    done
     e2e_stage ready
-    e2e_wait_until 60 "https://$E2E_TUNNEL_ADDR/healthz through the tunnel" https_ok
-    state_set CA_CERT "$STATE_DIR/artifacts/pi-ca.crt"
+    for n in "${PIS[@]}"; do
+        use_pi "$n"
+        e2e_wait_until 60 "https://$E2E_TUNNEL_ADDR/healthz through $PI_HOST's tunnel" https_ok
+        pstate_set CA_CERT "$STATE_DIR/artifacts/$PI_HOST-ca.crt"
+    done
     state_set ARTIFACTS "$STATE_DIR/artifacts"
     state_set HOST_SYSCTLS_AFTER "$(host_sysctls)"
     e2e_stage ""
@@ -568,12 +663,22 @@ teardown() {
         return 1
     fi
     state_load
-    stop_pi
-    local ns
-    for ns in "$E2E_NS_LAPTOP" "$E2E_NS_OUTSIDE" "$E2E_NS_PI" "$E2E_NS_LAN"; do
-        delete_netns "$ns"
+    local ns n pis
+    # the Pis this run brought up (a run of an older harness: one)
+    read -r -a pis <<<"$(state_get PIS)"
+    [ "${#pis[@]}" -gt 0 ] || pis=(1)
+    for n in "${pis[@]}"; do
+        use_pi "$n"
+        stop_pi
     done
-    kill_recorded "$(state_get PI_RELAY_PID)" "$STATE_DIR/apt-relay.sock"
+    delete_netns "$E2E_NS_LAPTOP"
+    delete_netns "$E2E_NS_OUTSIDE"
+    for n in "${pis[@]}"; do
+        use_pi "$n"
+        delete_netns "$E2E_NS_PI"
+        kill_recorded "$(pstate_get PI_RELAY_PID)" "$STATE_DIR/apt-relay.sock"
+    done
+    delete_netns "$E2E_NS_LAN"
     kill_recorded "$(state_get HOST_RELAY_PID)" "$STATE_DIR/apt-relay.sock"
     rm -f /var/run/wireguard/"$E2E_IFTAG"-*.sock
     umount_under "$STATE_DIR"
@@ -583,7 +688,8 @@ teardown() {
     fi
     if ip netns list | awk '{print $1}' | grep -q "^$E2E_PREFIX-"; then left="$left namespaces"; fi
     local pid
-    for pid in "$(state_get NSPAWN_PID)" "$(state_get PI_PID)" "$(state_get HOST_RELAY_PID)" "$(state_get PI_RELAY_PID)"; do
+    for pid in "$(state_get NSPAWN_PID)" "$(state_get PI_PID)" "$(state_get HOST_RELAY_PID)" "$(state_get PI_RELAY_PID)" \
+        "$(state_get PI2_NSPAWN_PID)" "$(state_get PI2_PI_PID)" "$(state_get PI2_PI_RELAY_PID)"; do
         if [ -n "$pid" ] && [ -d "/proc/$pid" ] && grep -qF "$STATE_DIR" "/proc/$pid/cmdline" 2>/dev/null; then
             left="$left process $pid"
         fi
@@ -596,7 +702,7 @@ teardown() {
     # the playbook and console logs outlive the run
     mkdir -p "$E2E_CACHE/e2e-last-logs"
     rm -f "$E2E_CACHE"/e2e-last-logs/*.log
-    cp "$STATE_DIR"/run*.log "$STATE_DIR"/console*.log "$E2E_CACHE/e2e-last-logs/" 2>/dev/null || true
+    cp "$STATE_DIR"/run*.log "$STATE_DIR"/*console*.log "$E2E_CACHE/e2e-last-logs/" 2>/dev/null || true
     if [ "$KEEP" = yes ]; then
         e2e_say "teardown: clean; files kept in $STATE_DIR"
     else
@@ -617,6 +723,8 @@ cmd_down() {
 cmd_reboot() {
     [ -n "$STATE_DIR" ] || e2e_die "reboot needs --state-dir"
     state_load
+    # the first Pi (tests/e2e's testbed); the second one is never rebooted
+    use_pi 1
     local n t0
     n=$(($(state_get BOOT) + 1))
     t0=$(e2e_now_ns)
@@ -658,7 +766,11 @@ cmd_run() {
     cmd_up
     trap 'teardown' EXIT
     trap 'exit 130' INT TERM
-    recap="run 1 ($(state_get RUN1_TRANSPORT)): $(state_get RUN1_SECONDS) s, changed=$(state_get RUN1_CHANGED); run 2 ($(state_get RUN2_TRANSPORT)): $(state_get RUN2_SECONDS) s, changed=$(state_get RUN2_CHANGED)"
+    recap="run 1 ($(state_get RUN1_TRANSPORT)): $(state_get RUN1_SECONDS) s, changed=$(state_get RUN1_CHANGED)"
+    recap="$recap; run 2 ($(state_get RUN2_TRANSPORT)): $(state_get RUN2_SECONDS) s, changed=$(state_get RUN2_CHANGED)"
+    if [ -n "$(state_get PI2_HOST)" ]; then
+        recap="$recap; pi2 ($(state_get PI2_SUITE)): changed=$(state_get PI2_RUN1_CHANGED), then $(state_get PI2_RUN2_CHANGED)"
+    fi
     e2e_stage checks
     (cd "$E2E_REPO" && MC_E2E=1 MC_E2E_STATE="$STATE_DIR/state.env" timeout 1800 \
         "$E2E_REPO/.venv/bin/pytest" tests/e2e -p no:cacheprovider --durations=0 \

@@ -50,6 +50,30 @@ E2E_OUTSIDE_ADDR=198.51.100.2
 E2E_TUNNEL_ADDR=10.8.0.1
 E2E_WG_PORT=51820
 
+# The second stand-in Pi: the same inventory and the same ansible-playbook
+# runs provision both (the scale-out path: one inventory, per-host
+# variables). It runs the other suite (bookworm beside trixie) with its own
+# LAN address, tunnel network and WireGuard port. MC_E2E_PI2=0: one Pi only.
+E2E_PI2=${MC_E2E_PI2:-1}
+case "$E2E_SUITE" in
+    trixie) E2E_SUITE2=${MC_E2E_SUITE2:-bookworm} ;;
+    *) E2E_SUITE2=${MC_E2E_SUITE2:-trixie} ;;
+esac
+case "$E2E_SUITE2" in
+    trixie | bookworm) ;;
+    *)
+        printf 'e2e: MC_E2E_SUITE2=%s: only trixie and bookworm are supported\n' "$E2E_SUITE2" >&2
+        exit 2
+        ;;
+esac
+E2E_NS_PI2=$E2E_PREFIX-pi2
+E2E_MACHINE2=$E2E_PREFIX-pi2
+E2E_PI2_LAN=192.168.50.11
+E2E_TUNNEL2_NET=10.9.0.0/24
+E2E_TUNNEL2_ADDR=10.9.0.1
+# not 51821: the checks plant a UDP service there
+E2E_WG2_PORT=51830
+
 _e2e_t0=${_e2e_t0:-$(date +%s%N)}
 _e2e_stage=""
 _e2e_stage_t0=0

@@ -1,10 +1,21 @@
 """pytest wiring for tests/e2e (helpers: e2e_support.py, e2e_checks.py).
 
-One stand-in Pi for all checks: ``scripts/e2e-pi.sh up`` brings it up and
-provisions it (minutes), ``down`` removes every namespace, mount and process
-right after the last end-to-end test (not at the end of a whole ``make test``
-session). When scripts/e2e-pi.sh runs pytest itself it passes MC_E2E_STATE,
-and the running testbed is used as is."""
+One testbed for all checks: ``scripts/e2e-pi.sh up`` brings up two stand-in
+Pis (trixie and bookworm) and provisions both with one inventory (minutes),
+``down`` removes every namespace, mount and process right after the last
+end-to-end test (not at the end of a whole ``make test`` session). When
+scripts/e2e-pi.sh runs pytest itself it passes MC_E2E_STATE, and the running
+testbed is used as is.
+
+Fixtures:
+
+- ``testbed``: the first Pi (inventory host ``pi``, ``MC_E2E_SUITE``: trixie
+  by default). Every check runs on it; a new check takes this one.
+- ``each_pi``: the same test once per Pi (``[pi]``, then ``[pi2]``: the
+  second Pi, the other suite, skipped when the testbed has one Pi only,
+  ``MC_E2E_PI2=0``). For the checks both suites must pass: provisioning, the
+  VPN user's flow, the LAN and the outside.
+- ``second_pi``: the second Pi alone (skipped likewise)."""
 
 from __future__ import annotations
 
@@ -129,3 +140,23 @@ def testbed() -> Iterator[Testbed]:
         yield Testbed(state_dir / "state.env")
     finally:
         _down()
+
+
+@pytest.fixture
+def second_pi(testbed: Testbed) -> Testbed:
+    """The second stand-in Pi (inventory host ``pi2``, the other suite)."""
+    other = testbed.second_pi()
+    if other is None:
+        pytest.skip("the testbed runs one Pi only (MC_E2E_PI2=0)")
+    return other
+
+
+@pytest.fixture(params=["pi", "pi2"])
+def each_pi(request: pytest.FixtureRequest, testbed: Testbed) -> Testbed:
+    """Each Pi of the testbed in turn (function scope: no reordering of the checks)."""
+    if request.param == "pi":
+        return testbed
+    other = testbed.second_pi()
+    if other is None:
+        pytest.skip("the testbed runs one Pi only (MC_E2E_PI2=0)")
+    return other

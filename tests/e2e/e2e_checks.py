@@ -5,7 +5,6 @@ test's output (pytest -rA / -s shows it)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 from e2e_support import (
@@ -24,7 +23,7 @@ from e2e_support import (
 )
 
 ALL_TCP_PORTS = list(range(1, 65536))
-# the tunnel address, probed directly (the router routes 10.8.0.0/24 to the Pi,
+# the tunnel address, probed directly (the router routes the tunnel network to the Pi,
 # as a LAN neighbour or an attacker who knows the address would)
 TUNNEL_PORTS = [22, 80, 443, 8080]
 COMMON_UDP = [53, 67, 69, 123, 137, 161, 500, 514, 1194, 1900, 4500, 5353, 11211, 51820, 51821]
@@ -178,7 +177,7 @@ def check_outside(tb: Testbed) -> str:
         assert not talking, f"UDP ports answering the internet: {talking}"
 
     # WireGuard's port is open to the world: a known peer gets through from outside
-    travel = (Path(tb["ARTIFACTS"]) / "pi" / "travel.conf").read_text()
+    travel = (tb.artifacts / "travel.conf").read_text()
     with wg_peer(tb, ns, f"{tb['IFTAG']}-trv", travel) as peer:
         wait_for(
             "a handshake of the travel peer from outside",

@@ -114,13 +114,22 @@ def in_ns(ns: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProces
 
 
 # ---------------------------------------------------------------- the testbed
+#: the second stand-in Pi's state keys start with this (scripts/e2e-pi.sh: pstate_set)
+SECOND_PI = "PI2_"
+
+
 @dataclass
 class Testbed:
-    """The running harness, described by its state.env (scripts/e2e-pi.sh up)."""
+    """The running harness, described by its state.env (scripts/e2e-pi.sh up),
+    as seen for one of its Pis: ``pi=""`` the first one (inventory host "pi",
+    MC_E2E_SUITE, trixie by default), ``pi=SECOND_PI`` the second one (host
+    "pi2", the other suite). The second Pi's own keys (``PI2_PI_PID``, ...)
+    then stand in for the first one's, so every check runs on either Pi."""
 
     __test__ = False  # not a test class, whatever its name
 
     state_file: Path
+    pi: str = ""
     values: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,7 +141,20 @@ class Testbed:
             key, sep, value = line.partition("=")
             if sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
                 values[key] = value
+        if self.pi:
+            if f"{self.pi}PI_PID" not in values:
+                raise LookupError(f"the testbed has no second Pi (no {self.pi}PI_PID)")
+            for key, value in list(values.items()):
+                if key.startswith(self.pi):
+                    values[key.removeprefix(self.pi)] = value
         self.values = values
+
+    def second_pi(self) -> Testbed | None:
+        """The testbed's second Pi (None when it runs one Pi: MC_E2E_PI2=0)."""
+        try:
+            return Testbed(self.state_file, SECOND_PI)
+        except LookupError:
+            return None
 
     def __getitem__(self, key: str) -> str:
         return self.values[key]
@@ -156,6 +178,20 @@ class Testbed:
     @property
     def ca_cert(self) -> Path:
         return Path(self["CA_CERT"])
+
+    @property
+    def host(self) -> str:
+        """This Pi's name in the inventory (its artifacts' directory)."""
+        return self.values.get("HOST", "pi")
+
+    @property
+    def suite(self) -> str:
+        return self.values.get("SUITE", "bookworm")
+
+    @property
+    def artifacts(self) -> Path:
+        """What the playbook fetched for this Pi: its peers' client configs."""
+        return Path(self["ARTIFACTS"]) / self.host
 
     # -- inside the Pi ------------------------------------------------------
     def run(
@@ -202,6 +238,7 @@ class Testbed:
 
     # -- the harness --------------------------------------------------------
     def reboot(self, *, power_cut: bool = False) -> subprocess.CompletedProcess[str]:
+        assert not self.pi, "the harness reboots the first Pi only"
         argv = [str(HARNESS), "reboot", "--state-dir", str(self.state_dir)]
         proc = run(argv + (["--power-cut"] if power_cut else []), timeout=300)
         self.reload()
@@ -437,6 +474,8 @@ class Peer:
     ns: str
     ifname: str
     conf: Path
+    #: the Pi's tunnel address (traffic towards it starts a handshake)
+    target: str
 
     def handshake(self) -> int:
         """Seconds since the epoch of the latest handshake (0: none yet)."""
@@ -451,7 +490,7 @@ class Peer:
 
     def kick(self) -> None:
         """Traffic towards the Pi, so the peer (re)tries a handshake."""
-        in_ns(self.ns, ["ping", "-c1", "-W1", "10.8.0.1"], timeout=5)
+        in_ns(self.ns, ["ping", "-c1", "-W1", self.target], timeout=5)
 
 
 @contextmanager
@@ -465,7 +504,7 @@ def wg_peer(tb: Testbed, ns: str, ifname: str, conf_text: str) -> Iterator[Peer]
     env = {**os.environ, **WG_ENV}
     up = in_ns(ns, ["wg-quick", "up", str(conf)], env=env, timeout=30, stdout=None, stderr=None)
     del up  # its output goes to the test's captured output
-    peer = Peer(ns, ifname, conf)
+    peer = Peer(ns, ifname, conf, tb.tunnel)
     try:
         assert in_ns(ns, ["wg", "show", ifname], timeout=10).returncode == 0, (
             f"wg-quick up {ifname} in {ns} failed"
@@ -481,8 +520,9 @@ def unknown_key_conf(tb: Testbed) -> str:
     """A client config with a fresh key the Pi has never heard of."""
     private = run(["wg", "genkey"]).stdout.strip()
     server_pub = tb.read("/etc/wireguard/mission-control/server.pub").strip()
+    address = tb.tunnel.rsplit(".", 1)[0] + ".250"
     return (
-        f"[Interface]\nPrivateKey = {private}\nAddress = 10.8.0.250/32\n\n"
+        f"[Interface]\nPrivateKey = {private}\nAddress = {address}/32\n\n"
         f"[Peer]\nPublicKey = {server_pub}\nEndpoint = {tb.pi_lan}:{tb['WG_PORT']}\n"
         f"AllowedIPs = {tb.tunnel}/32\nPersistentKeepalive = 1\n"
     )

@@ -110,7 +110,7 @@ def run_playbook(tb: Testbed, source: Path, playbook: str, name: str) -> Playboo
         "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"HOME={state}/home", "LANG=C.UTF-8",
         f"ANSIBLE_CONFIG={source}/provisioning/ansible.cfg", "ANSIBLE_NOCOLOR=1",
         f"ANSIBLE_SSH_CONTROL_PATH_DIR={state}/cp", "ANSIBLE_CALLBACKS_ENABLED=profile_tasks",
-        "ansible-playbook", "-i", str(state / "inventory-ssh.ini"),
+        "ansible-playbook", "-i", str(state / "inventory-ssh.ini"), "--limit", tb.host,
         "-e", f"@{state}/vars.yml", "-e", f"app_source_dir={source}",
         str(source / "provisioning" / playbook),
     ]  # fmt: skip

@@ -8,5 +8,5 @@ from e2e_checks import check_vpn_user_flow
 from e2e_support import Testbed
 
 
-def test_laptop_uses_the_ui_and_api_through_the_tunnel(testbed: Testbed) -> None:
-    print(check_vpn_user_flow(testbed, "first boot"))
+def test_laptop_uses_the_ui_and_api_through_the_tunnel(each_pi: Testbed) -> None:
+    print(f"{each_pi.host} ({each_pi.suite}): " + check_vpn_user_flow(each_pi, "first boot"))

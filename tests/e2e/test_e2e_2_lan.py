@@ -7,5 +7,5 @@ from e2e_checks import check_lan
 from e2e_support import Testbed
 
 
-def test_lan_sees_only_the_health_page(testbed: Testbed) -> None:
-    print(check_lan(testbed))
+def test_lan_sees_only_the_health_page(each_pi: Testbed) -> None:
+    print(f"{each_pi.host} ({each_pi.suite}): " + check_lan(each_pi))

@@ -8,5 +8,5 @@ from e2e_checks import check_outside
 from e2e_support import Testbed
 
 
-def test_outside_sees_only_wireguard(testbed: Testbed) -> None:
-    print(check_outside(testbed))
+def test_outside_sees_only_wireguard(each_pi: Testbed) -> None:
+    print(f"{each_pi.host} ({each_pi.suite}): " + check_outside(each_pi))

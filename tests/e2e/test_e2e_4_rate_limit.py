@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import httpx
 from e2e_support import (
@@ -43,7 +42,7 @@ async def _burst(tb: Testbed, cookies: httpx.Cookies) -> list[tuple[int, str]]:
 
 def test_burst_gets_429_from_nginx_while_others_are_served(testbed: Testbed) -> None:
     tb = testbed
-    travel = (Path(tb["ARTIFACTS"]) / "pi" / "travel.conf").read_text()
+    travel = (tb.artifacts / "travel.conf").read_text()
     with wg_peer(tb, tb["NS_OUTSIDE"], f"{tb['IFTAG']}-trv", travel) as peer:
         wait_for("the travel peer's handshake", lambda: peer.kick() or peer.handshake(), 15)
         with https_client(tb) as laptop:
