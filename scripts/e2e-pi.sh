@@ -487,6 +487,11 @@ wireguard_fetch_dir: $STATE_DIR/artifacts
 nginx_fetch_dir: $STATE_DIR/artifacts
 app_source_dir: $STATE_DIR/src
 app_build_python: $build_python
+# alerts that leave the Pi reach a receiver on the outside host, quick retries
+# and breaker for the check (tests/e2e/test_e2e_14_notify.py)
+app_notify_channels:
+  - {name: receiver, url: "json://$E2E_OUTSIDE_ADDR:8099/mc-e2e-alerts", allow_plaintext: true}
+app_env: {MC_NOTIFY_RETRY_BASE_S: "2", MC_NOTIFY_BREAKER_FAILURES: "3", MC_NOTIFY_BREAKER_COOL_DOWN_S: "10"}
 EOF
 }
 
