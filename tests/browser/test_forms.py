@@ -77,6 +77,8 @@ FORMS: dict[tuple[str, str], str] = {
     ("project.html", "/api/projects/{}/documents/{}"): "document remove",
     # submitted by tests/browser/test_live_output.py (it needs a finished run)
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
+    # submitted by tests/browser/test_review_ui.py (it needs a review waiting for a person)
+    ("_review.html", "/api/tasks/{}/review"): "task review",
 }
 
 
@@ -211,6 +213,18 @@ def test_the_owner_s_forms_store_what_they_show(
         page.get_by_label("Instructions").fill("Read the notes folder.")
         page.get_by_label("Cost, USD").fill("1.5")
         page.get_by_label("Tokens").fill("20000")
+        if title == "Gather notes":
+            # a step may wait for a person and be reviewed; never by its own agent
+            page.get_by_label("Pause before this step").check()
+            page.get_by_label("Reviewed by").select_option(str(agent_id))
+            with console.expect_refusal("/api/missions", 422):
+                submit(page, "Propose mission")
+                error = page.locator('[data-error-for="steps.0.review"]:not([hidden])')
+                error.wait_for()
+            assert "another agent than the step's own agent" in error.inner_text()
+            page.get_by_label("Reviewed by").select_option("")
+            page.get_by_label("Person's review").select_option("true")
+            page.get_by_label("Review rounds").fill("2")
         submit(page, "Propose mission")
         page.wait_for_url(re.compile(r"/ui/missions/\d+$"))
         missions.append(id_from_url(page))
@@ -225,6 +239,12 @@ def test_the_owner_s_forms_store_what_they_show(
     assert [(s["title"], s["agent_id"], s["instructions"]) for s in steps] == [
         ("Read", agent_id, "Read the notes folder.")
     ]
+    assert (steps[0]["pause_before"], steps[0]["review"]) == (
+        True,
+        {"agent_id": None, "human": True, "max_cycles": 2},
+    )
+    other = json.loads(stored.value("SELECT steps FROM missions WHERE id = ?", (missions[1],)))
+    assert (other[0]["pause_before"], other[0]["review"]) == (False, None)
 
     log_in(page, "bob")
     page.goto(f"/ui/missions/{missions[0]}")
