@@ -18,6 +18,7 @@ from app import __version__
 from app.agents.router import router as agents_router
 from app.audit.router import router as audit_router
 from app.auth import store as auth_store
+from app.auth.account_router import router as account_router
 from app.auth.admin_router import router as admin_router
 from app.auth.router import router as auth_router
 from app.backup.router import router as backups_router
@@ -50,6 +51,7 @@ from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
 from app.ui.data_pages import router as ui_data_router
+from app.ui.account import router as ui_account_router
 from app.ui.router import router as ui_router
 from app.ui.schedules import router as ui_schedules_router
 from app.vpn.page import router as vpn_page_router
@@ -100,6 +102,7 @@ ROUTERS: list[APIRouter] = [
     health_router,
     health_samples_router,
     auth_router,
+    account_router,
     admin_router,
     audit_router,
     # domain routers
@@ -118,6 +121,7 @@ ROUTERS: list[APIRouter] = [
     vpn_router,
     vpn_page_router,
     ui_schedules_router,
+    ui_account_router,
     ui_data_router,
     ui_notify_router,
     ui_router,

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from app.approvals import gate
+from app.approvals.schemas import ApprovalStatus, HoldView
 from app.core.clock import in_future, now_iso
+from app.core.context import AppContext
 from app.core.database import Row
 
 #: how the audit log and the UI name what a hold is about
@@ -140,3 +143,27 @@ async def close(
         (state, by, now_iso(), reason[:500], hold_id),
     )
     return cursor.rowcount == 1
+
+
+async def describe(
+    ctx: AppContext, conn: aiosqlite.Connection, kind: str, target_id: int
+) -> ApprovalStatus:
+    """Which mode applies and why, and the latest hold of this mission or rule."""
+    mode = await gate.approval_mode(conn, ctx)
+    hold = await latest(conn, kind, target_id)
+    return ApprovalStatus(
+        mode=mode.mode.value,
+        why=mode.why,
+        admins=mode.admins,
+        cooling_off_seconds=ctx.settings.approval_cooling_off_seconds,
+        hold=HoldView(
+            state=hold.state,
+            approver=hold.approver,
+            created_at=hold.created_at,
+            effective_at=hold.effective_at,
+            closed_by=hold.closed_by,
+            closed_at=hold.closed_at,
+        )
+        if hold
+        else None,
+    )

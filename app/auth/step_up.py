@@ -67,7 +67,8 @@ def _not_a_session() -> ApiError:
 
 async def step_up(ctx: AppContext, principal: Principal, client: str, proof: StepUpProof) -> None:
     """Check the password (and second factor when enrolled) of the session's user;
-    record a fresh step-up on the session. 401 wrong, 429 locked out, 403 token."""
+    record a fresh step-up on the session. 422 naming the wrong field (the session
+    itself is fine, so never 401), 429 locked out, 403 for a token."""
     if principal.kind != "session" or principal.session_id is None or principal.user_id is None:
         await audit.record(
             ctx.db, actor=principal.actor, action="auth.step_up", client=client, outcome="refused"
@@ -93,7 +94,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
     if user is None or not verify_password(str(user["password_hash"]), proof.password):
         await _failed(ctx, principal, client, "password")
         raise ApiError(
-            401,
+            422,
             "wrong_password",
             "the password is wrong",
             [
@@ -108,7 +109,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
     if await totp.is_enrolled(ctx, principal.user_id):
         if not proof.code:
             raise ApiError(
-                401,
+                422,
                 "second_factor_required",
                 "enter the code from your authenticator app (or a recovery code)",
                 _code_detail("enter the 6-digit code from your authenticator app"),
@@ -117,7 +118,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
         if matched is None:
             await _failed(ctx, principal, client, "second_factor")
             raise ApiError(
-                401,
+                422,
                 "invalid_second_factor",
                 "the code is wrong or was already used",
                 _code_detail("the code is wrong or was already used: wait for the next one"),

@@ -11,10 +11,8 @@ approval is audited and raises a security alert (``record_refusal``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from app.approvals import gate, held
-from app.approvals.schemas import ApprovalStatus, HoldView, MissionApproval
+from app.approvals.schemas import ApprovalStatus, MissionApproval
 from app.auth import step_up
 from app.core.context import AppContext
 from app.core.errors import ApiError
@@ -188,14 +186,4 @@ async def approval_status(ctx: AppContext, mission_id: int) -> ApprovalStatus:
     async with ctx.db.read() as conn:
         if await store.mission_row_tx(conn, mission_id) is None:
             raise not_found()
-        mode = await gate.approval_mode(conn, ctx)
-        hold = await held.latest(conn, KIND, mission_id)
-    return ApprovalStatus(
-        mode=mode.mode.value,
-        why=mode.why,
-        admins=mode.admins,
-        cooling_off_seconds=ctx.settings.approval_cooling_off_seconds,
-        hold=HoldView(**{k: v for k, v in asdict(hold).items() if k in HoldView.model_fields})
-        if hold
-        else None,
-    )
+        return await held.describe(ctx, conn, KIND, mission_id)

@@ -68,6 +68,7 @@ from app.tasks import review, review_store
 from app.tasks import service as tasks_service
 from app.tasks.schemas import Priority, TaskStatus
 from app.tasks.waiting import waiting_items
+from app.ui import approval as approval_ui
 from app.ui import store
 from app.ui.auth import UiSession, refuse_page, safe_next
 from app.ui.render import ASSETS, PUBLIC_ASSETS, Asset, page, render_html
@@ -500,8 +501,9 @@ async def mission_new_page(request: Request, principal: UiSession, ctx: Ctx) -> 
 async def mission_page(
     mission_id: int, request: Request, principal: UiSession, ctx: Ctx
 ) -> HTMLResponse:
+    approval = await approval_ui.mission_context(ctx, principal, mission_id)  # applies a due hold
     mission = await or_none(missions_service.get_mission(ctx, mission_id))
-    if mission is None:
+    if mission is None or approval is None:
         return not_found(request, principal, "mission")
     tasks = await store.mission_tasks(ctx.db, mission_id)
     by_step: dict[int, list[Any]] = {}
@@ -518,7 +520,7 @@ async def mission_page(
         ceilings=ceilings(ctx),
         by_step=by_step,
         agent_names=await store.agent_names(ctx.db),
-        is_proposer=mission.proposed_by.casefold() == principal.actor.casefold(),
+        **approval,
     )
 
 
@@ -711,8 +713,9 @@ async def rule_new_page(request: Request, principal: UiSession, ctx: Ctx) -> HTM
 async def rule_page(
     rule_id: int, request: Request, principal: UiSession, ctx: Ctx, page_params: Pagination
 ) -> HTMLResponse:
+    approval = await approval_ui.rule_context(ctx, principal, rule_id)  # applies a due hold
     rule = await or_none(rules_service.get_rule(ctx, rule_id))
-    if rule is None:
+    if rule is None or approval is None:
         return not_found(request, principal, "rule")
     firings, total = await rules_service.list_firings(ctx, rule_id, page_params)
     return await ui_page(
@@ -728,7 +731,7 @@ async def rule_page(
         field_label=field_label,
         firings=firings,
         pager=pager(request, (total, page_params)),
-        is_author=rule.created_by.casefold() == principal.actor.casefold(),
+        **approval,
     )
 
 

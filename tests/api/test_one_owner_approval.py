@@ -75,7 +75,7 @@ async def test_the_only_admin_approves_their_own_mission_after_step_up_and_cooli
             ("user:olive", '{"reason":"step_up_required"}')
         ]
         wrong = await olive.post(f"{url}/approve", json={"password": "not my password at all"})
-        assert_error_shape(wrong, 401, "wrong_password")
+        assert_error_shape(wrong, 422, "wrong_password")
         assert wrong.json()["error"]["details"][0]["loc"] == ["body", "password"]
 
         held = await olive.post(f"{url}/approve", json={"password": ADMIN_PASSWORD})

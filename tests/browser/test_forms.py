@@ -41,14 +41,14 @@ FORMS: dict[tuple[str, str], str] = {
     ("identity.html", "/api/agents/{}/identity"): "identity change",
     ("identity.html", "/api/agents/{}/identity/revert"): "identity revert",
     ("mission_new.html", "/api/missions"): "mission propose",
-    ("mission.html", "/api/missions/{}/approve"): "mission approve",
+    # the approval panel of the mission and rule pages ({} = missions or rules)
+    ("_approval.html", "/api/{}s/{}/approve"): "mission approve, rule approve",
     ("mission.html", "/api/missions/{}/reject"): "mission reject",
     ("mission.html", "/api/missions/{}/cancel"): "mission cancel",
     ("task_new.html", "/api/tasks"): "task create",
     ("task.html", "/api/tasks/{}/cancel"): "task cancel",
     ("task.html", "/api/tasks/{}"): "task delete",
     ("rule_new.html", "/api/rules"): "rule create",
-    ("rule.html", "/api/rules/{}/approve"): "rule approve",
     ("rule.html", "/api/rules/{}"): "rule enable, disable, delete",
     ("rule.html", "/api/rules/{}/dry-run"): "rule dry run",
     ("notifications.html", "/api/notifications/read-all"): "notifications read all",
@@ -75,6 +75,9 @@ FORMS: dict[tuple[str, str], str] = {
     ("projects.html", "/api/projects"): "project create",
     ("project.html", "/api/projects/{}/documents"): "document add",
     ("project.html", "/api/projects/{}/documents/{}"): "document remove",
+    # submitted by tests/browser/test_one_owner_approval.py (one-owner mode, TOTP)
+    ("_approval.html", "/api/{}s/{}/veto"): "approval veto",
+    ("account.html", "/api/auth/totp/disable"): "second factor off",
     # submitted by tests/browser/test_live_output.py (it needs a finished run)
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
     # submitted by tests/browser/test_review_ui.py (it needs a review waiting for a person)

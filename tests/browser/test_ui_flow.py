@@ -107,8 +107,10 @@ def test_the_issue_flow(browser: Any, server: Server, console: Console) -> None:
     page.get_by_role("button", name="Propose mission").click()
     page.wait_for_url(re.compile(r"/ui/missions/\d+$"))
     mission_url = path_of(page)
-    assert page.locator("#self-approval").is_visible()
-    assert page.locator("#approve").is_disabled()
+    # alice is the only admin: she could approve it herself with her password, held
+    # for the cooling-off period (tests/browser/test_one_owner_approval.py); here bob does
+    assert page.locator("#approval-mode").get_attribute("data-mode") == "one_owner"
+    assert page.get_by_label("Your password").is_visible()
     log_out(page)
 
     # --- a second human approves it ----------------------------------------------------------

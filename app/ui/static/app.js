@@ -499,6 +499,20 @@
     }
   });
 
+  // <span data-countdown="ISO time">: the time left, then the page reloads (a held
+  // approval takes effect by itself: the reloaded page shows it approved)
+  document.querySelectorAll('[data-countdown]').forEach(function (box) {
+    const end = Date.parse(box.dataset.countdown);
+    if (Number.isNaN(end)) return;
+    function tick() {
+      const left = Math.max(0, Math.ceil((end - Date.now()) / 1000));
+      box.textContent = Math.floor(left / 60) + ':' + String(left % 60).padStart(2, '0');
+      if (left > 0) window.setTimeout(tick, 1000);
+      else window.setTimeout(function () { window.location.reload(); }, 1500);
+    }
+    tick();
+  });
+
   // Run a read-only check on load and show its answer (audit chain verification).
   document.querySelectorAll('[data-check]').forEach(async function (box) {
     try {

@@ -8,6 +8,9 @@
   const button = form.querySelector('button[type="submit"]');
   const user = form.elements.namedItem('username');
   const pass = form.elements.namedItem('password');
+  // shown when the server asks for the second factor (app/auth/totp.py)
+  const codeField = document.getElementById('code-field');
+  const code = form.elements.namedItem('code');
 
   function fail(text) {
     error.textContent = text;
@@ -29,7 +32,10 @@
       const response = await fetch('/api/auth/login', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify({ username: user.value.trim(), password: pass.value }),
+        body: JSON.stringify(Object.assign(
+          { username: user.value.trim(), password: pass.value },
+          code && !codeField.hidden && code.value.trim() ? { code: code.value.trim() } : {}
+        )),
         credentials: 'same-origin',
         cache: 'no-store',
       });
@@ -37,7 +43,21 @@
         window.location.assign(form.dataset.next || '/ui/');
         return;
       }
-      if (response.status === 401) {
+      let reason = '';
+      try {
+        reason = ((await response.json()).error || {}).code || '';
+      } catch (err) {
+        reason = '';
+      }
+      if (reason === 'second_factor_required' || reason === 'invalid_second_factor') {
+        codeField.hidden = false;
+        error.textContent = reason === 'second_factor_required'
+          ? 'Enter the code from your authenticator app.'
+          : 'That code is wrong or was already used. Wait for the next code and try again.';
+        error.hidden = false;
+        code.value = '';
+        code.focus();
+      } else if (response.status === 401) {
         fail('Wrong user name or password.');
       } else if (response.status === 429) {
         const wait = response.headers.get('Retry-After');
