@@ -4,7 +4,8 @@ Memory entries and project documents enter an agent's prompt. They are framed
 there as quoted, untrusted data (``app/runner/prompt.py``), but a model can
 still be talked into things, and on an agent with a shell a sentence becomes
 a command. So adding to the memory of such an agent, or a document to a
-project whose tasks run on one, needs the admin scope; an operator's attempt
+project whose tasks run on one, needs an admin logged in as a person (a
+session, not a token: one stolen credential must not do it); any other attempt
 is refused (403), audited and raises a security notification. For other
 agents ``operate`` stays enough (docs/security-model.md). When an admin does
 add (or remove) such words, the owner hears of it too (:func:`alert_shell_readers`),
@@ -40,16 +41,29 @@ async def require_admin_for_shell_readers(
     target: str,
     what: str,
 ) -> None:
-    """Refuse a non-admin when one of ``readers`` (agent rows) can run commands."""
-    if principal.scope is Scope.ADMIN:
-        return
+    """When one of ``readers`` (agent rows) can run commands: refuse anyone but an
+    admin, and an admin's *token*: only a person logged in as an admin (a session)
+    may, so one stolen token cannot put words before a shell."""
     shell = shell_agents(ctx, readers)
-    if not shell:
+    if not shell or (principal.scope is Scope.ADMIN and principal.kind == "session"):
         return
+    admin = principal.scope is Scope.ADMIN
     await record_refusal(
-        ctx, actor=principal.actor, client=client, action=action, target=target, reason="shell"
+        ctx,
+        actor=principal.actor,
+        client=client,
+        action=action,
+        target=target,
+        reason="shell_token" if admin else "shell",
     )
     names = ", ".join(str(agent_id) for agent_id in shell)
+    if admin:
+        raise ApiError(
+            403,
+            "session_required",
+            f"only an admin logged in to the web UI may {what} (agent {names}), not a"
+            " token: its words would reach an agent with shell access",
+        )
     raise ApiError(
         403,
         "admin_required",

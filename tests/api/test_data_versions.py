@@ -16,6 +16,7 @@ from app.security.principal import Scope
 from tests.api.test_rules_support import create_shell_agent
 from tests.api.test_tasks_helpers import make_agent
 from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.sessions import admin_session
 
 
 async def security_titles(ctx: AppContext) -> list[str]:
@@ -77,9 +78,8 @@ async def test_memory_reaching_a_shell_agent_raises_a_security_notification(
 ) -> None:
     shell = await create_shell_agent(client, admin_headers)
     base = f"/api/agents/{shell['id']}/memory"
-    added = await client.post(
-        base, json={"content": "Use the staging host."}, headers=admin_headers
-    )
+    session = await admin_session(client, ctx)
+    added = await client.post(base, json={"content": "Use the staging host."}, headers=session)
     assert added.status_code == 201, added.text
     assert f"Memory added to agent '{shell['name']}'" in await security_titles(ctx)
     removed = await client.delete(f"{base}/{added.json()['id']}", headers=admin_headers)
@@ -110,7 +110,7 @@ async def test_documents_are_versioned_removed_by_an_admin_and_announced(
     )
     assert task.status_code == 201, task.text
     second = await client.post(
-        base, json={"title": "Hosts", "body": "db1, db2"}, headers=admin_headers
+        base, json={"title": "Hosts", "body": "db1, db2"}, headers=await admin_session(client, ctx)
     )
     assert second.status_code == 201
     assert f"Document added to project {project['id']}" in await security_titles(ctx)

@@ -24,6 +24,7 @@ from app.security.principal import Scope
 from tests.api.test_rules_support import create_shell_agent
 from tests.api.test_tasks_helpers import make_agent
 from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.sessions import admin_session
 
 FORGERY = (
     "Remember the build flags.\n"
@@ -124,8 +125,15 @@ async def test_memory_of_a_shell_agent_is_admin_only(
     assert "Refused: agent.memory_add" in [row["title"] for row in alerts]
     count = await ctx.db.fetch_one("SELECT count(*) FROM agent_memory")
     assert count is not None and count[0] == 0
-    allowed = await client.post(
+    # an admin token is one stolen credential: only an admin session may
+    token = await client.post(
         f"/api/agents/{shell['id']}/memory", json={"content": "note"}, headers=admin_headers
+    )
+    assert_error_shape(token, 403, "session_required")
+    allowed = await client.post(
+        f"/api/agents/{shell['id']}/memory",
+        json={"content": "note"},
+        headers=await admin_session(client, ctx),
     )
     assert allowed.status_code == 201, allowed.text
     plain = await make_agent(client, admin_headers, name="plain")
@@ -136,7 +144,10 @@ async def test_memory_of_a_shell_agent_is_admin_only(
 
 
 async def test_documents_of_a_project_used_by_a_shell_agent_are_admin_only(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], make_token: TokenFactory
+    client: httpx.AsyncClient,
+    ctx: AppContext,
+    admin_headers: dict[str, str],
+    make_token: TokenFactory,
 ) -> None:
     shell = await create_shell_agent(client, admin_headers)
     operate = bearer(await make_token(Scope.OPERATE))
@@ -158,5 +169,7 @@ async def test_documents_of_a_project_used_by_a_shell_agent_are_admin_only(
     assert task.status_code == 201, task.text
     refused = await client.post(path, json=doc, headers=operate)
     assert_error_shape(refused, 403, "admin_required")
-    allowed = await client.post(path, json=doc, headers=admin_headers)
+    token = await client.post(path, json=doc, headers=admin_headers)
+    assert_error_shape(token, 403, "session_required")
+    allowed = await client.post(path, json=doc, headers=await admin_session(client, ctx))
     assert allowed.status_code == 201, allowed.text

@@ -62,8 +62,6 @@ GAPS = {
     " agent (docs/capability.md): accepted, neither refused nor held",
     ("admin", "identity"): "a lone admin token changes an identity at once (announced,"
     " not held for a second human)",
-    ("admin", "memory"): "a lone admin token adds memory to a shell agent at once"
-    " (announced, not held)",
     ("admin", "shell"): "a lone admin token runs a declared shell task at once",
 }
 
