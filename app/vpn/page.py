@@ -29,7 +29,8 @@ async def vpn_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLResp
         title="VPN peers",
         section="vpn",
         view=await peers_view(ctx.settings),
-        name_pattern=NAME_PATTERN.strip("^$"),
+        # the browser compiles pattern= with the v flag: "-" escaped in a class
+        name_pattern=NAME_PATTERN.strip("^$").replace("-]", "\\-]"),
         name_rule=NAME_RULE,
         second_factor=enrolled,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.auth.step_up import StepUpProof, consume, step_up
 from app.core.context import Ctx
@@ -21,13 +21,20 @@ from app.core.errors import ApiError
 from app.events.transaction import transaction
 from app.security import audit
 from app.security.dependencies import AdminAccess, client_address
-from app.vpn.helper import NAME_PATTERN, NAME_RULE, HelperError, ask
+from app.vpn.helper import NAME_PATTERN, NAME_RULE, HelperError, ask, valid_name
 from app.vpn.peers import PeersView, peers_view
 from app.vpn.qr import qr_svg
 
 router = APIRouter(prefix="/api/vpn", tags=["vpn"])
 
-PeerName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=31)]
+
+def _peer_name(value: str) -> str:
+    if not valid_name(value):
+        raise ValueError(f"a device name is {NAME_RULE}, such as phone or laptop-anna")
+    return value
+
+
+PeerName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_peer_name)]
 PeerNamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=31)]
 
 _STATUS = {"exists": 409, "not_found": 404, "bad_name": 422, "helper_unavailable": 503}

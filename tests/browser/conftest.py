@@ -60,6 +60,8 @@ def server(
         "MC_RUNNER_SANDBOX": "off",
         "MC_MISSIONS_RUN_STEPS": "false",
     }
+    # a module's own settings for its server: UI_ENV(root) -> {"MC_...": value}
+    extra.update(getattr(request.module, "UI_ENV", lambda _: {})(root))
     for name, role in (("alice", "admin"), ("bob", "operate")):
         made = missionctl(
             root, "user", "create", name, "--role", role, "--password-stdin",

@@ -78,6 +78,9 @@ FORMS: dict[tuple[str, str], str] = {
     # submitted by tests/browser/test_one_owner_approval.py (one-owner mode, TOTP)
     ("_approval.html", "/api/{}s/{}/veto"): "approval veto",
     ("account.html", "/api/auth/totp/disable"): "second factor off",
+    # submitted by tests/browser/test_vpn_page.py (the root helper on a test socket)
+    ("vpn.html", "/api/vpn/peers"): "vpn peer add",
+    ("vpn.html", "/api/vpn/peers/{}"): "vpn peer revoke",
     # submitted by tests/browser/test_live_output.py (it needs a finished run)
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
     # submitted by tests/browser/test_review_ui.py (it needs a review waiting for a person)
