@@ -258,6 +258,14 @@ def cmd_backup_create(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backup_offsite_done(_: argparse.Namespace, settings: Settings) -> int:
+    from app.backup.offsite import record_offsite_copy
+
+    moment = record_offsite_copy(settings.state_dir)
+    print(f"off-Pi copy recorded: {moment.isoformat()}")
+    return 0
+
+
 def cmd_backup_list(_: argparse.Namespace, settings: Settings) -> int:
     from app.backup.archive import list_backups
 
@@ -461,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_backup_create
     )
     backup.add_parser("list", help="backups, newest first").set_defaults(func=cmd_backup_list)
+    backup.add_parser(
+        "offsite-done", help="record that the backups were just copied off the Pi"
+    ).set_defaults(func=cmd_backup_offsite_done)
     verify = backup.add_parser("verify", help="check a backup's checksum and integrity")
     verify.add_argument("file")
     verify.set_defaults(func=cmd_backup_verify)

@@ -28,6 +28,7 @@ from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
 from app.audit.store import list_records as list_audit_records
 from app.auth import service as auth_service
 from app.auth import store as auth_store
+from app.backup.offsite import last_offsite_copy
 from app.backup.router import backups as backup_list
 from app.capability.model import Capability, Tool
 from app.conversations import service as conversations_service
@@ -897,6 +898,7 @@ async def backups_page(request: Request, principal: UiSession, ctx: Ctx) -> HTML
         backups=await backup_list(ctx),
         folder=str(settings.backups_path.absolute()),
         max_age_hours=settings.monitor_backup_max_age_hours,
+        offsite=last_offsite_copy(settings.state_dir, settings.monitor_backup_max_age_hours),
         keep={"daily": settings.backup_keep_daily, "weekly": settings.backup_keep_weekly},
         missionctl=(
             str(settings.release_root / "current" / "venv" / "bin" / "missionctl")
