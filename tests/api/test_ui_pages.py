@@ -207,6 +207,7 @@ def page_paths(seeded: dict[str, Any]) -> list[str]:
         "/ui/audit?action=agent.",
         "/ui/health",
         "/ui/backups",
+        "/ui/vpn",
         "/ui/settings",
     ]
 
