@@ -62,7 +62,11 @@ async def main() -> None:
         tmp_path = Path(tmp)
         settings = make_settings(tmp_path)
         rows = Rows(settings.database_path)
-        write_profiles(tmp_path, {"s": script_profile(write_agent(tmp_path, "s", AGENT))})
+        write_profiles(
+            tmp_path,
+            # the agent writes for SECONDS: a wall clock above it, so the run is not cut
+            {"s": script_profile(write_agent(tmp_path, "s", AGENT), wall_clock_seconds=60)},
+        )
         agent = rows.agent(profile="s")
         rows.task(agent)
         async with running_worker(settings, cancel_poll_s=0.5) as worker:
