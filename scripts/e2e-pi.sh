@@ -459,7 +459,7 @@ write_playbook_inputs() {
     # One snapshot for both runs: others may be editing the working tree, and
     # an edit would rightly make the second run change something.
     (cd "${MC_E2E_SOURCE:-$E2E_REPO}" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml \
-        requirements.lock app provisioning systemd nginx wireguard scripts/mc-vpn) |
+        requirements.lock app provisioning systemd nginx wireguard scripts/mc-vpn scripts/mc-vpn-helper) |
         tar -xf - -C "$STATE_DIR/src"
     rm -f "$STATE_DIR/src/provisioning/inventory.ini" "$STATE_DIR/src/provisioning/group_vars/all.yml"
     local build_python=$E2E_REPO/.venv/bin/python
