@@ -41,6 +41,7 @@ TREE = [
     "nginx",
     "wireguard",
     "scripts/mc-vpn",
+    "scripts/mc-vpn-helper",
 ]
 PLAYBOOK_TIMEOUT_S = 900
 # the bad release: its database check always fails, so /healthz answers 503
