@@ -74,9 +74,18 @@ class Tx:
         return event_id
 
     async def notify(
-        self, category: Category, severity: Severity, title: str, body: str = ""
+        self,
+        category: Category,
+        severity: Severity,
+        title: str,
+        body: str = "",
+        *,
+        link: str | None = None,
     ) -> int:
-        """Store a notification; the policy may mute it, but never a security one."""
+        """Store a notification; the policy may mute it, but never a security one.
+        ``link``: the UI page where a person acts on it (a local ``/ui/`` path)."""
+        if link is not None and not link.startswith("/ui/"):
+            raise ValueError("a notification links to a page of the web UI only")
         policy, _ = await load_notification_policy(self.conn)
         muted = policy.is_muted(category)
         # queued for the notifier only while it has a channel (the notifier writes them)
@@ -91,6 +100,7 @@ class Tx:
             body=body,
             muted=muted,
             webhook=webhook,
+            link=link,
         )
         quiet = (
             policy.quiet_hours is not None
@@ -143,10 +153,10 @@ class Tx:
         await self.notify(Category.ESCALATION, Severity.WARNING, f"Needs a human: {kind}", reason)
         return escalation_id
 
-    async def security_alert(self, title: str, body: str) -> int:
+    async def security_alert(self, title: str, body: str, *, link: str | None = None) -> int:
         """A security notification: never mutable, always on the live feed."""
         await self.emit(EventType.SECURITY_ALERT, "security", None, {"title": title})
-        return await self.notify(Category.SECURITY, Severity.CRITICAL, title, body)
+        return await self.notify(Category.SECURITY, Severity.CRITICAL, title, body, link=link)
 
 
 @asynccontextmanager

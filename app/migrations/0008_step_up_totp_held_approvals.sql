@@ -26,6 +26,10 @@ CREATE TABLE totp_recovery_codes (
 );
 CREATE INDEX totp_recovery_codes_user ON totp_recovery_codes (user_id);
 
+-- Where a person acts on a notification (a UI path such as the approval view of
+-- a mission waiting for approval): the list links to it, one tap away.
+ALTER TABLE notifications ADD COLUMN link TEXT;
+
 -- A one-owner self-approval, held for the cooling-off period: any admin may
 -- veto it until effective_at; after that the worker's pass (or the next
 -- approval check) makes it effective. One open hold per mission or rule.

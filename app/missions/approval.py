@@ -12,6 +12,7 @@ approval is audited and raises a security alert (``record_refusal``).
 from __future__ import annotations
 
 from app.approvals import gate, held
+from app.approvals.links import mission_approval_link
 from app.approvals.schemas import ApprovalStatus, MissionApproval
 from app.auth import step_up
 from app.core.context import AppContext
@@ -26,11 +27,6 @@ from app.security.refusals import record_refusal
 
 KIND = "mission"
 SYSTEM = "system:approval-hold"
-
-
-def approval_link(mission_id: int) -> str:
-    """Where a person decides on the mission: its page, at the decision."""
-    return f"/ui/missions/{mission_id}#h-decide"
 
 
 async def _refuse(
@@ -123,8 +119,9 @@ async def _hold(
         f"Self-approval held: mission {row['title']}"[:200],
         f"{principal.actor} approved their own mission {mission_id} ({row['title']}) in"
         f" one-owner mode ({mode.why}). It takes effect at {hold.effective_at} unless an admin"
-        f" vetoes it on {approval_link(mission_id)}. If this was not you, veto it and change"
-        " your password.",
+        f" vetoes it on {mission_approval_link(mission_id)}. If this was not you, veto it and"
+        " change your password.",
+        link=mission_approval_link(mission_id),
     )
 
 
@@ -150,6 +147,7 @@ async def veto(
             f"Self-approval vetoed: mission {row['title']}"[:200],
             f"{principal.actor} vetoed the held approval by {hold.approver} of mission"
             f" {mission_id}; it stays proposed.",
+            link=mission_approval_link(mission_id),
         )
     return await get_mission(ctx, mission_id)
 

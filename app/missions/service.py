@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from app.agents.store import agent_row_tx
+from app.approvals.links import mission_approval_link
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
@@ -211,6 +212,13 @@ async def propose_mission(
                 "mission",
                 mission_id,
                 {"title": spec.title, "steps": len(spec.steps), "bounds": effective},
+            )
+            await tx.notify(
+                Category.MISSION,
+                Severity.INFO,
+                f"Mission waiting for approval: {spec.title}"[:200],
+                f"{actor} proposed it; open it to approve or reject it.",
+                link=mission_approval_link(mission_id),
             )
     if problems:
         await _record_refused_proposal(ctx, actor, client, problems, escalate=not own_input)

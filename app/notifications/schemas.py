@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.policies.model import Category, Severity
 
@@ -26,6 +26,9 @@ class NotificationView(BaseModel):
     webhook_state: str
     webhook_attempts: int
     created_at: str
+    link: str | None = Field(
+        default=None, description="where to act on it: a page of the web UI (a deep link)"
+    )
 
 
 class ReadAllResult(BaseModel):

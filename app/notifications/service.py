@@ -32,6 +32,7 @@ def notification_view(row: Row) -> NotificationView:
         webhook_state=row["webhook_state"],
         webhook_attempts=row["webhook_attempts"],
         created_at=row["created_at"],
+        link=row["link"],
     )
 
 

@@ -21,10 +21,11 @@ async def insert_notification(
     body: str,
     muted: bool,
     webhook: bool,
+    link: str | None = None,
 ) -> int:
     cursor = await conn.execute(
         "INSERT INTO notifications (category, severity, title, body, muted, webhook_state,"
-        " webhook_next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " webhook_next_at, created_at, link) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             category.value,
             severity.value,
@@ -34,6 +35,7 @@ async def insert_notification(
             "pending" if webhook else "none",
             now_iso() if webhook else None,
             now_iso(),
+            link,
         ),
     )
     return int(cursor.lastrowid or 0)
@@ -41,7 +43,7 @@ async def insert_notification(
 
 NOTIFICATION_COLUMNS = (
     "id, category, severity, title, body, muted, read_at, webhook_state, webhook_attempts,"
-    " webhook_next_at, delivered_to, created_at"
+    " webhook_next_at, delivered_to, created_at, link"
 )
 # A muted notification is hidden by default, but a security one never is, whatever
 # its stored flag says (F6: defence in depth behind the policy model).

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from app.approvals import gate, held
+from app.approvals.links import rule_approval_link
 from app.approvals.schemas import ApprovalStatus, RuleApproval
 from app.auth import step_up
 from app.core.clock import now_iso
@@ -32,11 +33,6 @@ from app.security.refusals import record_refusal
 KIND = "rule"
 ACTION = "rule.approve"
 SYSTEM = "system:approval-hold"
-
-
-def approval_link(rule_id: int) -> str:
-    """Where a person decides on the rule: its page, at the approval."""
-    return f"/ui/rules/{rule_id}#h-approval"
 
 
 def _not_found() -> ApiError:
@@ -176,8 +172,9 @@ async def _hold(
         f"Self-approval held: rule {name}"[:200],
         f"{principal.actor} approved their own trigger rule {rule_id} ({name}), which starts an"
         f" agent with shell access, in one-owner mode ({mode.why}). It takes effect at"
-        f" {hold.effective_at} unless an admin vetoes it on {approval_link(rule_id)}. If this"
-        " was not you, veto it and change your password.",
+        f" {hold.effective_at} unless an admin vetoes it on {rule_approval_link(rule_id)}. If"
+        " this was not you, veto it and change your password.",
+        link=rule_approval_link(rule_id),
     )
 
 
@@ -200,6 +197,7 @@ async def veto(ctx: AppContext, rule_id: int, principal: Principal, client: str)
             f"Self-approval vetoed: rule {row['name']}"[:200],
             f"{principal.actor} vetoed the held approval by {hold.approver} of trigger rule"
             f" {rule_id}; it stays pending and disabled.",
+            link=rule_approval_link(rule_id),
         )
     return await get_rule(ctx, rule_id)
 

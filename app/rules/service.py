@@ -25,6 +25,7 @@ import aiosqlite
 from pydantic import ValidationError
 
 from app.agents.store import agent_row_tx
+from app.approvals.links import rule_approval_link
 from app.core.clock import iso, now_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Row
@@ -151,6 +152,7 @@ async def _announce(
         Severity.WARNING if shell else Severity.INFO,
         f"Rule {verb}: {name}"[:200],
         f"{tx.actor} {verb} trigger rule {rule_id} ({name}); approval: {approval.value}.",
+        link=rule_approval_link(rule_id) if approval == Approval.PENDING else None,
     )
     if shell:
         await tx.security_alert(
@@ -158,10 +160,11 @@ async def _announce(
             f"{tx.actor} {verb} trigger rule {rule_id} ({name}); its actions start agent(s)"
             f" {shell}, which have shell access. Approval: {approval.value}"
             + (
-                "; it stays disabled until another admin approves it."
+                "; it stays disabled until it is approved."
                 if approval == Approval.PENDING
                 else "."
             ),
+            link=rule_approval_link(rule_id) if approval == Approval.PENDING else None,
         )
 
 

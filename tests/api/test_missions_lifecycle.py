@@ -110,7 +110,12 @@ async def test_the_proposer_cannot_approve_but_another_operator_can(
     assert body["decision_comment"] == "go ahead" and body["version"] == 2
     assert [e[0] for e in events_of(ctx, "mission.approved")] == [mission["id"]]
     titles = [r[0] for r in rows(ctx, "SELECT title FROM notifications WHERE category='mission'")]
-    assert titles == ["Mission approved: Tidy the garden"]
+    assert titles == [
+        "Mission waiting for approval: Tidy the garden",
+        "Mission approved: Tidy the garden",
+    ]
+    links = rows(ctx, "SELECT link FROM notifications WHERE category='mission' ORDER BY id")
+    assert links[0][0] == f"/ui/missions/{mission['id']}#h-decide"  # one tap to the decision
 
 
 async def test_the_creator_of_the_proposing_token_cannot_approve(

@@ -255,7 +255,7 @@ def test_the_owner_s_forms_store_what_they_show(
     log_in(page, "bob")
     page.goto(f"/ui/missions/{missions[0]}")
     page.get_by_label("Comment (optional)").fill("fine by me")
-    submit(page, "Approve", confirmed=True)
+    submit(page, "Approve")
     page.get_by_role("button", name="Cancel mission").wait_for()
     row = stored.one(
         "SELECT status, decided_by, decision_comment FROM missions WHERE id = ?", (missions[0],)
@@ -541,7 +541,7 @@ def test_rules_and_notifications_forms(
     assert stored.value("SELECT approval FROM rules WHERE id = ?", (shell_rule,)) == "pending"
     log_in(page, "carol")
     page.goto(f"/ui/rules/{shell_rule}")
-    submit(page, "Approve", confirmed=True)
+    submit(page, "Approve")
     page.locator("#rule-pending").wait_for(state="detached")
     row = stored.one("SELECT approval, approved_by FROM rules WHERE id = ?", (shell_rule,))
     assert tuple(row) == ("approved", "user:carol")

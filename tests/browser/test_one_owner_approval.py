@@ -174,6 +174,33 @@ def test_any_admin_vetoes_a_held_self_approval(
     console.assert_clean()
 
 
+def test_an_approval_is_two_taps_from_the_notifications_list_on_a_phone(
+    browser: Any, server: Server, console: Console, stored: Stored
+) -> None:
+    page = browser.new_page()
+    log_in(page, "bob")
+    agent_id = int(stored.value("SELECT id FROM agents WHERE name = 'scout'"))
+    mission_id = propose(page, Clicks(page), "Sweep the yard", agent_id)
+    phone = browser.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
+    log_in(phone, "alice")
+    phone.goto("/ui/notifications")
+    taps = Clicks(phone)
+    taps.click(phone.get_by_role("link", name="Mission waiting for approval: Sweep the yard"))
+    phone.wait_for_url(re.compile(rf"/ui/missions/{mission_id}#h-decide$"))
+    approve = phone.get_by_role("button", name="Approve", exact=True)
+    assert approve.is_visible()
+    shot(phone, "phone-approval-from-notification", full=False)
+    taps.click(approve)
+    wait_until(lambda: status(stored, mission_id) != "proposed", 10, "the approval")
+    assert stored.value("SELECT decided_by FROM missions WHERE id = ?", (mission_id,)) == (
+        "user:alice"
+    )
+    assert taps.count == 2
+    record_figures(phone_taps_notification_to_approved=taps.count)
+    console.assert_clean()
+
+
 def test_the_second_factor_enrols_logs_in_once_per_code_and_guards_step_up(
     browser: Any, server: Server, console: Console, stored: Stored
 ) -> None:
@@ -274,7 +301,6 @@ def test_a_second_admin_brings_back_the_two_person_rule(
     log_in(page, "carol")
     page.goto(f"/ui/missions/{mission_id}")
     page.get_by_role("button", name="Approve", exact=True).click()
-    confirm(page)
     wait_until(lambda: status(stored, mission_id) != "proposed", 10, "the approval")
     assert (
         stored.value("SELECT decided_by FROM missions WHERE id = ?", (mission_id,)) == "user:carol"

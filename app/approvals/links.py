@@ -1,0 +1,12 @@
+"""Where a person decides on a mission or a rule: the deep link a notification
+carries, so that on a phone the decision is one tap from the notifications list."""
+
+from __future__ import annotations
+
+
+def mission_approval_link(mission_id: int) -> str:
+    return f"/ui/missions/{mission_id}#h-decide"
+
+
+def rule_approval_link(rule_id: int) -> str:
+    return f"/ui/rules/{rule_id}#h-approval"
