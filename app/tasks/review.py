@@ -271,9 +271,18 @@ async def human_verdict(
 
 
 async def task_ended_otherwise(tx: Tx, task_id: int) -> None:
-    """The work was cancelled or failed during review: close the cycle and its item."""
-    if await review_store.close_open(tx.conn, task_id):
-        await _close_waiting(tx, task_id, "the task ended")
+    """The work was cancelled or failed during review: close the cycle and its item,
+    and cancel its review task if it has not ended."""
+    review = await review_store.open_review(tx.conn, task_id)
+    if review is None or not await review_store.close_open(tx.conn, task_id):
+        return
+    await _close_waiting(tx, task_id, "the task ended")
+    if review["review_task_id"] is not None:
+        row = await store.task_row_tx(tx.conn, int(review["review_task_id"]))
+        if row is not None and transitions.allowed(TaskStatus(row["status"]), TaskStatus.CANCELLED):
+            await transitions.move(
+                tx, row, TaskStatus.CANCELLED, reason=f"task {task_id} under review ended"
+            )
 
 
 async def task_ended(tx: Tx, task_id: int, status: TaskStatus) -> None:

@@ -276,7 +276,9 @@ async def verdicts_for_conversation(db: Database, conversation_id: int) -> list[
     """Verdicts given by a review run, or on the work of a run under review."""
     return await db.fetch_all(
         "SELECT v.id, v.task_id, v.cycle, v.reviewer_kind, v.reviewer, v.verdict, v.reasons,"
-        " v.conversation_id, v.created_at FROM review_verdicts v JOIN task_reviews r ON r.id = v.review_id"
-        " WHERE v.conversation_id = ? OR r.work_conversation_id = ? ORDER BY v.id",
+        " v.conversation_id, v.created_at FROM review_verdicts v"
+        " JOIN task_reviews r ON r.id = v.review_id"
+        " WHERE v.conversation_id = ? OR r.work_conversation_id = ?"
+        " ORDER BY v.id",
         (conversation_id, conversation_id),
     )

@@ -103,7 +103,8 @@ def test_a_person_sends_work_back_then_approves_it_from_the_task_page(
     assert verdicts[1]["reasons"] == "Add a summary line at the top."
     assert (
         stored.value(
-            "SELECT count(*) FROM escalations WHERE kind = 'review_waiting' AND status != 'resolved'"
+            "SELECT count(*) FROM escalations WHERE kind = 'review_waiting'"
+            " AND status != 'resolved'"
         )
         == 0
     )

@@ -317,3 +317,19 @@ async def test_a_reply_without_a_question_opens_nothing(tmp_path: Path) -> None:
         await bench.task(worker, review_spec=None)
         await worker.run_once()
     assert bench.rows.escalations("agent_question") == []
+
+
+async def test_cancelling_the_work_during_review_cancels_its_review(tmp_path: Path) -> None:
+    bench = Bench(tmp_path)
+    bench.verdicts(APPROVE)
+    async with running_worker(bench.settings) as worker:
+        task = await bench.task(worker, review_spec=ReviewSpec(agent_id=bench.reviewer))
+        await worker.run_once()  # the work; its review task is queued
+        review_task = bench.rows.value("SELECT id FROM tasks WHERE reviews_task_id = ?", (task,))
+        assert bench.rows.task_status(review_task) == "queued"
+        await tasks_service.cancel_task(worker.ctx, task, actor="user:alice", client="t")
+        assert await worker.run_once() is None  # nothing left to run
+    assert bench.rows.task_status(task) == "cancelled"
+    assert bench.rows.task_status(review_task) == "cancelled"
+    assert bench.rows.value("SELECT state FROM task_reviews WHERE task_id = ?", (task,)) == "closed"
+    assert bench.verdict_rows(task) == []
