@@ -281,6 +281,8 @@ def test_the_owner_s_forms_store_what_they_show(
         page.get_by_label("Description").fill("Sort by date.")
         page.get_by_label("Priority").select_option("high")
         page.get_by_label("web search").check()
+        if title == "Tidy the notes":
+            page.get_by_label("Person's review").select_option("true")
         submit(page, "Create task")
         page.wait_for_url(re.compile(r"/ui/tasks/\d+$"))
         tasks.append(id_from_url(page))
@@ -292,6 +294,8 @@ def test_the_owner_s_forms_store_what_they_show(
         "high",
     )
     assert json.loads(row["required_tools"]) == ["web_search"] and row["created_by"] == "user:bob"
+    assert (row["review_agent_id"], row["review_human"], row["review_max_cycles"]) == (None, 1, 3)
+    assert stored.value("SELECT review_human FROM tasks WHERE id = ?", (tasks[1],)) == 0
     page.goto(f"/ui/tasks/{tasks[0]}")
     submit(page, "Cancel task", confirmed=True)
     page.locator("main .badge", has_text="cancelled").first.wait_for()
