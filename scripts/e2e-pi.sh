@@ -791,9 +791,12 @@ cmd_run() {
     exit "$rc"
 }
 
+# "esac; exit" on one line: bash has read all it runs before a command starts,
+# so an edit of this file during a run (a shared working tree) cannot make
+# it read on from a shifted offset when the command returns
 case "$CMD" in
     up) cmd_up ;;
     down) cmd_down ;;
     reboot) cmd_reboot ;;
     run) cmd_run ;;
-esac
+esac; exit

@@ -20,9 +20,12 @@ packages=(
     # its second run over SSH through the tunnel
     ansible
     openssh-client
-    # probes
+    # probes; testssl.sh's resolver tools (testssl.sh itself: trixie's package,
+    # fetched by tests/e2e/test_e2e_15_testssl.py)
     curl
     iputils-ping
+    bind9-dnsutils
+    bsdextrautils
 )
 if [ "${1:-}" = --arm64 ]; then
     packages+=(qemu-user-static binfmt-support)
