@@ -107,7 +107,7 @@ class Settings(BaseSettings):
 
     # notifications that leave the Pi: the notifier process (missionctl notify run)
     # reads its channels (apprise URLs) from this root-owned file (docs/notifications.md)
-    notify_channels_path: Path = Path("/etc/mission-control/notify.toml")
+    notify_channels_path: Path = Path("/etc/mission-control-notify/notify.toml")
     notify_poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     notify_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     notify_retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 30.0

@@ -89,8 +89,8 @@ NOTIFIER_STALE_S = 60
 NO_CHANNEL = "no channel: alerts stay on the Pi"
 NO_CHANNEL_FIX = (
     "add a channel (an apprise URL, e.g. your phone's ntfy topic) to the notifier's file:"
-    " the provisioning variable app_notify_channels, or /etc/mission-control/notify.toml"
-    " then 'sudo systemctl restart mission-control-notify' (README, 'Alerts on your phone')"
+    " the provisioning variable app_notify_channels, or the notifier's notify.toml"
+    " (docs/notifications.md), then 'sudo systemctl restart mission-control-notify'"
 )
 NOT_RUNNING = "the notifier is not running: alerts stay on the Pi"
 NOT_RUNNING_FIX = (

@@ -134,11 +134,31 @@ def test_the_notifier_alone_reads_the_channels_and_reaches_only_their_address(
     tb = testbed
     assert tb.is_active(UNIT) == "active"
     assert tb.unit(UNIT, "Type") == "notify" and tb.seconds(UNIT, "WatchdogUSec") == 30
-    owner = tb.run(["stat", "-c", "%U:%G %a", "/etc/mission-control/notify.toml"]).stdout
-    assert owner.split() == ["root:mission-control-notify", "640"]
+    owner = tb.run(
+        [
+            "stat",
+            "-c",
+            "%U:%G %a",
+            "/etc/mission-control-notify",
+            "/etc/mission-control-notify/notify.toml",
+        ]
+    ).stdout
+    assert owner.split() == [
+        "root:mission-control-notify",
+        "750",
+        "root:mission-control-notify",
+        "640",
+    ]
     # the API's user (without the notifier's group) cannot read it
     peek = tb.run(
-        ["runuser", "-u", "mission-control", "--", "cat", "/etc/mission-control/notify.toml"],
+        [
+            "runuser",
+            "-u",
+            "mission-control",
+            "--",
+            "cat",
+            "/etc/mission-control-notify/notify.toml",
+        ],
         check=False,
     )
     assert peek.returncode != 0 and SECRET_PATH not in peek.stdout

@@ -79,7 +79,7 @@ def test_the_channels_file_is_root_owned_for_the_notifier_checked_and_never_logg
 def test_no_channel_url_in_a_unit_environment() -> None:
     env = (ROLE / "templates" / "env.j2").read_text()
     assert "app_notify_channels" not in env and "WEBHOOK" not in env
-    assert "MC_NOTIFY_CHANNELS_PATH='{{ app_config_dir }}/notify.toml'" in env
+    assert "MC_NOTIFY_CHANNELS_PATH='{{ app_notify_dir }}/notify.toml'" in env
     for drop_in in (ROLE / "templates").glob("*.conf.j2"):
         assert "app_notify_channels" not in drop_in.read_text(), drop_in.name
 
