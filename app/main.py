@@ -50,8 +50,8 @@ from app.security.dependencies import ReadAccess
 from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
-from app.ui.data_pages import router as ui_data_router
 from app.ui.account import router as ui_account_router
+from app.ui.data_pages import router as ui_data_router
 from app.ui.router import router as ui_router
 from app.ui.schedules import router as ui_schedules_router
 from app.vpn.page import router as vpn_page_router
