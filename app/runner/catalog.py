@@ -106,7 +106,8 @@ class ProfilesStatus:
     def as_dict(self) -> dict[str, object]:
         return {
             "ok": self.ok,
-            "path": str(self.path),
+            # the built-in example lives in the installed code: name it, not its path
+            "path": "(built in)" if self.bundled else str(self.path),
             "bundled": self.bundled,
             "error": self.error,
             "profiles": [
