@@ -318,6 +318,7 @@ async def reviews_view(ctx: AppContext, task_id: int) -> ReviewsView:
     ]
     return ReviewsView(
         task_id=task_id,
+        reviews_task_id=await review_store.reviewed_work(ctx.db, task_id),
         reviewer_agent_id=settings.reviewer_agent_id,
         human=settings.human,
         max_cycles=settings.max_cycles,

@@ -43,6 +43,7 @@ class ReviewCycleView(BaseModel):
 
 class ReviewsView(BaseModel):
     task_id: int
+    reviews_task_id: int | None = Field(description="set on a review task: the work it reviews")
     reviewer_agent_id: int | None
     human: bool
     max_cycles: int

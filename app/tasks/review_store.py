@@ -103,6 +103,12 @@ async def needs_review_tx(conn: aiosqlite.Connection, task_id: int) -> bool:
     return bool(row and row[0])
 
 
+async def reviewed_work(db: Database, task_id: int) -> int | None:
+    """The work task a review task reviews (None for any other task)."""
+    row = await db.fetch_one("SELECT reviews_task_id FROM tasks WHERE id = ?", (task_id,))
+    return None if row is None or row[0] is None else int(row[0])
+
+
 async def last_cycle(conn: aiosqlite.Connection, task_id: int) -> int:
     row = await _one(
         conn, "SELECT coalesce(max(cycle), 0) FROM task_reviews WHERE task_id = ?", (task_id,)

@@ -118,5 +118,7 @@ def test_a_person_sends_work_back_then_approves_it_from_the_task_page(
     )
     page.goto(f"/ui/runs/{review_run}")
     expect(page.locator(".verdicts")).to_contain_text("unparseable by agent checker")
+    page.get_by_role("link", name="Review: Write the notes").click()
+    expect(page.locator("#reviews-task")).to_contain_text(f"the review of task {task}")
     console.assert_clean()
     page.close()
