@@ -1,3 +1,4 @@
+        ("review_diffs", store.blank_review_diffs, settings.retention_transcripts_days),
 """The retention job (F22): every ``retention_interval_s`` it removes
 
 * events older than ``retention_events_days``;

@@ -53,6 +53,18 @@ async def blank_transcripts(conn: aiosqlite.Connection, before: str, limit: int)
     return cursor.rowcount
 
 
+async def blank_review_diffs(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+    """Empty the workspace diffs of review rounds (agent output, like a transcript)
+    that ended before ``before``; the rounds and their verdicts stay."""
+    cursor = await conn.execute(
+        "UPDATE task_reviews SET diff = '' WHERE id IN (SELECT id FROM task_reviews"
+        " WHERE state NOT IN ('with_agent', 'with_human') AND updated_at < ?"
+        " AND diff != '' ORDER BY id LIMIT ?)",
+        (before, limit),
+    )
+    return cursor.rowcount
+
+
 async def delete_rule_firings(conn: aiosqlite.Connection, before: str, limit: int) -> int:
     cursor = await conn.execute(
         "DELETE FROM rule_firings WHERE id IN"

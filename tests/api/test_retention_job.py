@@ -90,6 +90,7 @@ async def test_run_removes_only_what_is_too_old(ctx: AppContext) -> None:
         "read_notifications": 2,
         "notifications": 1,
         "transcripts": 2,
+        "review_diffs": 0,
         "rule_firings": 0,
     }
     events = await ctx.db.fetch_all("SELECT created_at FROM events ORDER BY id")
@@ -120,6 +121,7 @@ async def test_run_removes_only_what_is_too_old(ctx: AppContext) -> None:
         "read_notifications": 0,
         "notifications": 0,
         "transcripts": 0,
+        "review_diffs": 0,
         "rule_firings": 0,
     }
 
@@ -143,6 +145,7 @@ async def test_limits_come_from_the_settings(ctx: AppContext) -> None:
         "read_notifications": 1,
         "notifications": 0,
         "transcripts": 1,
+        "review_diffs": 0,
         "rule_firings": 0,
     }
 

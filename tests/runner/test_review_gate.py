@@ -333,3 +333,19 @@ async def test_cancelling_the_work_during_review_cancels_its_review(tmp_path: Pa
     assert bench.rows.task_status(review_task) == "cancelled"
     assert bench.rows.value("SELECT state FROM task_reviews WHERE task_id = ?", (task,)) == "closed"
     assert bench.verdict_rows(task) == []
+
+
+async def test_retention_empties_old_review_diffs_and_keeps_the_verdicts(tmp_path: Path) -> None:
+    from app.retention.job import run_retention
+
+    bench = Bench(tmp_path)
+    bench.verdicts(APPROVE)
+    async with running_worker(bench.settings) as worker:
+        task = await bench.task(worker, review_spec=ReviewSpec(agent_id=bench.reviewer))
+        await drive(worker, rounds=5)
+        assert bench.rows.value("SELECT diff FROM task_reviews WHERE task_id = ?", (task,))
+        assert (await run_retention(worker.ctx, pause_s=0))["review_diffs"] == 0  # recent
+        bench.rows.execute("UPDATE task_reviews SET updated_at = '2020-01-01T00:00:00Z'")
+        assert (await run_retention(worker.ctx, pause_s=0))["review_diffs"] == 1
+    assert bench.rows.value("SELECT diff FROM task_reviews WHERE task_id = ?", (task,)) == ""
+    assert bench.verdict_rows(task) == [(1, "agent", "agent reviewer", "approve")]
