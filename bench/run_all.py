@@ -42,6 +42,8 @@ HEADLINES = (
     "server RSS",
     "MB/s",
     "flood",
+    "event-stream client receives it",
+    "due time -> firing",
 )
 
 
