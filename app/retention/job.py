@@ -1,4 +1,3 @@
-        ("review_diffs", store.blank_review_diffs, settings.retention_transcripts_days),
 """The retention job (F22): every ``retention_interval_s`` it removes
 
 * events older than ``retention_events_days``;
@@ -77,6 +76,7 @@ async def run_retention(
         ),
         ("notifications", store.delete_notifications, settings.retention_notifications_days),
         ("transcripts", store.blank_transcripts, settings.retention_transcripts_days),
+        ("review_diffs", store.blank_review_diffs, settings.retention_transcripts_days),
         ("rule_firings", store.delete_rule_firings, settings.retention_events_days),
     ]
     counts: dict[str, int] = {}
