@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from app.auth import lockout, totp
 from app.auth.schemas import StrictModel
-from app.auth.step_up import SecondFactorCode, SteppedUp, StepUpProof, consume, step_up
+from app.auth.step_up import SecondFactorCode, StepUpProof, consume, step_up
+from app.auth.stepped_up import SteppedUp
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter

@@ -18,8 +18,10 @@ Interface (everything another module needs):
 * ``await is_fresh(ctx, principal)``: whether the session stepped up recently.
 * ``await require_fresh(ctx, principal, client, action=..., target=...)``:
   403 ``step_up_required`` (audited) unless fresh.
-* ``SteppedUp``: an ``Annotated`` dependency for a route that needs a browser
-  session with a fresh step-up (403 ``step_up_required`` otherwise).
+* ``SteppedUp`` (``app.auth.stepped_up``): an ``Annotated`` dependency for a
+  route that needs a browser session with a fresh step-up (403
+  ``step_up_required`` otherwise). It lives apart so that the worker, which
+  applies held approvals, never loads the web framework.
 * ``await consume(conn, principal)``: use the step-up up (one act per step-up).
 """
 
@@ -29,17 +31,15 @@ from datetime import timedelta
 from typing import Annotated
 
 import aiosqlite
-from fastapi import Depends, Request
 from pydantic import StringConstraints
 
 from app.auth import lockout, store, totp
 from app.auth.schemas import Password, StrictModel
 from app.core.clock import now_iso, parse_iso, utcnow
-from app.core.context import AppContext, Ctx
+from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security import audit
-from app.security.dependencies import authenticate, client_address
 from app.security.passwords import verify_password
 from app.security.principal import Principal
 
@@ -201,19 +201,3 @@ async def consume(conn: aiosqlite.Connection, principal: Principal) -> None:
         await conn.execute(
             "UPDATE sessions SET step_up_at = NULL WHERE id = ?", (principal.session_id,)
         )
-
-
-async def stepped_up_session(request: Request, ctx: Ctx) -> Principal:
-    """Dependency: a browser session whose user stepped up within the window."""
-    principal = await authenticate(request, ctx)
-    await require_fresh(
-        ctx,
-        principal,
-        client_address(request),
-        action=f"{request.method} {request.url.path}",
-        target=request.url.path,
-    )
-    return principal
-
-
-SteppedUp = Annotated[Principal, Depends(stepped_up_session)]
