@@ -19,13 +19,15 @@ from app.agents.schemas import (
     MemoryCreate,
     MemoryView,
 )
-from app.core.context import Ctx
+from app.core.context import AppContext, Ctx
+from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
 from app.security import data_versions
 from app.security.data_versions import DataDiff, DataVersion
 from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.security.principal import Principal
 from app.security.shell_readers import require_admin_for_shell_readers
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -35,6 +37,29 @@ AgentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MemoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 VersionFrom = Annotated[int, Query(alias="from", ge=0, le=MAX_ID)]
 VersionTo = Annotated[int, Query(alias="to", ge=0, le=MAX_ID)]
+
+
+async def _agent_row(ctx: AppContext, agent_id: int) -> Row:
+    row = await store.agent_row(ctx.db, agent_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such agent")
+    return row
+
+
+async def _identity_needs_a_person(
+    ctx: AppContext, agent_id: int, principal: Principal, request: Request
+) -> None:
+    """An identity is the first words of every prompt: for an agent that can run
+    commands only an admin in a browser session writes it."""
+    await require_admin_for_shell_readers(
+        ctx,
+        principal,
+        client_address(request),
+        [await _agent_row(ctx, agent_id)],
+        action="agent.identity_change",
+        target=f"agent:{agent_id}",
+        what="change the identity of an agent that can run commands",
+    )
 
 
 @router.get("", response_model=Page[AgentView])
@@ -65,7 +90,22 @@ async def get_agent(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> AgentView:
 async def update_agent(
     agent_id: AgentId, body: AgentUpdate, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
-    """Admin only. Cannot touch the identity: use PUT .../identity."""
+    """Admin only. Cannot touch the identity: use PUT .../identity. A change to what
+    an agent that can run commands (before or after) can do (profile, tools, shell
+    flag) needs an admin in a browser session (app/security/shell_readers.py)."""
+    if {"profile", "allowed_tools", "shell_access"} & body.model_fields_set:
+        row = await _agent_row(ctx, agent_id)
+        after = service.capability_after(ctx.settings, row, body)
+        await require_admin_for_shell_readers(
+            ctx,
+            principal,
+            client_address(request),
+            [row],
+            action="agent.capability_change",
+            target=f"agent:{agent_id}",
+            what="change what an agent that can run commands can do",
+            will_run_commands=[agent_id] if after.shell else [],
+        )
     return await service.update_agent(ctx, agent_id, body, principal, client_address(request))
 
 
@@ -109,7 +149,10 @@ async def current_identity(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> Identi
 async def change_identity(
     agent_id: AgentId, body: IdentityChange, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
-    """Admin only. Creates a new version, is audited and alerts the owner (F7)."""
+    """Admin only. Creates a new version, is audited and alerts the owner (F7). For an
+    agent that can run commands: an admin in a browser session only
+    (app/security/shell_readers.py)."""
+    await _identity_needs_a_person(ctx, agent_id, principal, request)
     await service.change_identity(
         ctx,
         agent_id,
@@ -147,7 +190,9 @@ async def identity_diff(
 async def revert_identity(
     agent_id: AgentId, body: IdentityRevert, principal: AdminAccess, request: Request, ctx: Ctx
 ) -> AgentView:
-    """Admin only. Writes the old text as a new version (history is never rewritten)."""
+    """Admin only. Writes the old text as a new version (history is never rewritten);
+    like a change, a browser session for an agent that can run commands."""
+    await _identity_needs_a_person(ctx, agent_id, principal, request)
     await service.revert_identity(
         ctx, agent_id, body.to_version, body.reason, principal, client_address(request)
     )
@@ -173,9 +218,7 @@ async def add_memory(
     its prompt, app/security/shell_readers.py)."""
     if not body.content.strip():
         raise ApiError(422, "validation_failed", "memory content is empty")
-    row = await store.agent_row(ctx.db, agent_id)
-    if row is None:
-        raise ApiError(404, "not_found", "no such agent")
+    row = await _agent_row(ctx, agent_id)
     await require_admin_for_shell_readers(
         ctx,
         principal,

@@ -83,6 +83,27 @@ def capability_of(settings: Settings, row: Row) -> Capability:
     )
 
 
+def _shell_tool_needs_access(tools: list[str], shell: bool) -> None:
+    if Tool.SHELL.value in tools and not shell:
+        raise ApiError(422, "shell_not_enabled", "the shell tool needs shell_access: true", None)
+
+
+def capability_after(settings: Settings, row: Row, body: AgentUpdate) -> Capability:
+    """What the agent (a stored row) could do once ``body`` is applied (422 when the
+    change asks for the shell tool without shell access)."""
+    tools = (
+        [t.value for t in body.allowed_tools]
+        if body.allowed_tools is not None
+        else json.loads(row["allowed_tools"] or "[]")
+    )
+    profile = body.profile if body.profile is not None else str(row["profile"])
+    shell = body.shell_access if body.shell_access is not None else bool(row["shell_access"])
+    _shell_tool_needs_access(tools, shell)
+    return agent_capability(
+        profile_traits(settings).get(profile), shell_access=shell, allowed_tools=tools
+    )
+
+
 def _check_profile(ctx: AppContext, profile: str) -> None:
     if profile not in known_profiles(ctx):
         raise ApiError(
@@ -168,10 +189,7 @@ async def update_agent(
             raise ApiError(404, "not_found", "no such agent")
         shell = changes.get("shell_access", bool(current["shell_access"]))
         tools = changes.get("allowed_tools", json.loads(current["allowed_tools"]))
-        if Tool.SHELL.value in tools and not shell:
-            raise ApiError(
-                422, "shell_not_enabled", "the shell tool needs shell_access: true", None
-            )
+        _shell_tool_needs_access(tools, shell)
         before = capability_of(ctx.settings, current)
         if not await store.update_agent(tx.conn, agent_id, body.version, changes):
             raise ApiError(409, "conflict", "the agent changed since you read it; reload")
