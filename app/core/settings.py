@@ -21,8 +21,14 @@ def _env_file() -> str | None:
         return explicit
     # Under systemd the unit's EnvironmentFile= has already loaded it; a user
     # who may not read it (0640 root:mission-control) gets the environment only.
+    # A unit without the group mission-control (the notifier) may not even look
+    # into /etc/mission-control: is_file() raises PermissionError there.
     default = Path(DEFAULT_ENV_FILE)
-    return DEFAULT_ENV_FILE if default.is_file() and os.access(default, os.R_OK) else None
+    try:
+        readable = default.is_file() and os.access(default, os.R_OK)
+    except OSError:
+        readable = False
+    return DEFAULT_ENV_FILE if readable else None
 
 
 class Settings(BaseSettings):
