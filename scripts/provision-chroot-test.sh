@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# Apply provisioning/site.yml for real to a debootstrapped Debian bookworm root
-# (Ansible's chroot connection), twice, and check that the second run changes
+# Apply provisioning/site.yml for real to a debootstrapped Debian root
+# (MC_E2E_SUITE: trixie, the default, or bookworm) with Ansible's chroot
+# connection, twice, and check that the second run changes
 # nothing. Services are not started (no systemd runs in a chroot): the roles
 # enable them, and skip what needs a running systemd or would touch the build
 # host (loading the firewall, sysctl, wg syncconf).
 #
 #   sudo scripts/provision-chroot-test.sh [--keep] [--rebuild]
 #
-# The pristine root is cached under $MC_TESTBED_CACHE (default
-# /var/cache/mission-control-testbed) and rebuilt when missing (--rebuild
-# forces it). Each run works on an overlay of it, so the cache stays pristine.
+# The pristine root is cached as $MC_E2E_CACHE/rootfs-<suite>-minbase
+# (MC_TESTBED_CACHE also works; default /var/cache/mission-control-testbed;
+# scripts/e2e-pi.sh derives its stand-in Pi from it) and rebuilt when missing
+# (--rebuild forces it). Each run works on an overlay of it, so the cache
+# stays pristine. The mirror, the suite's own apt sources and the host's CAs
+# come from scripts/e2e/lib.sh, as for the end-to-end harness.
 # --keep leaves the provisioned root mounted at the printed path.
 # Needs: root, debootstrap, ansible (Debian's 7.x carries community.general).
 set -euo pipefail
+# shellcheck source=scripts/e2e/lib.sh
+source "$(dirname "$0")/e2e/lib.sh"
 
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
-CACHE=${MC_TESTBED_CACHE:-/var/cache/mission-control-testbed}
-SUITE=bookworm
-PRISTINE=$CACHE/rootfs-$SUITE-minbase
+cd "$E2E_REPO"
+REPO=$E2E_REPO
+CACHE=$E2E_CACHE
+SUITE=$E2E_SUITE
+PRISTINE=$E2E_PRISTINE
 KEEP=no
 REBUILD=no
 for arg in "$@"; do
@@ -37,21 +43,9 @@ for tool in debootstrap ansible-playbook mount; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install --no-install-recommends debootstrap ansible)"
 done
 
-# The mirror this machine already uses (deb822 .sources or sources.list).
-mirror() {
-    local uri=""
-    if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list)
-    fi
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-
 build_pristine() {
     local mirror_uri tmp
-    mirror_uri=$(mirror)
+    mirror_uri=$(e2e_mirror)
     say "debootstrap $SUITE minbase from $mirror_uri into $PRISTINE"
     mkdir -p "$CACHE"
     tmp=$PRISTINE.tmp
@@ -60,11 +54,9 @@ build_pristine() {
         --include=python3,python3-apt,ca-certificates,iproute2 \
         "$SUITE" "$tmp" "$mirror_uri" >"$CACHE/debootstrap.log" 2>&1 ||
         die "debootstrap failed, see $CACHE/debootstrap.log"
-    # the same suites as this machine (updates and security), if it has them
-    if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-        cp /etc/apt/sources.list.d/debian.sources "$tmp/etc/apt/sources.list.d/debian.sources"
-        : >"$tmp/etc/apt/sources.list"
-    fi
+    # the suite's own sources (its updates and security archive), never the
+    # host's: a trixie root with bookworm sources breaks at its first install
+    e2e_write_pi_sources "$tmp" "$mirror_uri"
     # never start a service inside the chroot (nginx's postinst would try)
     printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
     chmod 0755 "$tmp/usr/sbin/policy-rc.d"
@@ -112,10 +104,7 @@ mount -t tmpfs tmpfs "$ROOT/tmp" && MOUNTS+=("$ROOT/tmp")
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # Trust what this machine trusts (a CI machine may reach the package
 # registries through a TLS-inspecting proxy with its own CA).
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
-    chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
-fi
+e2e_copy_host_cas "$ROOT"
 
 # Both runs install the same snapshot of the app (others may be editing the
 # working tree meanwhile; an edit would rightly make the second run reinstall).
