@@ -22,7 +22,7 @@ from app.core.context import AppContext
 from app.core.database import Row
 
 #: how the audit log and the UI name what a hold is about
-KINDS = ("mission", "rule")
+KINDS = ("mission", "rule", "task")
 
 
 @dataclass(frozen=True)

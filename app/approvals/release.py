@@ -12,8 +12,13 @@ from __future__ import annotations
 from app.core.context import AppContext
 from app.missions import approval as mission_approval
 from app.rules import approval as rule_approval
+from app.tasks import approval as task_approval
 
 
 async def release_due(ctx: AppContext) -> int:
     """How many held approvals became effective."""
-    return await mission_approval.release_due(ctx) + await rule_approval.release_due(ctx)
+    return (
+        await mission_approval.release_due(ctx)
+        + await rule_approval.release_due(ctx)
+        + await task_approval.release_due(ctx)
+    )

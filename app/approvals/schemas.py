@@ -33,6 +33,13 @@ class RuleApproval(RuleVersion, _WithStepUp):
     """Body of a rule's approve: the version read, and a step-up when it is your own."""
 
 
+class TaskApproval(_WithStepUp):
+    """Body of a held shell task's approve: the version read, and a step-up when it
+    is your own."""
+
+    version: int = Field(strict=True, ge=1, le=2**53, description="the task version you read")
+
+
 class HoldView(BaseModel):
     state: str = Field(description="held, effective, vetoed or void")
     approver: str

@@ -15,6 +15,7 @@ from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import PageParams
 from app.security.principal import Principal
+from app.security.shell_readers import decided_by_person
 from app.tasks import service as tasks_service
 from app.tasks.schemas import TaskCreate, TaskView
 
@@ -108,5 +109,6 @@ async def follow_up(
         client=client,
         own_input=own_input,
         follows_conversation_id=conversation_id,
+        decided_by_person=decided_by_person(principal),
     )
     return view

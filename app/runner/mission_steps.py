@@ -81,7 +81,11 @@ async def _advance(ctx: AppContext, actor: str, mission_id: int) -> bool:
             depends_on=list(plan.depends_on),
             review=ReviewSpec.model_validate(plan.review) if plan.review else None,
         )
-        task_id, failures = await tasks_service.create_in_transaction(tx, ctx, spec)
+        # a mission runs only once a person approved it (app/approvals/gate.py): its
+        # steps are that person's decision, shell or not (docs/security-model.md)
+        task_id, failures = await tasks_service.create_in_transaction(
+            tx, ctx, spec, decided_by_person=True
+        )
         if task_id:
             await tx.audit(
                 "mission.step_started",

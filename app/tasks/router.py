@@ -6,12 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.agents import store as agents_store
+from app.approvals.schemas import ApprovalStatus, TaskApproval
 from app.conversations import service as conversations
 from app.conversations.schemas import ConversationSummary
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination, page_json
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
-from app.tasks import review, service, store
+from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.security.shell_readers import decided_by_person, require_admin_for_shell_readers
+from app.tasks import approval, review, service, store
 from app.tasks.review_schemas import HumanVerdict, ReviewsView
 from app.tasks.review_verdict import Verdict
 from app.tasks.schemas import MAX_ID, TaskCreate, TaskStatus, TaskUpdate, TaskView
@@ -53,13 +56,17 @@ async def create_task(
 ) -> TaskView:
     """Scope operate. 422 ``preflight_failed`` lists every failed check (a token's
     refusal also opens an escalation; a person's at a form does not); a repeat with
-    the same idempotency_key and content answers 200 with the existing task."""
+    the same idempotency_key and content answers 200 with the existing task. A task
+    whose run would get a shell runs at once only when an admin in a browser session
+    creates it; otherwise it is created with ``approval: "pending"`` and no run
+    until an admin approves it (``POST .../approve``; app/tasks/approval.py)."""
     view, created = await service.submit_task(
         ctx,
         body,
         actor=principal.actor,
         client=client_address(request),
         own_input=principal.kind == "session",
+        decided_by_person=decided_by_person(principal),
     )
     if not created:
         response.status_code = 200
@@ -76,7 +83,26 @@ async def get_task(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> TaskView:
 async def update_task(
     task_id: TaskId, body: TaskUpdate, principal: OperateAccess, request: Request, ctx: Ctx
 ) -> TaskView:
-    """Scope operate. Queued or blocked tasks only; ``version`` must be current."""
+    """Scope operate. Queued or blocked tasks only; ``version`` must be current. The
+    words of a task whose run gets a shell change only by an admin in a browser
+    session (app/security/shell_readers.py)."""
+    row = await store.task_row(ctx.db, task_id)
+    if row is not None:
+        async with ctx.db.read() as conn:
+            shell = await approval.run_gets_shell(
+                ctx, conn, int(row["agent_id"]), bool(row["needs_shell"])
+            )
+            agent = await agents_store.agent_row_tx(conn, int(row["agent_id"]))
+        if shell and agent is not None:
+            await require_admin_for_shell_readers(
+                ctx,
+                principal,
+                client_address(request),
+                [agent],
+                action="task.update",
+                target=f"task:{task_id}",
+                what="change a task whose run gets a shell",
+            )
     return await service.update_task(
         ctx, task_id, body, actor=principal.actor, client=client_address(request)
     )
@@ -132,3 +158,40 @@ async def review_task(
         client=client_address(request),
     )
     return await review.reviews_view(ctx, task_id)
+
+
+@router.post("/{task_id}/approve", response_model=TaskView)
+async def approve_task(
+    task_id: TaskId,
+    body: TaskApproval,
+    principal: AdminAccess,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+) -> TaskView:
+    """Admin only, from a person logged in to the web UI (``app.approvals.gate``).
+
+    Approves the ``version`` read of a task waiting for approval (its run would get
+    a shell) and queues its run. Two-person mode: never its author. One-owner mode:
+    the only admin may approve their own with a step-up (``password``, and ``code``
+    when enrolled); it answers 202 and is held for the cooling-off period, vetoable
+    by any admin. To refuse it, cancel the task."""
+    held = await approval.approve_task(ctx, task_id, body, principal, client_address(request))
+    if held:
+        response.status_code = 202
+    return await service.get_task(ctx, task_id)
+
+
+@router.post("/{task_id}/veto", response_model=TaskView)
+async def veto_task_approval(
+    task_id: TaskId, principal: AdminAccess, request: Request, ctx: Ctx
+) -> TaskView:
+    """Admin only. Stops a held one-owner approval; the task keeps waiting."""
+    await approval.veto(ctx, task_id, principal, client_address(request))
+    return await service.get_task(ctx, task_id)
+
+
+@router.get("/{task_id}/approval", response_model=ApprovalStatus)
+async def task_approval(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> ApprovalStatus:
+    """Scope read. Which approval mode applies and why, and the latest held approval."""
+    return await approval.approval_status(ctx, task_id)

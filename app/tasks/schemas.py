@@ -118,6 +118,13 @@ class TaskView(BaseModel):
     version: int
     created_at: str
     updated_at: str
+    approval: str = Field(
+        default="",
+        description="'' (none needed), 'pending' (its run would get a shell and no person"
+        " decided it: held, no run is queued), 'approved' or 'refused'"
+        " (docs/security-model.md, a shell needs a person)",
+    )
+    approved_by: str | None = None
 
 
 __all__ = [

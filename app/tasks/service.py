@@ -41,7 +41,7 @@ from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.missions import service as missions
-from app.tasks import preflight, review_store, store, transitions, waiting
+from app.tasks import approval, preflight, review_store, store, transitions, waiting
 from app.tasks.preflight import Failure
 from app.tasks.schemas import (
     TaskCreate,
@@ -151,15 +151,19 @@ async def submit_task(
     rule_depth: int = 0,
     own_input: bool = False,
     follows_conversation_id: int | None = None,
+    decided_by_person: bool = False,
 ) -> tuple[TaskView, bool]:
     """Create a task; returns the view and whether it is new (False: idempotent repeat).
 
     ``own_input``: the request is a person's own input at a form (a login
     session); a refusal is audited but opens no escalation.
     ``follows_conversation_id``: the task continues that run's CLI session (a
-    follow-up turn); set in the same transaction that queues its run."""
+    follow-up turn); set in the same transaction that queues its run.
+    ``decided_by_person``: an admin in a browser session asked for it; otherwise
+    a task whose run would get a shell waits for approval (app/tasks/approval.py)."""
     values = _values(spec, actor)
     values["follows_conversation_id"] = follows_conversation_id
+    values["decided_by_person"] = decided_by_person
     values["depends_on"] = list(spec.depends_on)
     failures: list[Failure] = []
     task_id = 0
@@ -176,7 +180,7 @@ async def submit_task(
                 facts = await preflight.gather(tx.conn, spec, ctx.settings, utcnow())
                 failures = preflight.run_checks(spec, facts)
                 if not failures:
-                    task_id = await _insert(tx, values, rule_depth)
+                    task_id = await _insert(ctx, tx, values, rule_depth)
                     created = True
     except sqlite3.IntegrityError as exc:  # e.g. a key taken by another process meanwhile
         raise ApiError(409, "conflict", "the task conflicts with one just created; retry") from exc
@@ -204,21 +208,28 @@ async def create_task(
 
 
 async def create_in_transaction(
-    tx: Tx, ctx: AppContext, spec: TaskCreate, *, rule_depth: int = 0
+    tx: Tx,
+    ctx: AppContext,
+    spec: TaskCreate,
+    *,
+    rule_depth: int = 0,
+    decided_by_person: bool = False,
 ) -> tuple[int, list[Failure]]:
     """Pre-flight and insert inside the caller's transaction (a schedule records its
     firing with the task it makes); returns the new id, or 0 and every failure.
-    Recording a refusal is the caller's part, in that same transaction."""
+    Recording a refusal is the caller's part, in that same transaction.
+    ``decided_by_person``: only for a step of a mission a person approved."""
     values = _values(spec, tx.actor)
+    values["decided_by_person"] = decided_by_person
     values["depends_on"] = list(spec.depends_on)
     facts = await preflight.gather(tx.conn, spec, ctx.settings, utcnow())
     failures = preflight.run_checks(spec, facts)
     if failures:
         return 0, failures
-    return await _insert(tx, values, rule_depth), []
+    return await _insert(ctx, tx, values, rule_depth), []
 
 
-async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
+async def _insert(ctx: AppContext, tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
     task_id = await store.insert_task(tx.conn, values)
     if values.get("review") is not None:
         spec = values["review"]
@@ -246,6 +257,10 @@ async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
         },
         rule_depth=rule_depth,
     )
+    # a shell needs a person: held before any run can be queued
+    held = await approval.hold_if_needed(
+        ctx, tx, task_id, values, decided_by_person=bool(values.get("decided_by_person"))
+    )
     conversation_id = await transitions.queue_if_ready(
         tx, task_id, int(values["agent_id"]), rule_depth=rule_depth
     )
@@ -259,6 +274,7 @@ async def _insert(tx: Tx, values: dict[str, Any], rule_depth: int) -> int:
             "depends_on": deps,
             "conversation_id": conversation_id,
             "rule_depth": rule_depth,
+            "awaiting_approval": held,
         },
     )
     if values["mission_id"] is not None:

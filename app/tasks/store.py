@@ -19,7 +19,7 @@ from app.core.pagination import PageParams
 TASK_COLUMNS = (
     "t.id, t.title, t.description, t.agent_id, t.mission_id, t.mission_step, t.project_id,"
     " t.priority, t.status, t.required_tools, t.needs_shell, t.due_at, t.idempotency_key,"
-    " t.created_by, t.version, t.created_at, t.updated_at,"
+    " t.created_by, t.version, t.created_at, t.updated_at, t.approval, t.approved_by,"
     " (SELECT c.id FROM conversations c WHERE c.task_id = t.id"
     "  AND c.status IN ('QUEUED', 'IN_PROGRESS')) AS active_conversation_id"
 )
@@ -70,6 +70,33 @@ async def insert_task(conn: aiosqlite.Connection, values: dict[str, Any]) -> int
         ),
     )
     return int(cursor.lastrowid or 0)
+
+
+async def set_approval(
+    conn: aiosqlite.Connection,
+    task_id: int,
+    approval: str,
+    *,
+    expected: str,
+    version: int | None = None,
+    approved_by: str | None = None,
+) -> bool:
+    """Move a task's approval (app/tasks/approval.py) from ``expected``; with
+    ``version``, only at that version. False when the task was not as expected."""
+    sql = "UPDATE tasks SET approval = ?, approved_by = ?, updated_at = ? WHERE id = ?"
+    sql += " AND approval = ?"
+    params: list[Any] = [approval, approved_by, now_iso(), task_id, expected]
+    if version is not None:
+        sql += " AND version = ?"
+        params.append(version)
+    cursor = await conn.execute(sql, params)
+    return cursor.rowcount == 1
+
+
+async def awaiting_approval(conn: aiosqlite.Connection, task_id: int) -> bool:
+    """Whether the task waits for a person's approval (no run may be queued)."""
+    row = await _one(conn, "SELECT approval FROM tasks WHERE id = ?", (task_id,))
+    return row is not None and row[0] == "pending"
 
 
 async def insert_dependencies(conn: aiosqlite.Connection, task_id: int, deps: list[int]) -> None:
@@ -156,7 +183,7 @@ _TASK_JSON = (
     " 'active_conversation_id', (SELECT c.id FROM conversations c WHERE c.task_id = t.id"
     "  AND c.status IN ('QUEUED', 'IN_PROGRESS')),"
     " 'created_by', t.created_by, 'version', t.version, 'created_at', t.created_at,"
-    " 'updated_at', t.updated_at)"
+    " 'updated_at', t.updated_at, 'approval', t.approval, 'approved_by', t.approved_by)"
 )
 
 

@@ -12,7 +12,12 @@ Consequences of a change:
 * a task that succeeds queues a conversation for every waiting dependent whose
   dependencies have now all succeeded;
 * a task that fails, is cancelled or deleted blocks its waiting dependents
-  (transitively): they could never run.
+  (transitively): they could never run;
+* a task cancelled while it waits for approval is marked refused.
+
+A task waiting for a person's approval (``approval = 'pending'``, its run would
+get a shell: ``app/tasks/approval.py``) keeps its status but gets no run:
+:func:`queue_if_ready`, the one place runs are queued, refuses it.
 """
 
 from __future__ import annotations
@@ -63,7 +68,11 @@ async def queue_run(tx: Tx, task_id: int, agent_id: int, *, rule_depth: int = 0)
 
 
 async def queue_if_ready(tx: Tx, task_id: int, agent_id: int, *, rule_depth: int = 0) -> int | None:
-    """Queue a run if every dependency has succeeded and none is queued yet."""
+    """Queue a run if every dependency has succeeded, none is queued yet and the task
+    does not wait for a person's approval (a shell needs a person,
+    ``app/tasks/approval.py``): the one gate every run passes."""
+    if await store.awaiting_approval(tx.conn, task_id):
+        return None
     if await store.unmet_dependency_count(tx.conn, task_id):
         return None
     if await conversations.active_for_task(tx.conn, task_id) is not None:
@@ -145,6 +154,10 @@ async def move(
     if not await store.set_status(tx.conn, task_id, old.value, to_status.value):
         raise LookupError(task_id)
     summary: dict[str, Any] = {"from": old.value, "to": to_status.value}
+    if to_status is TaskStatus.CANCELLED and await store.set_approval(
+        tx.conn, task_id, "refused", expected="pending", approved_by=tx.actor
+    ):
+        summary["approval"] = "refused"  # cancelled while waiting: the person said no
     if to_status in _ENDS_RUN:
         cancelled = await cancel_run(tx, task_id, reason, rule_depth=rule_depth)
         if cancelled is not None:

@@ -14,6 +14,7 @@ from app.core.context import AppContext
 from app.security.principal import Scope
 from tests.api.test_rules_support import create_agent, create_rule, security_titles, task_rule
 from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.sessions import admin_session
 
 PROFILES = """
 [profiles.demo]
@@ -73,10 +74,22 @@ async def test_moving_an_agent_to_a_commanding_profile_is_announced(
     agent = await create_agent(client, admin_headers, profile="demo")
     assert agent["capability"]["badge"] == "read-only"
     before = await security_titles(ctx)
-    response = await client.patch(
+    # a token may not make an agent able to run commands: 403, audited, announced
+    token = await client.patch(
         f"/api/agents/{agent['id']}",
         json={"version": agent["version"], "profile": "opaque"},
         headers=admin_headers,
+    )
+    assert_error_shape(token, 403, "session_required")
+    assert "sign in to the web ui as an admin" in token.json()["error"]["message"].lower()
+    refused = (await security_titles(ctx))[len(before) :]
+    assert len(refused) == 1, refused
+    before = await security_titles(ctx)
+    csrf = await admin_session(client, ctx)  # an admin in a browser session may
+    response = await client.patch(
+        f"/api/agents/{agent['id']}",
+        json={"version": agent["version"], "profile": "opaque"},
+        headers=csrf,
     )
     assert response.status_code == 200, response.text
     assert response.json()["capability"]["shell"] is True

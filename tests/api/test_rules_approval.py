@@ -176,11 +176,13 @@ async def test_an_agent_that_gains_shell_is_caught_at_the_next_change(
 ) -> None:
     agent = await create_agent(client, admin_headers)
     rule = await create_rule(client, admin_headers, {**task_rule(agent["id"]), "enabled": False})
-    gained = await client.patch(
-        f"/api/agents/{agent['id']}",
-        json={"version": agent["version"], "shell_access": True},
-        headers=admin_headers,
-    )
+    # giving an agent a shell takes an admin in a browser session (shell_readers)
+    await add_admin(ctx, "carol")
+    async with session_client(app, "carol") as carol:
+        gained = await carol.patch(
+            f"/api/agents/{agent['id']}",
+            json={"version": agent["version"], "shell_access": True},
+        )
     assert gained.status_code == 200, gained.text
     url = f"/api/rules/{rule['id']}"
     enable = await client.patch(url, json={"version": 1, "enabled": True}, headers=admin_headers)

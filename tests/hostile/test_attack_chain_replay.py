@@ -56,14 +56,8 @@ STEPS = ("mute", "identity", "memory", "rule", "shell")
 LANDLOCK = landlock_status()
 
 #: steps a principal can still take, with the reason (xfail strict: the mark must go
-#: when the control lands)
-GAPS = {
-    ("operate", "shell"): "an operator may run a task that declares needs_shell on a shell"
-    " agent (docs/capability.md): accepted, neither refused nor held",
-    ("admin", "identity"): "a lone admin token changes an identity at once (announced,"
-    " not held for a second human)",
-    ("admin", "shell"): "a lone admin token runs a declared shell task at once",
-}
+#: when the control lands); none left: each step is refused or held
+GAPS: dict[tuple[str, str], str] = {}
 
 
 @dataclass
@@ -221,7 +215,12 @@ def targets(chain: Chain) -> tuple[Any, ...]:
         chain.value("SELECT identity_version FROM agents WHERE id = ?", (shell,)),
         chain.value("SELECT count(*) FROM agent_memory WHERE agent_id = ?", (shell,)),
         chain.value("SELECT count(*) FROM rules WHERE enabled = 1"),
-        chain.value("SELECT count(*) FROM tasks WHERE agent_id = ? AND needs_shell = 1", (shell,)),
+        chain.value(
+            "SELECT count(*) FROM tasks WHERE agent_id = ? AND needs_shell = 1"
+            " AND approval != 'pending'",
+            (shell,),
+        ),
+        chain.value("SELECT count(*) FROM conversations WHERE agent_id = ?", (shell,)),
     )
 
 
@@ -233,6 +232,9 @@ def replay(chain: Chain, principal: str, step: str, send: Any) -> None:
     if step == "rule" and response.status_code == 201:
         held = response.json()  # a rule reaching a shell agent waits for a second human
         assert held["enabled"] is False and held["approval"] == "pending", held
+    elif step == "shell" and response.status_code == 201:
+        held = response.json()  # a shell no person decided waits for a person
+        assert held["approval"] == "pending" and held["active_conversation_id"] is None, held
     else:
         assert response.status_code in (401, 403, 422), (principal, step, response.text)
     assert targets(chain) == untouched, (principal, step, "changed")
@@ -296,6 +298,11 @@ def test_chain_replay_lone_admin_token(chain: Chain, step: str) -> None:
                 f"/api/rules/{rule_id}/approve", json={"version": version}, headers=headers
             )
             assert own.status_code == 403, own.text
+        if step == "shell":  # held: and the same credential cannot release it
+            task_id = chain.value("SELECT max(id) FROM tasks")
+            own = http.post(f"/api/tasks/{task_id}/approve", json={"version": 1}, headers=headers)
+            assert own.status_code == 403, own.text
+            assert chain.value("SELECT approval FROM tasks WHERE id = ?", (task_id,)) == "pending"
 
 
 #: the agent's program: every step over the unix socket and over TCP, and a look
