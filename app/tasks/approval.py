@@ -91,7 +91,7 @@ def _not_found() -> ApiError:
     return ApiError(404, "not_found", "no such task")
 
 
-async def _authors(conn: aiosqlite.Connection, created_by: str) -> list[str]:
+async def authors(conn: aiosqlite.Connection, created_by: str) -> list[str]:
     """Who wrote the task's words: its creator, and for work made by a rule or a
     schedule, whoever wrote or changed that rule or schedule (people, not
     automation: the two-person rule compares humans)."""
@@ -139,8 +139,8 @@ async def approve_task(
         row = await store.task_row_tx(tx.conn, task_id)
         if row is None:
             raise _not_found()
-        authors = await _authors(tx.conn, str(row["created_by"]))
-        verdict = await gate.decide(ctx, tx.conn, principal, authors, what="task")
+        wrote = await authors(tx.conn, str(row["created_by"]))
+        verdict = await gate.decide(ctx, tx.conn, principal, wrote, what="task")
         if verdict.outcome is not gate.Outcome.REFUSE:
             await _checked(tx, task_id, body.version)
             if await held.open_hold(tx.conn, KIND, task_id) is not None:

@@ -1,4 +1,4 @@
-"""What the mission and rule pages show about approving: the mode that applies
+"""What the mission, rule and task pages show about approving: the mode that applies
 and why, what this person may do (asked of ``app.approvals.gate``, the one
 place that decides), and a held approval's countdown and veto.
 
@@ -19,6 +19,8 @@ from app.missions import store as mission_store
 from app.rules import approval as rule_approval
 from app.rules import store as rule_store
 from app.security.principal import Principal
+from app.tasks import approval as task_approval
+from app.tasks import store as task_store
 
 
 def _duration(seconds: int) -> str:
@@ -82,3 +84,19 @@ async def rule_context(
     async with ctx.db.read() as conn:
         authors = await rule_store.rule_authors(conn, rule_id)
     return await _context(ctx, principal, status, [str(row["created_by"]), *authors], "rule")
+
+
+async def task_context(
+    ctx: AppContext, principal: Principal, task_id: int
+) -> dict[str, Any] | None:
+    """None when there is no such task (a held shell task: app/tasks/approval.py)."""
+    try:
+        status = await task_approval.approval_status(ctx, task_id)
+    except ApiError:  # 404: the page says "not found"
+        return None
+    row = await task_store.task_row(ctx.db, task_id)
+    if row is None:
+        return None
+    async with ctx.db.read() as conn:
+        authors = await task_approval.authors(conn, str(row["created_by"]))
+    return await _context(ctx, principal, status, authors, "task")

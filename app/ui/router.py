@@ -605,8 +605,9 @@ async def task_new_page(
 async def task_page(
     task_id: int, request: Request, principal: UiSession, ctx: Ctx, page_params: Pagination
 ) -> HTMLResponse:
+    approval = await approval_ui.task_context(ctx, principal, task_id)  # applies a due hold
     task = await or_none(tasks_service.get_task(ctx, task_id))
-    if task is None:
+    if task is None or approval is None:
         return not_found(request, principal, "task")
     runs, total = await conversations_service.list_conversations(
         ctx, page_params, status=None, task_id=task_id
@@ -623,6 +624,7 @@ async def task_page(
         pager=pager(request, (total, page_params)),
         agent_names=await store.agent_names(ctx.db),
         reviews=await review.reviews_view(ctx, task_id),
+        **approval,
     )
 
 

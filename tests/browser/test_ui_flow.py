@@ -2,7 +2,8 @@
 
 The flow of the issue: log in, create an agent, propose a mission and have a
 second user approve it, create a task (after seeing its failed pre-flight checks
-next to their fields) and watch its run appear on the live feed, see the
+next to their fields), see it wait because its run would get a shell and an admin
+approve it from the task page, and watch its run appear on the live feed, see the
 credential the agent leaked redacted in the transcript, be refused an identity
 edit as a non-admin, log out. Then every main page: CSP header present, a
 screenshot, and no console error or CSP violation anywhere in the module.
@@ -49,6 +50,24 @@ def log_out(page: Any) -> None:
     page.locator("#logout").click()
     page.wait_for_url(re.compile(r"/$"))
     assert page.get_by_label("User name").is_visible()
+
+
+def approve_held_task(page: Any, task_id: int, title: str) -> None:
+    """bob's shell task waits (no approve button for him); alice follows the security
+    notification's link to the task page and approves it; bob is back."""
+    page.locator("#task-pending").wait_for()
+    assert page.locator("#approve-form").count() == 0
+    assert page.locator("#task-runs a[href^='/ui/runs/']").count() == 0
+    log_in(page, "alice")
+    page.goto("/ui/notifications")
+    page.get_by_role("link", name=f"Shell task waits for approval: {title}").first.click()
+    page.wait_for_url(re.compile(rf"/ui/tasks/{task_id}#h-approval$"))
+    shot(page, "task-held-for-approval")
+    page.get_by_role("button", name="Approve", exact=True).click()
+    page.locator("#task-approved").wait_for()
+    assert "user:alice" in page.locator("#task-approved").inner_text()
+    log_in(page, "bob")
+    page.goto(f"/ui/tasks/{task_id}")
 
 
 def confirm(page: Any) -> None:
@@ -152,6 +171,9 @@ def test_the_issue_flow(browser: Any, server: Server, console: Console) -> None:
     page.get_by_role("button", name="Create task").click()
     page.wait_for_url(re.compile(r"/ui/tasks/\d+$"))
     task_id = int(page.url.rsplit("/", 1)[1])
+    # scout's profile always runs commands, and bob is no admin: a shell needs a
+    # person, so the task waits until alice approves it from its page
+    approve_held_task(page, task_id, "Collect sources")
 
     # --- ... and watch its run on the live feed ------------------------------------------------
     feed.locator(
@@ -179,6 +201,7 @@ def test_the_issue_flow(browser: Any, server: Server, console: Console) -> None:
     page.get_by_label("Description").fill("FLOOD")
     page.get_by_role("button", name="Create task").click()
     page.wait_for_url(re.compile(r"/ui/tasks/\d+$"))
+    approve_held_task(page, int(page.url.rsplit("/", 1)[1]), "Flood the output")
     run_link = page.locator("#task-runs a[href^='/ui/runs/']").first
     for _ in range(RUN_MS // 500):
         if page.locator("#task-runs .badge", has_text="failed").count():
