@@ -42,6 +42,7 @@ FORMS: dict[tuple[str, str], str] = {
     ("identity.html", "/api/agents/{}/identity/revert"): "identity revert",
     ("mission_new.html", "/api/missions"): "mission propose",
     # the approval panel of the mission and rule pages ({} = missions or rules)
+    # (a held shell task's: tests/browser/test_ui_flow.py)
     ("_approval.html", "/api/{}s/{}/approve"): "mission approve, rule approve",
     ("mission.html", "/api/missions/{}/reject"): "mission reject",
     ("mission.html", "/api/missions/{}/cancel"): "mission cancel",
