@@ -62,7 +62,9 @@ class Bench:
         self.settings = make_settings(tmp_path)
         self.rows = Rows(self.settings.database_path)
         script = write_agent(tmp_path, "scripted", AGENT)
-        write_profiles(tmp_path, {"demo": script_profile(script)})
+        # the scripted agents run no commands; a generic profile would by default, and
+        # an automatic review run with a shell waits for a person (app/tasks/approval.py)
+        write_profiles(tmp_path, {"demo": {**script_profile(script), "commands": "per-agent"}})
         self.builder = self.rows.agent("builder")
         self.reviewer = self.rows.agent("reviewer")
 
