@@ -28,7 +28,8 @@ packages=(
     bsdextrautils
 )
 if [ "${1:-}" = --arm64 ]; then
-    packages+=(qemu-user-static binfmt-support)
+    # mmdebstrap: the arm64 root (apt natively, maintainer scripts under qemu)
+    packages+=(qemu-user-static binfmt-support mmdebstrap arch-test)
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "e2e deps: not root on Debian; the end-to-end tests will skip" >&2
