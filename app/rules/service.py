@@ -160,9 +160,7 @@ async def _announce(
             f"{tx.actor} {verb} trigger rule {rule_id} ({name}); its actions start agent(s)"
             f" {shell}, which have shell access. Approval: {approval.value}"
             + (
-                "; it stays disabled until it is approved."
-                if approval == Approval.PENDING
-                else "."
+                "; it stays disabled until it is approved." if approval == Approval.PENDING else "."
             ),
             link=rule_approval_link(rule_id) if approval == Approval.PENDING else None,
         )
