@@ -10,7 +10,7 @@
 #   sudo scripts/e2e-pi.sh up --state-dir DIR [--owner-pid PID] [--rebuild]
 #        up and provisioned, left running; DIR/state.env describes it
 #   sudo scripts/e2e-pi.sh reboot --state-dir DIR [--power-cut]
-#        power-cycle the Pi: stop it, fresh network namespace, boot an
+#        power-cycle the first Pi (pi): stop it, fresh network namespace, boot an
 #        overlay copy of the provisioned root; --power-cut: no shutdown at
 #        all (SIGKILL to the container's PID 1 ends every process in it at once)
 #   sudo scripts/e2e-pi.sh down --state-dir DIR [--keep]
@@ -18,7 +18,10 @@
 #
 # Network (namespaces "$MC_E2E_PREFIX-*", default mc-e2e-*):
 #   lan      192.168.50.1  the home router (a bridge) and a LAN host, no VPN peer
-#   pi       192.168.50.10 the appliance (the container's network namespace)
+#   pi       192.168.50.10 the appliance (the container's network namespace),
+#            MC_E2E_SUITE (trixie), tunnel 10.8.0.0/24, WireGuard UDP 51820
+#   pi2      192.168.50.11 the second Pi of the same inventory, MC_E2E_SUITE2
+#            (bookworm), tunnel 10.9.0.0/24, UDP 51830 (MC_E2E_PI2=0: none)
 #   laptop   192.168.50.20 a WireGuard peer (userspace wireguard-go)
 #   outside  198.51.100.2  the internet, routed to the LAN through the router
 #
