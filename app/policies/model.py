@@ -56,7 +56,7 @@ class QuietHours(BaseModel):
 SECURITY_LOCK: dict[str, str] = {
     "muted_categories": "the security category cannot be muted",
     "quiet_categories": "the security category cannot be quieted",
-    "webhook_categories": "the security category cannot be routed away from the webhook",
+    "webhook_categories": "the security category cannot be kept from your notification channels",
 }
 
 
