@@ -86,6 +86,8 @@ FORMS: dict[tuple[str, str], str] = {
     ("run.html", "/api/conversations/{}/follow-up"): "run reply",
     # submitted by tests/browser/test_review_ui.py (it needs a review waiting for a person)
     ("_review.html", "/api/tasks/{}/review"): "task review",
+    # submitted by tests/browser/test_notify_channels_ui.py (it needs a running notifier)
+    ("notify_channels.html", "/api/notifications/channels/{}/test"): "channel send test",
 }
 
 
