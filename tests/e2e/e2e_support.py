@@ -57,7 +57,7 @@ def skip_reason() -> str | None:
         return (
             "end-to-end appliance checks run from `make test` (which sets MC_E2E=1 unless "
             "MC_E2E=0 is given); with plain pytest set MC_E2E=1 (root, network namespaces, "
-            "systemd-nspawn; about 5-7 minutes), or run scripts/e2e-pi.sh"
+            "systemd-nspawn; two Pis, about 15-25 minutes), or run scripts/e2e-pi.sh"
         )
     if not sys.platform.startswith("linux"):
         return "needs Linux (network namespaces, systemd-nspawn)"
