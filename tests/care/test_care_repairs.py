@@ -20,6 +20,7 @@ from app.care import clock, repairs
 from app.core.clock import now_iso
 from app.core.context import AppContext
 from app.monitoring import checks
+from app.notifications import store as notify_store
 from app.security.principal import Scope
 from tests.conftest import TokenFactory, bearer
 
@@ -63,9 +64,13 @@ def heartbeat(ctx: AppContext, circuits: dict[str, Any]) -> None:
     conn.close()
 
 
-def all_is_well(ctx: AppContext) -> None:
+async def all_is_well(ctx: AppContext) -> None:
     create_backup(ctx.settings.database_path, ctx.settings.backups_path)
     heartbeat(ctx, {"demo": {"state": "closed", "consecutive_failures": 0}})
+    # a notifier with one channel, reporting (as mission-control-notify does)
+    async with ctx.db.write() as conn:
+        await notify_store.set_channels(conn, [("phone", "ntfy")])
+        await notify_store.beat(conn, 1, now_iso(), 1)
 
 
 async def repairs_of(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
@@ -127,7 +132,7 @@ def fake_tool(tmp_path: Path, name: str, script: str) -> None:
 async def test_a_healthy_appliance_has_no_repairs(
     client: httpx.AsyncClient, ctx: AppContext, admin_headers: dict[str, str]
 ) -> None:
-    all_is_well(ctx)
+    await all_is_well(ctx)
     assert await repairs_of(client, admin_headers) == {}
 
 
@@ -174,6 +179,7 @@ async def test_each_current_problem_is_listed_with_its_cause_and_fix(
         "certificate",
         "clock",
         "disk",
+        "notify_channels",
         "runner_circuit:claude",
         "temperature",
         "throttling",
@@ -206,7 +212,7 @@ async def test_no_live_worker_and_an_old_backup_are_repairs(
     old = datetime.now(UTC) - timedelta(hours=50)
     create_backup(ctx.settings.database_path, ctx.settings.backups_path, now=old)
     found = await repairs_of(client, admin_headers)
-    assert set(found) == {"backup", "worker"}
+    assert set(found) == {"backup", "notify_channels", "worker"}
     assert found["backup"]["title"] == "Backup is old" and "50 h" in found["backup"]["cause"]
     assert "mission-control-worker" in found["worker"]["fix"]
 
@@ -223,7 +229,7 @@ async def test_repairs_are_cached_between_requests(
     client: httpx.AsyncClient, ctx: AppContext, admin_headers: dict[str, str]
 ) -> None:
     ctx.settings.repairs_cache_s = 60.0
-    all_is_well(ctx)
+    await all_is_well(ctx)
     assert await repairs_of(client, admin_headers) == {}
     certificate(ctx.settings.monitor_cert_path, days_left=2)
     assert await repairs_of(client, admin_headers) == {}  # host checks not run again yet
@@ -310,7 +316,7 @@ async def test_the_monitor_notifies_when_agent_runs_are_not_sandboxed(ctx: AppCo
 
     from app.monitoring.run import monitor
 
-    all_is_well(ctx)
+    await all_is_well(ctx)
     refused = {"mode": "required", "status": "refused", "landlock_abi": 0, "reason": "no Landlock"}
     conn = sqlite3.connect(ctx.settings.database_path)
     with conn:
