@@ -300,7 +300,9 @@ def check_vpn_peers(status_path: Path, now: float | None = None) -> list[Finding
                 " its configuration, or cannot reach the Pi (router port forwarding of the"
                 " WireGuard UDP port, 51820 by default).",
                 f"on the device, import the config: 'sudo mc-vpn show {first} --qr' and scan"
-                " it in the WireGuard app; check the router forwards UDP 51820 to the Pi",
+                " it in the WireGuard app (a device added on the VPN page was shown once:"
+                " revoke it there and add it again); check the router forwards UDP 51820"
+                " to the Pi",
             )
         )
     return findings
