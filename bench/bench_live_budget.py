@@ -188,7 +188,7 @@ async def bench_lag() -> None:
 
 
 async def bench_overshoot(runs: int = 20) -> None:
-    from tests.runner.test_worker_support import Rows, make_settings, running_worker, write_profiles
+    from tests.support.worker import Rows, make_settings, running_worker, write_profiles
     from tests.support.model_server import ModelServer, tool
 
     real = shutil.which("claude") is not None

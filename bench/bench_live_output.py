@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.runner.test_worker_support import (  # noqa: E402
+from tests.support.worker import (  # noqa: E402
     Rows,
     make_settings,
     running_worker,

@@ -27,7 +27,7 @@ from _benchlib import ROOT, cli, env_for, free_port
 from bench_event_latency import StreamReader
 from bench_live_output import AGENT, PIECES, SECONDS
 
-from tests.runner.test_worker_support import script_profile, write_agent, write_profiles
+from tests.support.worker import script_profile, write_agent, write_profiles
 
 DEADLINE_S = 120.0
 

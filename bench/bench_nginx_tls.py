@@ -61,7 +61,7 @@ def make_tls(folder: Path) -> Path:
 
 
 def render(folder: Path, tls: Path, sock: Path, port: int, **overrides: Any) -> Path:
-    from provisioning_support import ROLES, load_yaml, render_template, resolve_vars
+    from tests.support.provisioning import ROLES, load_yaml, render_template, resolve_vars
 
     (folder / "temp").mkdir(exist_ok=True)
     values = {

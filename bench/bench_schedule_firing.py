@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from app.schedules import service as schedules  # noqa: E402
 from app.schedules.schemas import ScheduleCreate  # noqa: E402
-from tests.runner.test_worker_support import (  # noqa: E402
+from tests.support.worker import (  # noqa: E402
     DEMO_ARGV,
     Rows,
     make_settings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,12 @@ from app.core.context import AppContext
 from app.core.settings import Settings
 from app.main import create_app
 from app.security.principal import Scope
-
-ADMIN_PASSWORD = "correct horse battery staple"
+from tests.support.api import (
+    ADMIN_PASSWORD,
+    TokenFactory,
+    bearer,
+    token_owner_id,
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -74,30 +78,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-TokenFactory = Callable[[Scope], Awaitable[str]]
-
-
-#: the human every test token acts for (tokens have an owning user)
-TOKEN_OWNER = "token-owner"
-
-
-async def token_owner_id(ctx: AppContext) -> int:
-    from app.auth import store
-
-    row = await store.user_by_name(ctx.db, TOKEN_OWNER)
-    if row is None:
-        created = await service.create_user(
-            ctx.db,
-            username=TOKEN_OWNER,
-            password=ADMIN_PASSWORD,
-            role=Scope.READ,  # a person; counts as no admin (the last-admin rule)
-            actor="test",
-            client="test",
-        )
-        return created.id
-    return int(row["id"])
-
-
 @pytest.fixture
 def make_token(ctx: AppContext) -> TokenFactory:
     async def factory(scope: Scope, expires_days: int | None = None) -> str:
@@ -116,10 +96,6 @@ def make_token(ctx: AppContext) -> TokenFactory:
     return factory
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 async def admin_headers(make_token: TokenFactory) -> dict[str, str]:
     return bearer(await make_token(Scope.ADMIN))
@@ -136,20 +112,3 @@ async def admin_user(ctx: AppContext) -> str:
         client="test",
     )
     return "alice"
-
-
-async def login(
-    client: httpx.AsyncClient, username: str, password: str = ADMIN_PASSWORD
-) -> httpx.Response:
-    return await client.post("/api/auth/login", json={"username": username, "password": password})
-
-
-def assert_error_shape(response: httpx.Response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    assert "Traceback" not in response.text

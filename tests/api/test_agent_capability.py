@@ -12,8 +12,8 @@ import pytest
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_rules_support import create_agent, create_rule, security_titles, task_rule
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.rules import create_agent, create_rule, security_titles, task_rule
 from tests.support.sessions import admin_session
 
 PROFILES = """

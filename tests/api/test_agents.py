@@ -8,7 +8,7 @@ import httpx
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
 
 AGENT = {
     "name": "chad",

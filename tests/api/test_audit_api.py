@@ -6,7 +6,7 @@ import httpx
 
 from app.core.context import AppContext
 from app.security import audit
-from tests.conftest import login
+from tests.support.api import login
 
 
 async def _plant(ctx: AppContext) -> None:

@@ -10,7 +10,7 @@ import httpx
 from app.care.repairs import forget_cache
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer, login
+from tests.support.api import TokenFactory, assert_error_shape, bearer, login
 
 URL = "/api/backups"
 

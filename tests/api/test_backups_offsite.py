@@ -11,8 +11,8 @@ import httpx
 
 from app.backup.offsite import last_offsite_copy, marker_path, record_offsite_copy
 from app.core.context import AppContext
-from tests.conftest import login
-from tests.integration.helpers import missionctl
+from tests.support.api import login
+from tests.support.cli import missionctl
 
 HTML = {"Accept": "text/html"}
 

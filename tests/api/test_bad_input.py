@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.core.context import AppContext
-from tests.conftest import assert_error_shape
+from tests.support.api import assert_error_shape
 
 
 def snapshot(ctx: AppContext) -> list[tuple[object, ...]]:

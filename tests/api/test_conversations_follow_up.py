@@ -8,8 +8,8 @@ import httpx
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_tasks_helpers import execute, make_agent, new_task, rows
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.tasks import execute, make_agent, new_task, rows
 
 SESSION = "5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"
 

@@ -9,8 +9,8 @@ import httpx
 from app.core.clock import now_iso
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_tasks_helpers import execute, make_agent, new_task, operate_headers
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.tasks import execute, make_agent, new_task, operate_headers
 
 
 async def test_conversations_are_readable_with_their_transcript(

@@ -13,10 +13,10 @@ import httpx
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_rules_support import create_shell_agent
-from tests.api.test_tasks_helpers import make_agent
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.rules import create_shell_agent
 from tests.support.sessions import admin_session
+from tests.support.tasks import make_agent
 
 
 async def security_titles(ctx: AppContext) -> list[str]:

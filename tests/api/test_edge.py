@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.core.context import AppContext
 from app.core.headers import CONTENT_SECURITY_POLICY
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
 
 
 def assert_security_headers(response: httpx.Response) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from app.core import errors as core_errors
 from app.core.jsonlimits import MAX_JSON_KEYS, count_keys, too_many_keys
-from tests.conftest import assert_error_shape
+from tests.support.api import assert_error_shape
 
 JSON = {"Content-Type": "application/json"}
 

@@ -11,7 +11,7 @@ import pytest
 from app.core.context import AppContext
 from app.events.transaction import transaction
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
 
 URL = "/api/escalations"
 

@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from app.core.context import AppContext
 from app.events.transaction import transaction
 from app.security.principal import Scope
-from tests.api.test_tasks_helpers import (
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.tasks import (
     GITHUB_TOKEN,
     add_user,
     count,
@@ -25,7 +26,6 @@ from tests.api.test_tasks_helpers import (
     rows,
     session_client,
 )
-from tests.conftest import TokenFactory, assert_error_shape, bearer
 
 URL = "/api/escalations"
 

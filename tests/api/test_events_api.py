@@ -22,7 +22,7 @@ from app.events.tickets import MAX_TICKETS_PER_IDENTITY, StreamSlots, TicketBook
 from app.events.transaction import transaction
 from app.events.types import EventType
 from app.security.principal import Principal, Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer, login
+from tests.support.api import TokenFactory, assert_error_shape, bearer, login
 
 STREAM = "/api/events/stream"
 

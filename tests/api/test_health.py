@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from app.core.context import AppContext
-from tests.conftest import assert_error_shape
+from tests.support.api import assert_error_shape
 
 
 async def test_healthz_says_only_ok(client: httpx.AsyncClient) -> None:

@@ -23,7 +23,7 @@ from app.health import samples as samples_module
 from app.health.sampler import Readings, RequestRate, health_sampler, take_sample
 from app.security.principal import Scope
 from tests.api.test_ui_pages import parse
-from tests.conftest import TokenFactory, assert_error_shape, bearer, login
+from tests.support.api import TokenFactory, assert_error_shape, bearer, login
 
 READINGS = Readings(
     cpu_temperature_c=48.25, memory_used_percent=61.5, disk_used_percent=33.0, load1=0.42

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.cli_first_run import first_run
 from app.core.context import AppContext
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape, login
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape, login
 
 HTML = {"Accept": "text/html"}
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.core.logging import JsonFormatter, quiet_noisy_loggers
 from app.security.principal import Scope
-from tests.conftest import ADMIN_PASSWORD, TokenFactory, bearer, login
+from tests.support.api import ADMIN_PASSWORD, TokenFactory, bearer, login
 
 
 async def test_no_credential_reaches_the_log(

@@ -21,7 +21,7 @@ from app.core.context import AppContext
 from app.security.alerts import RefusalAggregator
 from app.security.refusals import flush_anonymous_refusals
 from app.security.throttle import LoginThrottle
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape
 
 WRONG = {"password": "not the password at all"}
 TRUSTED_PROXY = {"trusted_proxies": ["127.0.0.1/32"]}

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from app.core.context import AppContext
-from tests.api.test_tasks_helpers import (
+from tests.support.api import TokenFactory, assert_error_shape
+from tests.support.tasks import (
     GITHUB_TOKEN,
     count,
     make_agent,
@@ -18,7 +19,6 @@ from tests.api.test_tasks_helpers import (
     operate_headers,
     rows,
 )
-from tests.conftest import TokenFactory, assert_error_shape
 
 CEILINGS = {"cost_usd": 10.0, "steps": 10, "step_minutes": 15, "tokens": 500_000}
 

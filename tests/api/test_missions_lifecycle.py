@@ -17,7 +17,8 @@ from app.missions.schemas import MissionStatus
 from app.security.principal import Scope
 from app.tasks import service as tasks
 from app.tasks.schemas import TaskStatus
-from tests.api.test_tasks_helpers import (
+from tests.support.api import TokenFactory, assert_error_shape, bearer, login
+from tests.support.tasks import (
     GITHUB_TOKEN,
     add_user,
     approved_mission,
@@ -31,7 +32,6 @@ from tests.api.test_tasks_helpers import (
     rows,
     session_client,
 )
-from tests.conftest import TokenFactory, assert_error_shape, bearer, login
 
 
 @pytest.fixture

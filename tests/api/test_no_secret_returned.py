@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.core.context import AppContext
 from app.core.middleware import STREAMING_PREFIXES
 from app.main import route_table
-from tests.conftest import login
+from tests.support.api import login
 
 
 async def test_no_stored_secret_in_any_get_response(

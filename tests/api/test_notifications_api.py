@@ -13,7 +13,7 @@ from app.notifications.store import insert_notification
 from app.policies.model import Category, NotificationPolicy, Severity
 from app.policies.store import save_notification_policy
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
 
 URL = "/api/notifications"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.notifications.channels import ChannelsError, load_channels
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
 
 SECRET = "tk-0ZyX9wVu8tSr7qPo"
 GOOD = f'[[channel]]\nname = "phone"\nurl = "ntfys://alerts-{SECRET}"\n'

@@ -20,7 +20,7 @@ from app.notifications.channels import load_channels
 from app.notifications.delivery import Delivery
 from app.policies.model import Category, NotificationPolicy, QuietHours, Severity
 from app.policies.store import save_notification_policy
-from tests.conftest import login
+from tests.support.api import login
 from tests.support.receiver import SECRET_PATH, Receiver
 
 

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from app.approvals.release import release_due
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_rules_support import create_rule, create_shell_agent, task_rule
-from tests.api.test_tasks_helpers import add_user, make_agent, mission_body, session_client
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape, bearer
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape, bearer
+from tests.support.rules import create_rule, create_shell_agent, task_rule
+from tests.support.tasks import add_user, make_agent, mission_body, session_client
 
 
 async def propose(http: httpx.AsyncClient, agent_id: int) -> int:

@@ -12,8 +12,8 @@ from app.core.context import AppContext
 from app.events.transaction import transaction
 from app.policies.model import Category, Severity
 from app.security.principal import Scope
-from tests.api.test_rules_support import count, security_titles, snapshot
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.rules import count, security_titles, snapshot
 
 URL = "/api/policies/notifications"
 

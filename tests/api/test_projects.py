@@ -7,7 +7,7 @@ import httpx
 from app.core.context import AppContext
 from app.projects.service import load_context
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
 
 
 async def test_project_lifecycle(client: httpx.AsyncClient, make_token: TokenFactory) -> None:

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import PUBLIC_ROUTES, route_table
-from tests.conftest import assert_error_shape
+from tests.support.api import assert_error_shape
 
 
 def protected_routes(app: FastAPI) -> list[tuple[str, str]]:

@@ -10,7 +10,8 @@ import pytest
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_rules_support import (
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.rules import (
     NOTIFY_RULE,
     count,
     create_agent,
@@ -19,7 +20,6 @@ from tests.api.test_rules_support import (
     snapshot,
     task_rule,
 )
-from tests.conftest import TokenFactory, assert_error_shape, bearer
 
 
 async def test_create_a_rule_is_audited_and_notified(

@@ -8,7 +8,8 @@ import httpx
 from fastapi import FastAPI
 
 from app.core.context import AppContext
-from tests.api.test_rules_support import (
+from tests.support.api import assert_error_shape
+from tests.support.rules import (
     add_admin,
     count,
     create_agent,
@@ -19,7 +20,6 @@ from tests.api.test_rules_support import (
     snapshot,
     task_rule,
 )
-from tests.conftest import assert_error_shape
 
 
 async def test_a_shell_rule_is_created_disabled_and_pending(

@@ -15,7 +15,8 @@ from app.core.settings import Settings
 from app.events.types import EventType
 from app.main import create_app
 from app.rules import engine
-from tests.api.test_rules_support import (
+from tests.support.api import assert_error_shape
+from tests.support.rules import (
     NOTIFY_RULE,
     add_admin,
     count,
@@ -30,7 +31,6 @@ from tests.api.test_rules_support import (
     snapshot,
     task_rule,
 )
-from tests.conftest import assert_error_shape
 
 
 async def rule_notifications(ctx: AppContext) -> list[str]:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from app.core.context import AppContext
 from app.rules.engine import stored_spec
 from app.rules.schemas import RuleCreate
-from tests.api.test_rules_support import NOTIFY_RULE, create_agent, create_rule
+from tests.support.rules import NOTIFY_RULE, create_agent, create_rule
 from tests.unit import test_rule_schema_properties as props
 
 FUZZ = settings(

@@ -17,8 +17,8 @@ from app.core.clock import parse_iso
 from app.core.context import AppContext
 from app.schedules import service
 from app.security.principal import Scope
-from tests.api.test_tasks_helpers import count, execute, make_agent, operate_headers, rows
-from tests.conftest import TokenFactory, assert_error_shape, bearer
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.tasks import count, execute, make_agent, operate_headers, rows
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from app.core.clock import iso, parse_iso
 from app.core.context import AppContext
 from app.schedules import service
 from tests.api.test_schedules_api import firings, new_schedule, scheduled_tasks
-from tests.api.test_tasks_helpers import execute, make_agent, operate_headers, rows
-from tests.conftest import TokenFactory
+from tests.support.api import TokenFactory
+from tests.support.tasks import execute, make_agent, operate_headers, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 20

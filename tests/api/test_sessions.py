@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from app.core.context import AppContext
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape, login
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape, login
 
 
 async def test_login_sets_a_strict_httponly_cookie(

@@ -26,9 +26,9 @@ from app.security.principal import Scope
 from app.tasks import service as tasks_service
 from app.tasks.schemas import TaskCreate
 from tests.api.test_one_owner_approval import cooling_off_over, refused
-from tests.api.test_rules_support import create_shell_agent, security_titles
-from tests.api.test_tasks_helpers import add_user, session_client
-from tests.conftest import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer
+from tests.support.api import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer
+from tests.support.rules import create_shell_agent, security_titles
+from tests.support.tasks import add_user, session_client
 
 SHELL_TASK = {"title": "clean up", "description": "rm -rf build/", "needs_shell": True}
 

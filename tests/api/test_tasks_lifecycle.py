@@ -18,7 +18,8 @@ from app.core.errors import ApiError
 from app.security.principal import Scope
 from app.tasks import service
 from app.tasks.schemas import TaskCreate, TaskStatus
-from tests.api.test_tasks_helpers import (
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.tasks import (
     GITHUB_TOKEN,
     count,
     domain_snapshot,
@@ -30,7 +31,6 @@ from tests.api.test_tasks_helpers import (
     post_task,
     rows,
 )
-from tests.conftest import TokenFactory, assert_error_shape, bearer
 
 
 @pytest.fixture

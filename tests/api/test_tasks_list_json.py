@@ -16,8 +16,8 @@ from app.core.pagination import Page, PageParams
 from app.security.principal import Scope
 from app.tasks import service
 from app.tasks.schemas import TaskStatus, TaskView
-from tests.api.test_tasks_helpers import make_agent, new_task, operate_headers
-from tests.conftest import TokenFactory, bearer
+from tests.support.api import TokenFactory, bearer
+from tests.support.tasks import make_agent, new_task, operate_headers
 
 PAGE = TypeAdapter(Page[TaskView])
 

@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from app.core.clock import iso, now_iso
 from app.core.context import AppContext
 from app.tasks import preflight
-from tests.api.test_tasks_helpers import (
+from tests.support.api import TokenFactory, assert_error_shape
+from tests.support.tasks import (
     GITHUB_TOKEN,
     approved_mission,
     count,
@@ -29,7 +30,6 @@ from tests.api.test_tasks_helpers import (
     post_task,
     rows,
 )
-from tests.conftest import TokenFactory, assert_error_shape
 
 
 @dataclass

@@ -18,9 +18,9 @@ from app.auth import service as auth_service
 from app.auth import store as auth_store
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_rules_support import create_rule, create_shell_agent, task_rule
-from tests.api.test_tasks_helpers import add_user, make_agent, mission_body, session_client
-from tests.conftest import TOKEN_OWNER, TokenFactory, assert_error_shape, bearer
+from tests.support.api import TOKEN_OWNER, TokenFactory, assert_error_shape, bearer
+from tests.support.rules import create_rule, create_shell_agent, task_rule
+from tests.support.tasks import add_user, make_agent, mission_body, session_client
 
 
 async def cli_token(ctx: AppContext, owner: str | None, scope: Scope = Scope.OPERATE) -> str:

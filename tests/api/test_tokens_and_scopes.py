@@ -8,7 +8,7 @@ import httpx
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.conftest import TOKEN_OWNER, TokenFactory, assert_error_shape, bearer
+from tests.support.api import TOKEN_OWNER, TokenFactory, assert_error_shape, bearer
 
 
 async def test_token_is_shown_once_and_stored_only_as_hash(

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from app.core.context import AppContext
 from app.security.principal import Scope
 from app.support.collect import database_facts
-from tests.api.test_tasks_helpers import add_user, session_client
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape
+from tests.support.tasks import add_user, session_client
 from tests.support.totp import code as totp_code
 
 

@@ -20,7 +20,7 @@ from app.main import PUBLIC_ROUTES, route_table
 from app.security.principal import Scope
 from app.ui.auth import safe_next
 from app.ui.render import ASSETS, PUBLIC_ASSETS, STATIC_DIR, TEMPLATES_DIR, static_url
-from tests.conftest import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer, login
+from tests.support.api import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer, login
 
 GITHUB = "ghp_0b2C6UXQx4skJiPGgOBGwXGSYZ5XDnWTroPa"
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}

@@ -17,7 +17,7 @@ from app.ui.rule_labels import (
     PRESETS,
     default_category,
 )
-from tests.conftest import login
+from tests.support.api import login
 
 
 def test_every_event_field_and_operator_has_a_label() -> None:

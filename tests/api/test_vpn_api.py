@@ -19,7 +19,7 @@ import pytest
 from app.core.context import AppContext
 from app.security.principal import Scope
 from app.vpn.helper import NAME_PATTERN
-from tests.conftest import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer, login
+from tests.support.api import ADMIN_PASSWORD, TokenFactory, assert_error_shape, bearer, login
 from tests.support.vpn import HELPER, MC_VPN, VpnState, make_state, need_vpn_tools, running_helper
 
 URL = "/api/vpn/peers"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import (
+from tests.support.browser import (
     AGENT,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -28,7 +28,7 @@ from tests.browser.support import (
     Server,
     wait_healthy,
 )
-from tests.integration.helpers import cli_env, free_port, missionctl
+from tests.support.cli import cli_env, free_port, missionctl
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import Console, Server
+from tests.support.browser import Console, Server
 from tests.support.ui import Stored, confirm, id_from_url, log_in
 
 pytest.importorskip("playwright.sync_api")

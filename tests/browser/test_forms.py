@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import Console, Server
+from tests.support.browser import Console, Server
 from tests.support.ui import PASSWORD, Stored, confirm, id_from_url, log_in, shot
 
 expect = pytest.importorskip("playwright.sync_api").expect

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import Server
+from tests.support.browser import Server
 from tests.support.ui import Stored, log_in, shot
 
 expect = pytest.importorskip("playwright.sync_api").expect

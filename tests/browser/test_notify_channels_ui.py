@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import REPO, Console, Server
-from tests.integration.helpers import cli_env
+from tests.support.browser import REPO, Console, Server
+from tests.support.cli import cli_env
 from tests.support.receiver import SECRET_PATH, Receiver
 from tests.support.ui import log_in, shot
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import Console, Server, record_figures
+from tests.support.browser import Console, Server, record_figures
 from tests.support.totp import code as totp_code
 from tests.support.ui import PASSWORD, Stored, confirm, id_from_url, log_in, shot
 

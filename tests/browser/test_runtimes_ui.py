@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.ui.render import usd
-from tests.browser.support import Server
+from tests.support.browser import Server
 from tests.support.ui import Stored, log_in, shot
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -23,7 +23,7 @@ def test_the_agent_form_offers_the_loaded_runtimes_and_priced_models(
     log_in(page, "alice")
     page.goto("/ui/agents")
     profile = page.get_by_label("Command profile")
-    # the profiles this host loaded (tests/browser/support.py), each with its runtime
+    # the profiles this host loaded (tests/support/browser.py), each with its runtime
     labels = profile.locator("option").all_inner_texts()
     assert labels == ["demo · claude-code", "leaky · generic"], labels
     models = page.locator("#agent-models option")

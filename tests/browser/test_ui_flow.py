@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from app.core.headers import CONTENT_SECURITY_POLICY
-from tests.browser.support import (
+from tests.support.browser import (
     LEAKED,
     PASSWORD,
     SCREENSHOTS,

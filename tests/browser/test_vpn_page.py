@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import Console, Server
+from tests.support.browser import Console, Server
 from tests.support.ui import Stored, confirm, log_in, shot
 from tests.support.vpn import VpnState, make_state, need_vpn_tools, running_helper
 

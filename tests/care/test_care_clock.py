@@ -23,7 +23,7 @@ from app.retention import job as job_module
 from app.retention.job import retention_job
 from app.security import dependencies
 from app.security.principal import Principal, Scope
-from tests.conftest import login
+from tests.support.api import login
 
 # --- the probe ----------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ async def test_the_in_memory_idle_timeout_runs_on_the_monotonic_clock(
 async def test_a_worker_never_sweeps_its_own_live_run_as_stale(tmp_path: Path) -> None:
     """After NTP steps the clock forward, a live run's last heartbeat stamp looks old
     until its next renewal; the worker that runs it must not fail it meanwhile."""
-    from tests.runner.test_worker_support import Rows, make_settings, running_worker
+    from tests.support.worker import Rows, make_settings, running_worker
 
     settings = make_settings(tmp_path, stale_run_minutes=30)
     rows = Rows(settings.database_path)

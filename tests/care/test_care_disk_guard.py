@@ -26,7 +26,7 @@ from app.care.disk import MIB, DiskGuard, is_disk_full_error, reserve_bytes
 from app.care.middleware import DiskAlarm
 from app.core.context import AppContext
 from app.core.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, assert_error_shape, login
+from tests.support.api import ADMIN_PASSWORD, assert_error_shape, login
 
 FS_MIB = 24
 RESERVE_MIB = 4

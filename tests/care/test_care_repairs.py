@@ -22,7 +22,7 @@ from app.core.context import AppContext
 from app.monitoring import checks
 from app.notifications import store as notify_store
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, bearer
+from tests.support.api import TokenFactory, bearer
 
 
 @pytest.fixture(autouse=True)

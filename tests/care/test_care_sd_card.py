@@ -17,8 +17,8 @@ import pytest
 from app.core.context import AppContext
 from app.runner import worker as worker_module
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, bearer
-from tests.runner.test_worker_support import make_settings, running_worker
+from tests.support.api import TokenFactory, bearer
+from tests.support.worker import make_settings, running_worker
 
 
 def wal_bytes(database: Path) -> bytes:

@@ -22,7 +22,7 @@ from app.core.settings import Settings
 from app.security.credential_gate import contains_credential
 from app.support import bundle as bundle_module
 from app.support.bundle import BundleError, Redactor, write_bundle
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
 
 SECRET_KEY = "Vq7tB2nX9kLm4PzR8sW1cY6dF3hJ0aGe5uIo-Ns_Tq"
 WEBHOOK_TOKEN = "Kd83JfA0qPzM2nVb7XcLw5RtYh1Ug6Ei"

@@ -15,7 +15,7 @@ from app.care import shutdown
 from app.core.database import Database
 from app.core.settings import Settings
 from app.security.principal import Scope
-from tests.hostile.server_support import RealServer, bearer, create_tokens
+from tests.support.server import RealServer, bearer, create_tokens
 
 TITLE = "Unclean shutdown detected"
 

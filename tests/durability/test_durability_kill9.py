@@ -32,8 +32,8 @@ import httpx
 import pytest
 
 from app.security.principal import Scope
-from tests.hostile.server_support import RealServer, bearer, create_tokens
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
+from tests.support.server import RealServer, bearer, create_tokens
 
 SEED = 8
 KILLS = 4

@@ -23,8 +23,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.runner.runner_helpers import kill_all, read_pids
-from tests.runner.test_worker_support import (
+from tests.support.processes import kill_all, read_pids
+from tests.support.worker import (
     Rows,
     script_profile,
     stop_process,

@@ -15,7 +15,7 @@ import pytest
 from app import __version__
 from app.core.context import AppContext
 from app.health.release import DEVELOPMENT, linked_release, release_info, running_release
-from tests.conftest import login
+from tests.support.api import login
 
 
 def make_release(root: Path, name: str, age_s: float = 0) -> Path:

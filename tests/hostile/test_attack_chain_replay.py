@@ -48,8 +48,8 @@ from app.runner.process import run_confined
 from app.runner.profiles import Limits
 from app.runner.sandbox import RunRights, default_policy, landlock_status
 from app.security.principal import Scope
-from tests.hostile.server_support import REPO, RealServer, bearer, create_tokens
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
+from tests.support.server import REPO, RealServer, bearer, create_tokens
 
 PASSWORD = "correct horse battery staple"
 STEPS = ("mute", "identity", "memory", "rule", "shell")

@@ -20,8 +20,8 @@ import pytest
 
 from app.core.serve import MAX_HEAD_BYTES
 from app.security.principal import Scope
-from tests.conftest import assert_error_shape
-from tests.hostile.server_support import (
+from tests.support.api import assert_error_shape
+from tests.support.server import (
     RealServer,
     bearer,
     create_tokens,

@@ -20,9 +20,9 @@ import pytest
 from app.core.context import AppContext
 from app.core.database import Database
 from app.security.principal import Scope
-from tests.conftest import TokenFactory, assert_error_shape, bearer
-from tests.hostile.server_support import RealServer, create_tokens
-from tests.integration.helpers import missionctl
+from tests.support.api import TokenFactory, assert_error_shape, bearer
+from tests.support.cli import missionctl
+from tests.support.server import RealServer, create_tokens
 
 
 async def test_a_token_revoked_through_the_api_is_refused_at_once(

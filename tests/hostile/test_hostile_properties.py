@@ -37,7 +37,7 @@ from app.core.settings import Settings
 from app.main import create_app
 from app.security.credential_gate import CredentialKind, redact, scan
 from app.security.principal import Scope
-from tests.hostile.server_support import bearer, create_tokens
+from tests.support.server import bearer, create_tokens
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpora" / "credentials"
 PROPERTY = settings(

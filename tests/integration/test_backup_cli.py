@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
 
 
 def test_backup_create_verify_restore_cycle(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import httpx
 
 from app.core.context import AppContext
 from app.events.transaction import transaction
-from tests.integration.helpers import cli_env
+from tests.support.cli import cli_env
 from tests.support.receiver import SECRET_PATH, Receiver
 
 

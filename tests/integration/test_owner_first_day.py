@@ -14,7 +14,7 @@ import pytest
 
 from app.core.settings import Settings
 from app.runner.catalog import load_catalog
-from tests.integration.helpers import missionctl
+from tests.support.cli import missionctl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,8 +109,8 @@ def test_the_bundled_profiles_are_no_warning_unless_a_file_was_configured(
 
 
 def test_doctor_checks_the_serving_port_password_file_worker_and_backup(tmp_path: Path) -> None:
-    from tests.browser.support import wait_healthy
-    from tests.integration.helpers import cli_env, free_port
+    from tests.support.browser import wait_healthy
+    from tests.support.cli import cli_env, free_port
 
     assert missionctl(tmp_path, "first-run").returncode == 0
     before = missionctl(tmp_path, "doctor")

@@ -24,7 +24,7 @@ import pytest
 
 from app.core.clientip import PEER_CREDENTIALS, ProxyTrust, peer_uid, resolve_uid
 from app.core.middleware import relative_location
-from tests.integration.helpers import cli_env
+from tests.support.cli import cli_env
 
 LIMITS = {"MC_RATE_LIMIT_PER_CLIENT": "0.5", "MC_RATE_LIMIT_BURST_PER_CLIENT": "2"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.helpers import cli_env, free_port, missionctl
+from tests.support.cli import cli_env, free_port, missionctl
 
 
 def _receive_until(sock: socket.socket, wanted: str, deadline: float) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.helpers import cli_env, free_port, missionctl
+from tests.support.cli import cli_env, free_port, missionctl
 
 STARTUP_S = 30.0
 READ_TIMEOUT_S = 5.0

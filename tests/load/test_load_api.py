@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from app.security.principal import Scope
-from tests.hostile.server_support import RealServer, bearer, create_tokens
+from tests.support.server import RealServer, bearer, create_tokens
 
 REQUESTS = 2000
 CONCURRENCY = 16

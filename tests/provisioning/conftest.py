@@ -1,17 +1,13 @@
-"""pytest wiring for tests/provisioning (helpers: provisioning_support.py)."""
+"""pytest wiring for tests/provisioning (helpers: tests/support/provisioning.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from provisioning_support import ROLES, load_yaml, resolve_vars
+from tests.support.provisioning import ROLES, load_yaml, resolve_vars
 
 
 @pytest.fixture

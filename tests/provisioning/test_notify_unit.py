@@ -10,10 +10,10 @@ from pathlib import Path
 
 import jinja2
 import yaml
-from provisioning_support import SYSTEMD
 
 from app.notifications.channels import load_channels
 from tests.provisioning.test_provisioning_systemd import parse_unit
+from tests.support.provisioning import SYSTEMD
 
 ROLE = Path(__file__).resolve().parents[2] / "provisioning" / "roles" / "app"
 NOTIFY = parse_unit(SYSTEMD / "mission-control-notify.service")

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provisioning_support import (
+
+from tests.support.provisioning import (
     NGINX,
     PROVISIONING,
     REPO,
@@ -242,7 +243,7 @@ def test_supported_releases_are_trixie_and_bookworm() -> None:
 
 
 def test_sshd_drop_in_hardening(role_vars: Any) -> None:
-    from provisioning_support import render_template
+    from tests.support.provisioning import render_template
 
     variables = role_vars("base", ansible_managed="managed")
     text = render_template(ROLES / "base" / "templates" / "sshd_config.j2", variables)

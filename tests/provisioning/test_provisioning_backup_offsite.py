@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from provisioning_support import ROLES, render_template
+from tests.support.provisioning import ROLES, render_template
 
 CURRENT_MISSIONCTL = "/opt/mission-control/current/venv/bin/missionctl"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provisioning_support import PROVISIONING, ROLES, load_yaml, render_template
+
+from tests.support.provisioning import PROVISIONING, ROLES, load_yaml, render_template
 
 ROLE = ROLES / "local_model"
 UNIT = ROLE / "templates" / "mission-control-local-model.service.j2"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provisioning_support import (
+
+from tests.support.provisioning import (
     ROLES,
     Netns,
     need_netns,

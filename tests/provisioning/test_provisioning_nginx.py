@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provisioning_support import NGINX, Netns, need_netns, need_root, need_tool, run
+
+from tests.support.provisioning import NGINX, Netns, need_netns, need_root, need_tool, run
 
 TUNNEL = "10.8.0.1"
 HOST = "mission-control.vpn"
@@ -48,7 +49,7 @@ def make_tls(directory: Path, names: str = HOST, ips: str = TUNNEL) -> Path:
 def render(
     role_vars: Callable[..., dict[str, Any]], workdir: Path, tls: Path, sock: str, **extra: Any
 ) -> Path:
-    from provisioning_support import render_template
+    from tests.support.provisioning import render_template
 
     (workdir / "temp").mkdir(parents=True, exist_ok=True)
     lan = ["80", "[::]:80"] if Path("/proc/sys/net/ipv6").exists() else ["80"]
@@ -320,7 +321,7 @@ def stack(
 ) -> Iterator[Stack]:
     need_netns()
     need_tool("nginx", "curl", "openssl")
-    from provisioning_support import ROLES, load_yaml, resolve_vars
+    from tests.support.provisioning import ROLES, load_yaml, resolve_vars
 
     workdir = tmp_path_factory.mktemp("nginx-live")
     workdir.chmod(0o755)

@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from provisioning_support import SYSTEMD, need_root, need_tool, run
+
+from tests.support.provisioning import SYSTEMD, need_root, need_tool, run
 
 UNITS = (
     sorted(p.name for p in SYSTEMD.glob("*.service"))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from provisioning_support import PROVISIONING, ROLES, load_yaml, run
+from tests.support.provisioning import PROVISIONING, ROLES, load_yaml, run
 
 APP = ROLES / "app"
 HEALTH_SCRIPT = APP / "files" / "release_health.py"

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provisioning_support import (
+
+from tests.support.provisioning import (
     REPO,
     ROLES,
     WIREGUARD,

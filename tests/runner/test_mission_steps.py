@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from app.runner.mission_steps import advance_missions
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     DEMO_ARGV,
     Rows,
     make_settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     Rows,
     make_settings,
     running_worker,

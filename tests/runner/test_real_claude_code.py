@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from app.runner.sandbox import landlock_status
-from tests.runner.test_worker_support import Rows, make_settings, running_worker, write_profiles
 from tests.support.agent_cli import pinned, version_of
 from tests.support.model_server import ModelServer, Turn, text, tool
+from tests.support.worker import Rows, make_settings, running_worker, write_profiles
 
 CLAUDE_CODE_VERSION = pinned("CLAUDE_CODE_VERSION")
 MODEL = "claude-sonnet-4-5"

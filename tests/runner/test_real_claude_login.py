@@ -13,8 +13,8 @@ import pytest
 
 from tests.runner.test_real_claude_code import MODEL, claude_profile, pytestmark
 from tests.runner.test_runner_login import ACCESS, REFRESH, make_login
-from tests.runner.test_worker_support import Rows, make_settings, running_worker, write_profiles
 from tests.support.model_server import ModelServer, text
+from tests.support.worker import Rows, make_settings, running_worker, write_profiles
 
 pytestmark = [
     *pytestmark,

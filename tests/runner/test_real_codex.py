@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from app.runner.sandbox import landlock_status
-from tests.runner.test_worker_support import Rows, make_settings, running_worker
 from tests.support.agent_cli import pinned, version_of
 from tests.support.openai_server import FREEFORM, OpenAIServer, Turn, text, tool
+from tests.support.worker import Rows, make_settings, running_worker
 
 MODEL = "gpt-5.5"
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from app.runner.sandbox import landlock_status
-from tests.runner.test_worker_support import Rows, make_settings, running_worker, write_profiles
 from tests.support.agent_cli import pinned, version_of
 from tests.support.gemini_server import GeminiServer, Turn, text, tool
+from tests.support.worker import Rows, make_settings, running_worker, write_profiles
 
 GEMINI_CLI_VERSION = pinned("GEMINI_CLI_VERSION")
 MODEL = "gemini-2.5-pro"

@@ -18,7 +18,7 @@ from app.tasks import service as tasks_service
 from app.tasks.review_verdict import Verdict
 from app.tasks.schemas import ReviewSpec, TaskCreate, TaskStatus
 from tests.runner.test_mission_steps import drive
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     Rows,
     make_settings,
     running_worker,

@@ -9,7 +9,7 @@ import pytest
 from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState, CircuitBreaker
 from app.runner.output import reply_from_run
 from app.runner.process import run_confined
-from tests.runner.runner_helpers import fast_limits
+from tests.support.processes import fast_limits
 
 
 class FakeClock:

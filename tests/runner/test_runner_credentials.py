@@ -18,7 +18,7 @@ from pathlib import Path
 from app.runner.environment import build_child_env
 from app.runner.process import run_confined
 from app.runner.profiles import Profile
-from tests.runner.runner_helpers import fast_limits
+from tests.support.processes import fast_limits
 
 PROVIDER_KEY = "sk-ant-api03-" + "k" * 40
 WORKER_SECRET = "mc-server-signing-secret-0123456789"

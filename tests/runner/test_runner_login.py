@@ -15,7 +15,7 @@ import pytest
 from app.runner.login import LoginError, load_login
 from app.runner.profiles import Profile, ProfileError, load_profiles
 from app.runner.sandbox import landlock_status
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     Rows,
     make_settings,
     profile,

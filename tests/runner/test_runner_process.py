@@ -19,7 +19,7 @@ import pytest
 from app.runner import process
 from app.runner.process import RunResult, run_confined, truncation_marker
 from app.runner.profiles import Limits
-from tests.runner.runner_helpers import (
+from tests.support.processes import (
     alive,
     fast_limits,
     kill_all,

@@ -41,8 +41,8 @@ from app.runner.sandbox import (
     landlock_status,
 )
 from app.runner.worker import run_worker
-from tests.integration.helpers import cli_env
-from tests.runner.test_worker_support import (
+from tests.support.cli import cli_env
+from tests.support.worker import (
     REPO,
     RESULT_CODE,
     Rows,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.runner.sandbox import landlock_status
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     DEMO_ARGV,
     Rows,
     make_settings,

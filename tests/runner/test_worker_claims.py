@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.core.clock import now_iso
 from app.runner.claims import Claim
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     Rows,
     make_settings,
     running_worker,

@@ -9,7 +9,7 @@ from pathlib import Path
 from app.runner import demo_agent
 from app.runner.profiles import Limits
 from app.runner.worker import effective_limits, workspace_for
-from tests.runner.test_worker_support import Rows, make_settings, running_worker
+from tests.support.worker import Rows, make_settings, running_worker
 
 
 async def test_demo_agent_end_to_end(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ async def test_demo_agent_end_to_end(tmp_path: Path) -> None:
 async def test_prompt_holds_identity_memory_context_mission_and_task(tmp_path: Path) -> None:
     """The demo agent's reply echoes the word/line counts and a digest of what it read;
     a fake agent that saves its stdin shows the sections themselves."""
-    from tests.runner.test_worker_support import script_profile, write_agent, write_profiles
+    from tests.support.worker import script_profile, write_agent, write_profiles
 
     seen = tmp_path / "prompt.txt"
     script = write_agent(

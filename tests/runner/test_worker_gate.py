@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.helpers import cli_env
-from tests.runner.test_worker_support import (
+from tests.support.cli import cli_env
+from tests.support.worker import (
     REPO,
     Rows,
     make_settings,

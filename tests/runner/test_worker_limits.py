@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.core.clock import now_iso
-from tests.runner.runner_helpers import alive, kill_all, read_pids, wait_gone
-from tests.runner.test_worker_support import (
+from tests.support.processes import alive, kill_all, read_pids, wait_gone
+from tests.support.worker import (
     DEMO_ARGV,
     Rows,
     make_settings,

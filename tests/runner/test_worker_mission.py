@@ -9,9 +9,9 @@ from fastapi import FastAPI
 
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.api.test_tasks_helpers import approved_mission
-from tests.conftest import TokenFactory, bearer
-from tests.runner.test_worker_support import make_settings, running_worker
+from tests.support.api import TokenFactory, bearer
+from tests.support.tasks import approved_mission
+from tests.support.worker import make_settings, running_worker
 
 
 async def _agent(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> int:

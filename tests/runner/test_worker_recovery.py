@@ -15,8 +15,8 @@ import pytest
 
 from app.core.clock import iso, now_iso, utcnow
 from app.runner.heartbeat import WorkerIdentityError, worker_id
-from tests.runner.runner_helpers import kill_all, read_pids, wait_gone
-from tests.runner.test_worker_support import (
+from tests.support.processes import kill_all, read_pids, wait_gone
+from tests.support.worker import (
     Rows,
     make_settings,
     running_worker,

@@ -10,7 +10,7 @@ import httpx
 
 from app.core.context import AppContext
 from app.runner.think import TITLE, schedule_think_cycles
-from tests.runner.test_worker_support import make_settings, running_worker
+from tests.support.worker import make_settings, running_worker
 
 
 async def _agent(client: httpx.AsyncClient, admin: dict[str, str], **extra: object) -> int:

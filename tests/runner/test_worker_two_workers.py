@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from app.runner.heartbeat import worker_id
-from tests.runner.test_worker_support import (
+from tests.support.worker import (
     Rows,
     script_profile,
     stop_process,

@@ -25,7 +25,7 @@ from app.core.clock import now_iso
 from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.runner.worker import Worker, WorkerOptions
-from tests.integration.helpers import cli_env
+from tests.support.cli import cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Helpers of the browser tests (no fixtures here; see conftest.py)."""
+"""Helpers of the browser tests (no fixtures here; see tests/browser/conftest.py)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from app.core.migrations import migrate
 from app.core.settings import Settings
 from app.security.principal import Scope
 from app.security.secrets import server_key
-from tests.integration.helpers import cli_env, free_port
+from tests.support.cli import cli_env, free_port
 from tests.support.owners import owner_id
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from app.events.transaction import transaction
 from app.events.types import EventType
 from app.rules.engine import engine_state
 from app.security.principal import Scope
-from tests.conftest import ADMIN_PASSWORD, login
+from tests.support.api import ADMIN_PASSWORD, login
 
 AGENT: dict[str, Any] = {
     "name": "worker",

@@ -1,9 +1,6 @@
 """Helpers for the provisioning tests: repo paths, tool checks, network
 namespaces, and a tiny Jinja2 renderer that reads the roles' own defaults, so
-that the tests check what the playbook would install.
-
-(pytest runs with --import-mode=importlib, where a test module cannot import
-conftest; conftest.py puts this directory on sys.path for this module.)"""
+that the tests check what the playbook would install."""
 
 from __future__ import annotations
 

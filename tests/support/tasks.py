@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app.auth import service as auth_service
 from app.core.context import AppContext
 from app.security.principal import Scope
-from tests.conftest import ADMIN_PASSWORD, TokenFactory, bearer, login
+from tests.support.api import ADMIN_PASSWORD, TokenFactory, bearer, login
 
 GITHUB_TOKEN = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
 
