@@ -188,8 +188,8 @@ async def bench_lag() -> None:
 
 
 async def bench_overshoot(runs: int = 20) -> None:
-    from tests.support.worker import Rows, make_settings, running_worker, write_profiles
     from tests.support.model_server import ModelServer, tool
+    from tests.support.worker import Rows, make_settings, running_worker, write_profiles
 
     real = shutil.which("claude") is not None
     left = 1.10

@@ -27,7 +27,6 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / "tests" / "provisioning"))
 
 from _benchlib import (  # noqa: E402
     AGENT,
