@@ -111,3 +111,47 @@ def test_the_firewall_opens_the_port_only_beyond_loopback(
     opened = firewall(role_vars, local_model_engine="ollama", local_model_address="192.168.1.5")
     assert rule in opened
     assert "tunnel" not in opened.split(rule)[0].splitlines()[-1]
+
+
+def _ollama_play(tmp_path: Path, sha256: str) -> subprocess.CompletedProcess[str]:
+    """The role itself, run in check mode on this machine with engine ollama."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n"
+        "  connection: local\n"
+        "  gather_facts: true\n"
+        "  roles:\n"
+        "    - role: local_model\n"
+        "      local_model_engine: ollama\n"
+        f"      local_model_ollama_sha256: {sha256!r}\n"
+    )
+    env = {"ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["ansible-playbook", "--check", "-i", "localhost,", str(play)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+def test_ollama_is_never_unpacked_without_its_checksum(tmp_path: Path) -> None:
+    """Fails closed: with no SHA-256 the role stops before any download; the
+    download itself is checked against it and nothing is fetched another way."""
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-playbook is not installed")
+    refused = _ollama_play(tmp_path, "")
+    assert refused.returncode != 0
+    assert "local_model_ollama_sha256 must be the SHA-256" in refused.stdout
+    assert "Download the Ollama archive" not in refused.stdout
+    tasks = load_yaml(ROLE / "tasks" / "main.yml")[0]["block"]
+    (ollama,) = [t for t in tasks if "Ollama from its release archive" in t["name"]]
+    fetches = [
+        t
+        for t in ollama["block"]
+        if {"ansible.builtin.get_url", "ansible.builtin.unarchive"} & set(t)
+    ]
+    assert [t["ansible.builtin.get_url"]["checksum"] for t in fetches] == [
+        "sha256:{{ local_model_ollama_sha256 }}"
+    ]
