@@ -3,22 +3,31 @@
 The worker calls ``release_due`` in its periodic pass (every
 ``MC_SCHEDULE_POLL_S``), before it starts missions' next steps: a mission whose
 held approval became effective starts in the same pass, without a click.
-Looking at a mission's or rule's approval (``GET .../approval``, the UI pages)
-applies a due hold too, so a stopped worker delays nothing a person sees.
+Looking at a mission's, rule's or task's approval (``GET .../approval``, the UI
+pages) applies a due hold too, so a stopped worker delays nothing a person sees.
+
+This module is where the kinds meet: it loops over each domain's subject
+through the one flow (``app.approvals.flow``); nothing in the domains imports it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.approvals import flow
+from app.approvals.subject import Subject
 from app.core.context import AppContext
-from app.missions import approval as mission_approval
-from app.rules import approval as rule_approval
-from app.tasks import approval as task_approval
+from app.missions.approval import SUBJECT as MISSION
+from app.rules.approval import SUBJECT as RULE
+from app.tasks.approval import SUBJECT as TASK
+
+#: every kind of work a hold can be about (``app.approvals.held.KINDS``)
+SUBJECTS: tuple[Subject[Any], ...] = (MISSION, RULE, TASK)
 
 
 async def release_due(ctx: AppContext) -> int:
     """How many held approvals became effective."""
-    return (
-        await mission_approval.release_due(ctx)
-        + await rule_approval.release_due(ctx)
-        + await task_approval.release_due(ctx)
-    )
+    applied = 0
+    for subject in SUBJECTS:
+        applied += await flow.release_due(ctx, subject)
+    return applied

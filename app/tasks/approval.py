@@ -12,8 +12,9 @@ rule, a schedule firing, an agent's own follow-up work) creates it with
 refuses it), the owner gets a security notification linking to the task page,
 and a person approves it there through the one approvals gate
 (``app.approvals.gate``: two-person mode, or one-owner mode with a step-up, a
-cooling-off hold and a veto; tokens never approve). Approval covers the version
-read; cancelling the task refuses it.
+cooling-off hold and a veto; tokens never approve), by the one approval flow
+(``app.approvals.flow``) to which this module passes its ``SUBJECT``. Approval
+covers the version read; cancelling the task refuses it.
 """
 
 from __future__ import annotations
@@ -23,24 +24,21 @@ from typing import Any
 import aiosqlite
 
 from app.agents.service import capability_of
-from app.approvals import gate, held
+from app.approvals import flow
 from app.approvals.links import task_approval_link
 from app.approvals.schemas import ApprovalStatus, TaskApproval
-from app.auth import step_up
+from app.approvals.subject import Grant, Names, Ready, Subject
 from app.capability.model import run_capability
 from app.core.context import AppContext
 from app.core.errors import ApiError
-from app.events.transaction import Tx, transaction
+from app.events.transaction import Tx
 from app.rules import store as rules_store
 from app.runner.catalog import profile_traits
 from app.security.principal import Principal
-from app.security.refusals import record_refusal
 from app.tasks import store, transitions
 from app.tasks.schemas import TaskStatus
 
-KIND = "task"
 ACTION = "task.approve"
-SYSTEM = "system:approval-hold"
 PENDING = "pending"
 
 
@@ -108,8 +106,24 @@ async def authors(conn: aiosqlite.Connection, created_by: str) -> list[str]:
     return [created_by]
 
 
-async def _checked(tx: Tx, task_id: int, version: int) -> aiosqlite.Row:
-    """The task's row, when it can be approved at ``version``."""
+async def _names(conn: aiosqlite.Connection, task_id: int) -> Names | None:
+    if await store.task_row_tx(conn, task_id) is None:
+        return None
+    return Names(
+        title=f"shell task {task_id}",
+        own=f"task {task_id}, whose run gets a shell,",
+        of=f"task {task_id}",
+    )
+
+
+async def _authors(conn: aiosqlite.Connection, task_id: int) -> list[str] | None:
+    row = await store.task_row_tx(conn, task_id)
+    return None if row is None else await authors(conn, str(row["created_by"]))
+
+
+async def _checked(ctx: AppContext, tx: Tx, task_id: int, version: int | None) -> Ready[None]:
+    """Whether the task can be approved at ``version``: it waits for approval, has
+    not run or ended, and is the version read."""
     row = await store.task_row_tx(tx.conn, task_id)
     if row is None:
         raise _not_found()
@@ -124,51 +138,13 @@ async def _checked(tx: Tx, task_id: int, version: int) -> aiosqlite.Row:
             "the task was changed since you read it; review it again",
             {"current_version": row["version"]},
         )
-    return row
+    return Ready(int(row["version"]), None)
 
 
-async def approve_task(
-    ctx: AppContext, task_id: int, body: TaskApproval, principal: Principal, client: str
-) -> bool:
-    """Approve (or hold the approval of) a held shell task; whether held."""
-    proof = body.proof()
-    if proof is not None:
-        await step_up.step_up(ctx, principal, client, proof)
-    verdict: gate.Verdict | None = None
-    async with transaction(ctx, principal.actor, client) as tx:
-        row = await store.task_row_tx(tx.conn, task_id)
-        if row is None:
-            raise _not_found()
-        wrote = await authors(tx.conn, str(row["created_by"]))
-        verdict = await gate.decide(ctx, tx.conn, principal, wrote, what="task")
-        if verdict.outcome is not gate.Outcome.REFUSE:
-            await _checked(tx, task_id, body.version)
-            if await held.open_hold(tx.conn, KIND, task_id) is not None:
-                raise ApiError(
-                    409,
-                    "approval_held",
-                    "an approval of this task is already held: wait for it or veto it",
-                )
-            if verdict.outcome is gate.Outcome.APPROVE:
-                await _approve(tx, task_id, body.version, principal.actor)
-            else:
-                await _hold(ctx, tx, task_id, body.version, principal, verdict.mode)
-    if verdict.outcome is gate.Outcome.REFUSE:
-        await record_refusal(
-            ctx,
-            actor=principal.actor,
-            client=client,
-            action=ACTION,
-            target=f"task:{task_id}",
-            reason=verdict.code,
-        )
-        raise ApiError(403, verdict.code, verdict.message)
-    return verdict.outcome is gate.Outcome.HOLD
-
-
-async def _approve(tx: Tx, task_id: int, version: int, approver: str) -> None:
+async def _apply(tx: Tx, grant: Grant, _: None) -> None:
     """The approval takes effect: the task's run is queued (through the state
     machine's one gate) and the owner hears of it."""
+    task_id, version, approver = grant.target_id, grant.version, grant.approver
     if not await store.set_approval(
         tx.conn, task_id, "approved", expected=PENDING, version=version, approved_by=approver
     ):
@@ -191,85 +167,39 @@ async def _approve(tx: Tx, task_id: int, version: int, approver: str) -> None:
     )
 
 
-async def _hold(
-    ctx: AppContext,
-    tx: Tx,
-    task_id: int,
-    version: int,
-    principal: Principal,
-    mode: gate.ModeInfo,
-) -> None:
-    assert principal.user_id is not None
-    hold = await held.insert(
-        tx.conn,
-        kind=KIND,
-        target_id=task_id,
-        target_version=version,
-        approver=principal.actor,
-        approver_user_id=principal.user_id,
+SUBJECT: Subject[None] = Subject(
+    kind="task",
+    not_found=_not_found,
+    link=task_approval_link,
+    names=_names,
+    authors=_authors,
+    check=_checked,
+    apply=_apply,
+    after_veto="it keeps waiting for approval and does not run.",
+)
+
+
+async def approve_task(
+    ctx: AppContext, task_id: int, body: TaskApproval, principal: Principal, client: str
+) -> bool:
+    """Approve (or hold the approval of) a held shell task; whether held."""
+    return await flow.approve(
+        ctx,
+        SUBJECT,
+        task_id,
+        principal,
+        client,
+        version=body.version,
         comment="",
-        cooling_off_s=ctx.settings.approval_cooling_off_seconds,
-    )
-    await step_up.consume(tx.conn, principal)
-    await tx.audit(
-        "task.approve_held",
-        f"task:{task_id}",
-        {"version": version, "effective_at": hold.effective_at, "mode": mode.mode},
-    )
-    link = task_approval_link(task_id)
-    await tx.security_alert(
-        f"Self-approval held: shell task {task_id}",
-        f"{principal.actor} approved their own task {task_id}, whose run gets a shell, in"
-        f" one-owner mode ({mode.why}). It takes effect at {hold.effective_at} unless an admin"
-        f" vetoes it on {link}. If this was not you, veto it and change your password.",
-        link=link,
+        proof=body.proof(),
     )
 
 
 async def veto(ctx: AppContext, task_id: int, principal: Principal, client: str) -> None:
     """Any admin stops a held self-approval; the task keeps waiting (no run)."""
-    async with transaction(ctx, principal.actor, client) as tx:
-        if await store.task_row_tx(tx.conn, task_id) is None:
-            raise _not_found()
-        hold = await held.open_hold(tx.conn, KIND, task_id)
-        if hold is None:
-            raise ApiError(
-                409, "nothing_held", "no approval of this task is waiting to take effect"
-            )
-        await held.close(tx.conn, hold.id, "vetoed", by=principal.actor, reason="vetoed")
-        await tx.audit("task.veto", f"task:{task_id}", {"hold": hold.id, "approver": hold.approver})
-        await tx.security_alert(
-            f"Self-approval vetoed: shell task {task_id}",
-            f"{principal.actor} vetoed the held approval by {hold.approver} of task {task_id};"
-            " it keeps waiting for approval and does not run.",
-            link=task_approval_link(task_id),
-        )
-
-
-async def release_due(ctx: AppContext) -> int:
-    """Apply every hold whose cooling-off period is over (the worker's pass)."""
-    async with ctx.db.read() as conn:
-        if not await held.due(conn, KIND, limit=1):
-            return 0  # an idle pass takes no write lock
-    applied = 0
-    async with transaction(ctx, SYSTEM) as tx:
-        for hold in await held.due(tx.conn, KIND):
-            try:
-                await _checked(tx, hold.target_id, hold.target_version)
-            except ApiError as exc:
-                await held.close(tx.conn, hold.id, "void", by=SYSTEM, reason=exc.code)
-                await tx.audit("task.approve_void", f"task:{hold.target_id}", {"hold": hold.id})
-                continue
-            await held.close(tx.conn, hold.id, "effective", by=SYSTEM, reason="cooling-off over")
-            await _approve(tx, hold.target_id, hold.target_version, hold.approver)
-            applied += 1
-    return applied
+    await flow.veto(ctx, SUBJECT, task_id, principal, client)
 
 
 async def approval_status(ctx: AppContext, task_id: int) -> ApprovalStatus:
     """Which mode applies and why, and the latest hold (for the UI and the API)."""
-    await release_due(ctx)
-    async with ctx.db.read() as conn:
-        if await store.task_row_tx(conn, task_id) is None:
-            raise _not_found()
-        return await held.describe(ctx, conn, KIND, task_id)
+    return await flow.approval_status(ctx, SUBJECT, task_id)

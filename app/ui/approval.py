@@ -3,24 +3,24 @@ and why, what this person may do (asked of ``app.approvals.gate``, the one
 place that decides), and a held approval's countdown and veto.
 
 Reading it first applies a hold whose cooling-off period is over, so the page
-never shows a half state (``app.approvals.release``)."""
+never shows a half state (``app.approvals.flow``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from app.approvals import gate
+from app.approvals import flow, gate
 from app.approvals.schemas import ApprovalStatus
+from app.approvals.subject import Subject
 from app.auth import totp
 from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.missions import approval as mission_approval
-from app.missions import store as mission_store
 from app.rules import approval as rule_approval
-from app.rules import store as rule_store
 from app.security.principal import Principal
 from app.tasks import approval as task_approval
-from app.tasks import store as task_store
+
+T = TypeVar("T")
 
 
 def _duration(seconds: int) -> str:
@@ -56,47 +56,37 @@ async def _context(
     }
 
 
+async def _subject_context(
+    ctx: AppContext, principal: Principal, subject: Subject[T], target_id: int
+) -> dict[str, Any] | None:
+    """None when there is no such work."""
+    try:
+        status = await flow.approval_status(ctx, subject, target_id)
+    except ApiError:  # 404: the page says "not found"
+        return None
+    async with ctx.db.read() as conn:
+        authors = await subject.authors(conn, target_id)
+    if authors is None:
+        return None
+    return await _context(ctx, principal, status, authors, subject.kind)
+
+
 async def mission_context(
     ctx: AppContext, principal: Principal, mission_id: int
 ) -> dict[str, Any] | None:
     """None when there is no such mission."""
-    try:
-        status = await mission_approval.approval_status(ctx, mission_id)
-    except ApiError:  # 404: the page says "not found"
-        return None
-    row = await mission_store.mission_row(ctx.db, mission_id)
-    if row is None:
-        return None
-    return await _context(ctx, principal, status, [str(row["proposed_by"])], "mission")
+    return await _subject_context(ctx, principal, mission_approval.SUBJECT, mission_id)
 
 
 async def rule_context(
     ctx: AppContext, principal: Principal, rule_id: int
 ) -> dict[str, Any] | None:
     """None when there is no such rule."""
-    try:
-        status = await rule_approval.approval_status(ctx, rule_id)
-    except ApiError:  # 404: the page says "not found"
-        return None
-    row = await rule_store.rule_row(ctx.db, rule_id)
-    if row is None:
-        return None
-    async with ctx.db.read() as conn:
-        authors = await rule_store.rule_authors(conn, rule_id)
-    return await _context(ctx, principal, status, [str(row["created_by"]), *authors], "rule")
+    return await _subject_context(ctx, principal, rule_approval.SUBJECT, rule_id)
 
 
 async def task_context(
     ctx: AppContext, principal: Principal, task_id: int
 ) -> dict[str, Any] | None:
     """None when there is no such task (a held shell task: app/tasks/approval.py)."""
-    try:
-        status = await task_approval.approval_status(ctx, task_id)
-    except ApiError:  # 404: the page says "not found"
-        return None
-    row = await task_store.task_row(ctx.db, task_id)
-    if row is None:
-        return None
-    async with ctx.db.read() as conn:
-        authors = await task_approval.authors(conn, str(row["created_by"]))
-    return await _context(ctx, principal, status, authors, "task")
+    return await _subject_context(ctx, principal, task_approval.SUBJECT, task_id)

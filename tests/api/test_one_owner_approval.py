@@ -113,6 +113,9 @@ async def test_any_admin_vetoes_a_held_approval(
         assert (await olive.get(f"{url}/approval")).json()["hold"]["state"] == "vetoed"
         nothing = await olive.post(f"{url}/veto", json={})
         assert_error_shape(nothing, 409, "nothing_held")
+        # the hold used up the step-up: approving again after the veto needs a new one
+        bare = await olive.post(f"{url}/approve", json={})
+        assert_error_shape(bare, 403, "step_up_required")
     assert "Self-approval vetoed: mission Tidy the garden" in await security_titles(ctx)
     await cooling_off_over(ctx)
     assert await release_due(ctx) == 0
