@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -624,3 +624,86 @@ def tcp_listener(ns: str, address: str, port: int) -> Iterator[list[str]]:
         stop.set()
         thread.join(timeout=2)
         server.close()
+
+
+# ---------------------------------------------------------------- the owner's channel
+#: the Pis' one notification channel is ``json://<outside>:RECEIVER_PORT/RECEIVER_PATH``
+#: (scripts/e2e-pi.sh), with quick retries and breaker (2 s, 3 failures, 10 s)
+RECEIVER_PORT = 8099
+RECEIVER_PATH = "mc-e2e-alerts"
+
+RECEIVER_SCRIPT = """
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        print(json.dumps({"t": time.time(), "path": self.path, **json.loads(body)}), flush=True)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer.allow_reuse_address = True
+server = HTTPServer(("0.0.0.0", int(sys.argv[1])), H)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+class Receiver:
+    """The owner's phone stand-in: an HTTP server in the outside namespace; each
+    message apprise's ``json://`` posts (title, message, type) with the time it came."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.got: list[dict[str, Any]] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-u", "-c", RECEIVER_SCRIPT, str(RECEIVER_PORT)]
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *argv],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "ready"
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with suppress(ValueError):
+                self.got.append(json.loads(line))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def about(self, text: str) -> list[dict[str, Any]]:
+        return [g for g in self.got if text in str(g.get("message", ""))]
+
+    def the_one(self, title: str, body: str) -> list[dict[str, Any]]:
+        """The messages with this notification's title and body."""
+        return [
+            g
+            for g in self.got
+            if g.get("title") == title and body.strip() in str(g.get("message", ""))
+        ]
+
+
+@contextmanager
+def receiver(tb: Testbed) -> Iterator[Receiver]:
+    server = Receiver(tb["NS_OUTSIDE"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pi_token(tb: Testbed, name: str, scope: str) -> str:
+    """A new API token of ``scope``, owned by the first admin, made on the Pi."""
+    create = ["runuser", "-u", "mission-control", "--", MISSIONCTL, "token", "create"]
+    made = tb.run([*create, "--name", name, "--scope", scope, "--owner", "admin"]).stdout
+    return next(word for word in made.split() if word.startswith("mc_"))

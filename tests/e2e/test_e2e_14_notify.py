@@ -10,37 +10,27 @@ The harness gives the Pis one channel, ``json://<outside>:8099/mc-e2e-alerts``
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from e2e_support import MISSIONCTL, Testbed, https_client, login, wait_for
+from e2e_support import (
+    MISSIONCTL,
+    RECEIVER_PATH,
+    RECEIVER_PORT,
+    Testbed,
+    https_client,
+    login,
+    pi_token,
+    receiver,
+    wait_for,
+)
 
 UNIT = "mission-control-notify.service"
-PORT = 8099
-SECRET_PATH = "mc-e2e-alerts"
+PORT = RECEIVER_PORT
+SECRET_PATH = RECEIVER_PATH
 CGROUP = f"/sys/fs/cgroup/system.slice/{UNIT}/cgroup.procs"
-
-RECEIVER = """
-import json, sys, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        print(json.dumps({"t": time.time(), "path": self.path, **json.loads(body)}), flush=True)
-        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-HTTPServer.allow_reuse_address = True
-server = HTTPServer(("0.0.0.0", int(sys.argv[1])), H)
-print("ready", flush=True)
-server.serve_forever()
-"""
 
 # Run inside the notifier's cgroup (its IPAddressAllow/Deny apply): connect to
 # each address given, print the outcome and the time it took.
@@ -57,56 +47,6 @@ for target in sys.argv[1:]:
     out[target] = [what, round((time.monotonic() - started) * 1000, 1)]
 print(json.dumps(out))
 """
-
-
-class Receiver:
-    """The owner's phone stand-in: an HTTP server in the outside namespace."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-        self.got: list[dict[str, Any]] = []
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, sys.executable, "-u", "-c", RECEIVER, str(PORT)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready"
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with contextlib.suppress(ValueError):
-                self.got.append(json.loads(line))
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def about(self, text: str) -> list[dict[str, Any]]:
-        return [g for g in self.got if text in str(g.get("message", ""))]
-
-
-@contextlib.contextmanager
-def receiver(tb: Testbed) -> Iterator[Receiver]:
-    server = Receiver(tb["NS_OUTSIDE"])
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def operate_token(tb: Testbed, name: str) -> str:
-    create = ["runuser", "-u", "mission-control", "--", MISSIONCTL, "token", "create"]
-    made = tb.run([*create, "--name", name, "--scope", "operate", "--owner", "admin"]).stdout
-    return next(word for word in made.split() if word.startswith("mc_"))
 
 
 def refused_identity_change(client: httpx.Client, token: str, agent_id: int) -> float:
@@ -199,7 +139,7 @@ def test_a_refused_identity_change_reaches_the_outside_receiver_and_the_breaker_
     testbed: Testbed,
 ) -> None:
     tb = testbed
-    tokens = [operate_token(tb, f"notify-e2e-{i}") for i in range(4)]
+    tokens = [pi_token(tb, f"notify-e2e-{i}", "operate") for i in range(4)]
     with https_client(tb) as client:
         admin = login(client, tb)
         with receiver(tb) as server:
