@@ -86,7 +86,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"missionctl serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    server, notifier = build_server(settings)
+    from app.main import create_app
+
+    server, notifier = build_server(create_app(settings), settings)
     from app.care.serving import serving_record
 
     with serving_record(settings):  # where it really listens, for `missionctl doctor`

@@ -15,6 +15,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import iter_route_contexts
 
 from app import __version__
+from app.access.dependencies import ReadAccess
+from app.access.refusals import anonymous_refusals_job
 from app.agents.router import router as agents_router
 from app.audit.router import router as audit_router
 from app.auth import store as auth_store
@@ -46,8 +48,6 @@ from app.retention.job import retention_job
 from app.rules.engine import rules_engine
 from app.rules.router import router as rules_router
 from app.schedules.router import router as schedules_router
-from app.security.dependencies import ReadAccess
-from app.security.refusals import anonymous_refusals_job
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
 from app.ui.account import router as ui_account_router

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.agents import service, store
+from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.agents import data_versions, service, store
+from app.agents.data_versions import DataDiff, DataVersion
 from app.agents.schemas import (
     AgentCreate,
     AgentStatus,
@@ -19,16 +21,13 @@ from app.agents.schemas import (
     MemoryCreate,
     MemoryView,
 )
+from app.agents.shell_readers import require_admin_for_shell_readers
 from app.core.context import AppContext, Ctx
 from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
-from app.security import data_versions
-from app.security.data_versions import DataDiff, DataVersion
-from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 from app.security.principal import Principal
-from app.security.shell_readers import require_admin_for_shell_readers
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -92,7 +91,7 @@ async def update_agent(
 ) -> AgentView:
     """Admin only. Cannot touch the identity: use PUT .../identity. A change to what
     an agent that can run commands (before or after) can do (profile, tools, shell
-    flag) needs an admin in a browser session (app/security/shell_readers.py)."""
+    flag) needs an admin in a browser session (app/agents/shell_readers.py)."""
     if {"profile", "allowed_tools", "shell_access"} & body.model_fields_set:
         row = await _agent_row(ctx, agent_id)
         after = service.capability_after(ctx.settings, row, body)
@@ -151,7 +150,7 @@ async def change_identity(
 ) -> AgentView:
     """Admin only. Creates a new version, is audited and alerts the owner (F7). For an
     agent that can run commands: an admin in a browser session only
-    (app/security/shell_readers.py)."""
+    (app/agents/shell_readers.py)."""
     await _identity_needs_a_person(ctx, agent_id, principal, request)
     await service.change_identity(
         ctx,
@@ -215,7 +214,7 @@ async def add_memory(
     """Stored through the credential gate: secrets are redacted before storage (F14).
 
     Scope operate; admin when the agent can run commands (its memory enters
-    its prompt, app/security/shell_readers.py)."""
+    its prompt, app/agents/shell_readers.py)."""
     if not body.content.strip():
         raise ApiError(422, "validation_failed", "memory content is empty")
     row = await _agent_row(ctx, agent_id)

@@ -349,7 +349,7 @@ async def identity_diff(
 # memory (through the credential gate, F14; versioned and announced, "Memory and
 # documents" in docs/security-model.md) -------------------------------------------
 async def _memory_version(tx: Tx, agent_id: int, reason: str, principal: Principal) -> int:
-    from app.security import data_versions
+    from app.agents import data_versions
 
     entries = [
         data_versions.Entry(
@@ -366,8 +366,8 @@ async def _memory_version(tx: Tx, agent_id: int, reason: str, principal: Princip
 async def add_memory(
     ctx: AppContext, agent_id: int, content: str, principal: Principal, client: str
 ) -> MemoryView:
+    from app.agents.shell_readers import alert_shell_readers
     from app.security.credential_gate import redact
-    from app.security.shell_readers import alert_shell_readers
 
     redaction = redact(content)
     async with transaction(ctx, principal.actor, client) as tx:
@@ -413,7 +413,7 @@ async def remove_memory(
     ctx: AppContext, agent_id: int, memory_id: int, principal: Principal, client: str
 ) -> None:
     """Admin only (the router): the entry leaves every later prompt; a new version."""
-    from app.security.shell_readers import alert_shell_readers
+    from app.agents.shell_readers import alert_shell_readers
 
     async with transaction(ctx, principal.actor, client) as tx:
         agent = await store.agent_row_tx(tx.conn, agent_id)

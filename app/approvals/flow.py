@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from app.access.refusals import record_refusal
 from app.approvals import gate, held
 from app.approvals.schemas import ApprovalStatus
 from app.approvals.subject import Grant, Ready, Subject
@@ -24,7 +25,6 @@ from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.events.transaction import Tx, transaction
 from app.security.principal import Principal
-from app.security.refusals import record_refusal
 
 T = TypeVar("T")
 

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app.access.dependencies import AdminAccess
 from app.audit import store
 from app.audit.schemas import AuditRecord, ChainStatus
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.security import audit
-from app.security.dependencies import AdminAccess
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from app.access.dependencies import Authenticated, client_address
 from app.auth import lockout, totp
 from app.auth.schemas import StrictModel
 from app.auth.step_up import SecondFactorCode, StepUpProof, consume, step_up
@@ -21,7 +22,6 @@ from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security import audit
-from app.security.dependencies import Authenticated, client_address
 from app.security.principal import Principal
 
 router = APIRouter(prefix="/api/auth/totp", tags=["auth"])

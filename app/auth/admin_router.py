@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from app.access.dependencies import AdminAccess, client_address
 from app.auth import service, store
 from app.auth.schemas import (
     PasswordReset,
@@ -19,7 +20,6 @@ from app.auth.schemas import (
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
-from app.security.dependencies import AdminAccess, client_address
 
 router = APIRouter(prefix="/api", tags=["admin"])
 

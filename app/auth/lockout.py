@@ -1,7 +1,7 @@
 """The lock-out that guards every check of a person's secrets (F4).
 
 Login, step-up and second-factor checks share one throttle
-(``app.security.throttle.LoginThrottle``): a failure at any of them counts
+(``app.core.login_throttle.LoginThrottle``): a failure at any of them counts
 against the (user, client) pair, the client and the user's global ceiling, so
 guessing a password or a TOTP code through the step-up form is no cheaper than
 through the login form.

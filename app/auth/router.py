@@ -8,6 +8,7 @@ import hmac
 
 from fastapi import APIRouter, Request, Response
 
+from app.access.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
 from app.auth import store, totp
 from app.auth.initial import holds_initial_password, remove_initial_password
 from app.auth.lockout import failed, lockout_wait
@@ -19,7 +20,6 @@ from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security import audit
-from app.security.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
 from app.security.passwords import PasswordPolicyError, hash_password, verify_password
 from app.security.principal import Scope
 

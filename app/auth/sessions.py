@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from app.access.dependencies import SESSION_COOKIE, session_hash
 from app.auth import store
 from app.core.clock import in_future
 from app.core.context import AppContext
-from app.security.dependencies import SESSION_COOKIE, session_hash
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.access.dependencies import authenticate, client_address
 from app.auth.step_up import require_fresh
 from app.core.context import Ctx
-from app.security.dependencies import authenticate, client_address
 from app.security.principal import Principal
 
 

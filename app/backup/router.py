@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 
+from app.access.dependencies import AdminAccess, client_address
 from app.backup.archive import (
     PREFIX,
     SUFFIX,
@@ -30,7 +31,6 @@ from app.backup.archive import (
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.events.transaction import transaction
-from app.security.dependencies import AdminAccess, client_address
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 

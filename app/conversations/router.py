@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.conversations import service
 from app.conversations.schemas import (
     ConversationDetail,
@@ -16,7 +17,6 @@ from app.conversations.schemas import (
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
 from app.tasks.schemas import TaskView
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])

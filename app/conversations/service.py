@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.agents.shell_readers import decided_by_person
 from app.conversations import store
 from app.conversations.schemas import (
     ACTIVE,
@@ -15,7 +16,6 @@ from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import PageParams
 from app.security.principal import Principal
-from app.security.shell_readers import decided_by_person
 from app.tasks import service as tasks_service
 from app.tasks.schemas import TaskCreate, TaskView
 

@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
+from app.core.alerts import AlertThrottle, RefusalAggregator
+from app.core.bus import EventBus
 from app.core.database import Database
+from app.core.login_throttle import LoginThrottle
 from app.core.ratelimit import RateLimiter
 from app.core.settings import Settings
-from app.events.bus import EventBus
-from app.security.alerts import AlertThrottle, RefusalAggregator
-from app.security.throttle import LoginThrottle
-from app.security.usage import UsageRecorder
+from app.core.usage import UsageRecorder
 
 
 @dataclass

@@ -164,3 +164,12 @@ class Database:
     async def ping(self) -> bool:
         row = await self.fetch_one("SELECT 1")
         return row is not None and row[0] == 1
+
+
+async def database_ok(db: Database, timeout_s: float = 2.0) -> bool:
+    """The health probe of the database: answers within ``timeout_s`` or counts as down."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await db.ping()
+    except Exception:  # any failure means "not ok"; details stay in the server
+        return False

@@ -14,13 +14,14 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 from starlette.datastructures import State
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.clientip import PEER_CREDENTIALS, peer_uid
+from app.core.database import database_ok
 from app.core.settings import Settings
 from app.core.systemd import Notifier, wait_until, watchdog_interval_s, watchdog_loop
-from app.health.probes import database_ok
 
 log = logging.getLogger("mission_control.serve")
 
@@ -210,10 +211,8 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def build_server(settings: Settings) -> tuple[_Server, Notifier]:
-    from app.main import create_app
-
-    app = create_app(settings)
+def build_server(app: Starlette, settings: Settings) -> tuple[_Server, Notifier]:
+    """The server for ``app`` (built by ``app.main.create_app``: core imports no domain)."""
     kwargs: dict[str, object] = {}
     if settings.listen_uds is not None:
         Path(settings.listen_uds).parent.mkdir(parents=True, exist_ok=True)

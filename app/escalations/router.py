@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.escalations import service, store
@@ -20,7 +21,6 @@ from app.escalations.schemas import (
     EscalationView,
     Resolve,
 )
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/escalations", tags=["escalations"])
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel
 
+from app.access.dependencies import ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
@@ -14,7 +15,6 @@ from app.events.store import event_dict, latest_event_id
 from app.events.stream import EventStreamResponse, event_stream, list_events, live_state
 from app.events.tickets import TicketRefused, TooManyTickets
 from app.events.types import EventType
-from app.security.dependencies import ReadAccess, client_address
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 

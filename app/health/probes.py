@@ -3,7 +3,6 @@ error text: failures become booleans."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -11,16 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from app.core.database import Database
-
-
-async def database_ok(db: Database, timeout_s: float = 2.0) -> bool:
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await db.ping()
-    except Exception:  # any failure means "not ok"; details stay in the server
-        return False
 
 
 def cpu_temperature_c() -> float | None:

@@ -11,14 +11,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.access.dependencies import ReadAccess
 from app.backup.archive import newest_backup_age
 from app.care.repairs import current_repairs
 from app.core.context import AppContext, Ctx
-from app.health.probes import database_ok, system_figures
+from app.core.database import database_ok
+from app.health.probes import system_figures
 from app.health.release import release_info
 from app.health.sandbox import sandbox_summary
 from app.runner.catalog import profiles_status
-from app.security.dependencies import ReadAccess
 
 router = APIRouter(tags=["health"])
 

@@ -16,10 +16,10 @@ import aiosqlite
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from app.access.dependencies import ReadAccess
 from app.core.clock import iso, utcnow
 from app.core.context import Ctx
 from app.core.database import Database
-from app.security.dependencies import ReadAccess
 
 #: at most this many samples in one answer: 7 days at the default interval of 5 min
 MAX_POINTS = 2016

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.notifications import service, store
@@ -18,7 +19,6 @@ from app.notifications.schemas import (
     ReadAllResult,
 )
 from app.policies.model import Category
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 

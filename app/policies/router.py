@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from app.access.dependencies import AdminAccess, ReadAccess, client_address
 from app.core.context import Ctx
 from app.policies import service
 from app.policies.service import NotificationPolicyUpdate, NotificationPolicyView
-from app.security.dependencies import AdminAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/policies", tags=["policies"])
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from app.access.refusals import record_refusal
 from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.events.transaction import transaction
 from app.events.types import EventType
 from app.policies.model import NotificationPolicy, NotificationPolicyFields
 from app.policies.store import NOTIFICATIONS, load_notification_policy, save_notification_policy
-from app.security.refusals import record_refusal
 
 
 class NotificationPolicyUpdate(NotificationPolicyFields):

@@ -6,6 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.agents import data_versions
+from app.agents.data_versions import DataDiff, DataVersion
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.missions.schemas import MAX_ID
@@ -17,9 +20,6 @@ from app.projects.schemas import (
     ProjectUpdate,
     ProjectView,
 )
-from app.security import data_versions
-from app.security.data_versions import DataDiff, DataVersion
-from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 

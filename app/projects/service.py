@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from app.agents import data_versions
+from app.agents.shell_readers import alert_shell_readers, require_admin_for_shell_readers
 from app.core.context import AppContext
 from app.core.database import Database
 from app.core.errors import ApiError
@@ -18,10 +20,8 @@ from app.projects.schemas import (
     ProjectUpdate,
     ProjectView,
 )
-from app.security import data_versions
 from app.security.credential_gate import redact
 from app.security.principal import Principal
-from app.security.shell_readers import alert_shell_readers, require_admin_for_shell_readers
 
 
 async def get_project(ctx: AppContext, project_id: int) -> ProjectView:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.access.dependencies import AdminAccess, ReadAccess, client_address
 from app.approvals.schemas import ApprovalStatus, RuleApproval
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
@@ -20,7 +21,6 @@ from app.rules.schemas import (
     RuleView,
     TriggerEvent,
 )
-from app.security.dependencies import AdminAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
 

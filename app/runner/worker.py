@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from app.approvals.release import release_due as release_due_approvals
 from app.capability.model import Capability, agent_capability, run_capability
+from app.core.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.core.clock import now_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Database
@@ -51,12 +52,11 @@ from app.core.settings import Settings
 from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
-from app.health.probes import database_ok
+from app.core.database import database_ok
 from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import AgentQuota, Refusal
 from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
-from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.runner.claims import Claim, RunRecord
 from app.runner.environment import ChildEnv, CredentialError, output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.schedules import service
 from app.schedules.schemas import MAX_ID, FiringView, ScheduleCreate, ScheduleView
-from app.security.dependencies import OperateAccess, ReadAccess, client_address
 
 router = APIRouter(prefix="/api/schedules", tags=["schedules"])
 

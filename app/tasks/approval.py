@@ -5,7 +5,7 @@ A task whose run would get a shell (``run_capability`` grants it: the task
 declares ``needs_shell`` on an agent that can run commands, or the agent's
 profile always runs commands) runs at once only when a person decided it: an
 admin logged in to the web UI created it (``decided_by_person``,
-``app/security/shell_readers.py``), or it is a step of a mission a person
+``app/agents/shell_readers.py``), or it is a step of a mission a person
 approved. Anything else (an ``operate`` token or session, an admin *token*, a
 rule, a schedule firing, an agent's own follow-up work) creates it with
 ``approval = 'pending'``: no run is queued (``transitions.queue_if_ready``

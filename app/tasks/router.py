@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
 from app.agents import store as agents_store
+from app.agents.shell_readers import decided_by_person, require_admin_for_shell_readers
 from app.approvals.schemas import ApprovalStatus, TaskApproval
 from app.conversations import service as conversations
 from app.conversations.schemas import ConversationSummary
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination, page_json
-from app.security.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
-from app.security.shell_readers import decided_by_person, require_admin_for_shell_readers
 from app.tasks import approval, review, service, store
 from app.tasks.review_schemas import HumanVerdict, ReviewsView
 from app.tasks.review_verdict import Verdict
@@ -85,7 +85,7 @@ async def update_task(
 ) -> TaskView:
     """Scope operate. Queued or blocked tasks only; ``version`` must be current. The
     words of a task whose run gets a shell change only by an admin in a browser
-    session (app/security/shell_readers.py)."""
+    session (app/agents/shell_readers.py)."""
     row = await store.task_row(ctx.db, task_id)
     if row is not None:
         async with ctx.db.read() as conn:

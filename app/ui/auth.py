@@ -17,11 +17,11 @@ from urllib.parse import urlencode
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
+from app.access.dependencies import authenticate, client_address, unauthenticated
+from app.access.refusals import record_refusal
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
-from app.security.dependencies import authenticate, client_address, unauthenticated
 from app.security.principal import Principal, Scope
-from app.security.refusals import record_refusal
 from app.ui.render import page
 
 #: Where a login may send the browser afterwards: a UI page, nothing else.

@@ -11,13 +11,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from app.agents import data_versions
 from app.agents import service as agents_service
 from app.core.context import AppContext, Ctx
 from app.core.pagination import PageParams, Pagination
 from app.projects import service as projects_service
 from app.projects import store as projects_store
 from app.projects.schemas import DocumentView, ProjectView
-from app.security import data_versions
 from app.ui.auth import UiSession
 from app.ui.router import diff_lines, not_found, or_none, pager, ui_page
 
@@ -134,7 +134,7 @@ async def project_page(
 
 async def shell_reader_names(ctx: AppContext, project_id: int) -> list[str]:
     """The agents with a shell whose prompts this project's documents reach."""
-    from app.security.shell_readers import shell_agents
+    from app.agents.shell_readers import shell_agents
 
     rows = await projects_store.shell_agent_rows(ctx.db, project_id)
     shell = set(shell_agents(ctx, rows))

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
+from app.access.dependencies import SESSION_COOKIE, authenticate
 from app.agents import service as agents_service
 from app.agents import store as agents_store
 from app.agents.schemas import IdentityDiff, IdentityVersion, MemoryView
@@ -63,7 +64,6 @@ from app.rules.schemas import (
 )
 from app.runner.catalog import profiles_status
 from app.runner.prices import model_choices
-from app.security.dependencies import SESSION_COOKIE, authenticate
 from app.security.principal import Principal, Scope
 from app.tasks import review, review_store
 from app.tasks import service as tasks_service

@@ -15,12 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from app.access.dependencies import AdminAccess, client_address
 from app.auth.step_up import StepUpProof, consume, step_up
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.events.transaction import transaction
 from app.security import audit
-from app.security.dependencies import AdminAccess, client_address
 from app.vpn.helper import NAME_PATTERN, NAME_RULE, HelperError, ask, valid_name
 from app.vpn.peers import PeersView, peers_view
 from app.vpn.qr import qr_svg

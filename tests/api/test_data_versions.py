@@ -2,7 +2,7 @@
 when, removable by an admin only (audited), versioned as a whole with the
 identity's diff, and announced as a security notification where they reach an
 agent that can run commands (docs/security-model.md, "Memory and documents";
-``app/security/data_versions.py``, ``app/security/shell_readers.py``).
+``app/agents/data_versions.py``, ``app/agents/shell_readers.py``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ The audit found that anyone could keep any user name (admin included) locked
 out, that a password typed into the user-name field stayed in the audit log
 for ever, and that every refused anonymous write added its own fsync'd audit
 row (400 rows in 9.6 s) and one client raised ~46 critical notifications per
-5 minutes. ``app/security/throttle.py``, ``app/auth/router.py``,
-``app/security/alerts.py`` and ``app/security/refusals.py`` answer that.
+5 minutes. ``app/core/login_throttle.py``, ``app/auth/router.py``,
+``app/core/alerts.py`` and ``app/access/refusals.py`` answer that.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.access.refusals import flush_anonymous_refusals
+from app.core.alerts import RefusalAggregator
 from app.core.context import AppContext
-from app.security.alerts import RefusalAggregator
-from app.security.refusals import flush_anonymous_refusals
-from app.security.throttle import LoginThrottle
+from app.core.login_throttle import LoginThrottle
 from tests.support.api import ADMIN_PASSWORD, assert_error_shape
 
 WRONG = {"password": "not the password at all"}

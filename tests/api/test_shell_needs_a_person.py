@@ -6,7 +6,7 @@
   notification linking to the task page, approved through the approvals gate
   (``app/tasks/approval.py``, ``app/approvals/gate.py``).
 * A shell agent's identity and capability change only by an admin in a browser
-  session (``app/security/shell_readers.py``): a token gets 403
+  session (``app/agents/shell_readers.py``): a token gets 403
   ``session_required`` naming the fix.
 
 Real SQLite, the real app; time is not mocked (a hold's ``effective_at`` is moved

@@ -7,7 +7,7 @@ The audit planted a fake ``# Who you are`` section in an agent's memory with an
   between markers carrying a per-run random value, every line quoted with
   ``> ``, attributed (who, when), under a section that says it is untrusted;
 * adding memory to an agent that can run commands, or a document to a project
-  whose tasks run on one, needs the admin scope (``app/security/shell_readers.py``).
+  whose tasks run on one, needs the admin scope (``app/agents/shell_readers.py``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.access import dependencies
 from app.care import clock
 from app.care.clock import ClockProbe, ClockState, clock_state, fixed, use_probe
 from app.core.clock import iso
@@ -21,7 +22,6 @@ from app.doctor import check_clock, run_doctor
 from app.events.tickets import TicketBook
 from app.retention import job as job_module
 from app.retention.job import retention_job
-from app.security import dependencies
 from app.security.principal import Principal, Scope
 from tests.support.api import login
 

@@ -45,7 +45,7 @@ TREE = [
 ]
 PLAYBOOK_TIMEOUT_S = 900
 # the bad release: its database check always fails, so /healthz answers 503
-# (and the systemd watchdog gets no ping); appended to app/health/probes.py,
+# (and the systemd watchdog gets no ping); appended to app/core/database.py,
 # this definition replaces the real one for every importer
 BROKEN_HEALTH = """
 
@@ -89,8 +89,8 @@ def make_tree(dest: Path, version_suffix: str, *, broken: bool) -> str:
         re.sub(r'(?m)^__version__ = "[^"]+"', f'__version__ = "{new}"', init.read_text())
     )
     if broken:
-        probes = dest / "app" / "health" / "probes.py"
-        assert "async def database_ok(" in probes.read_text(), "probes.database_ok moved"
+        probes = dest / "app" / "core" / "database.py"
+        assert "async def database_ok(" in probes.read_text(), "database_ok moved"
         probes.write_text(probes.read_text() + BROKEN_HEALTH)
         # a schema change the release before cannot start on: only the restore
         # of the pre-update backup lets it run again

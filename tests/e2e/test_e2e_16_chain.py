@@ -25,7 +25,7 @@ principal, and every notification the step raised (the API's list, category
 matched on its title and body. One line per step and notification: the answer,
 the notification and its delay.
 
-Throttles (docs/security-model.md F40, app/security/alerts.py): a refusal of an
+Throttles (docs/security-model.md F40, app/core/alerts.py): a refusal of an
 authenticated request alerts at most once per actor, client and action every 5
 minutes; each principal here is its own actor and tries each action once, so no
 step's alert is held back. Only refusals *without* a credential are aggregated

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.runner.circuit import BreakerRegistry, BreakerSnapshot, BreakerState, CircuitBreaker
+from app.core.circuit import BreakerRegistry, BreakerSnapshot, BreakerState, CircuitBreaker
 from app.runner.output import reply_from_run
 from app.runner.process import run_confined
 from tests.support.processes import fast_limits

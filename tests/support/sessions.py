@@ -1,5 +1,5 @@
 """An admin logged in as a person (a session cookie on the client and its CSRF
-header), for the actions a token may not take (app/security/shell_readers.py)."""
+header), for the actions a token may not take (app/agents/shell_readers.py)."""
 
 from __future__ import annotations
 

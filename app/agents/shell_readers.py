@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.access.refusals import record_refusal
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
 from app.events.transaction import Tx
 from app.security.principal import Principal, Scope
-from app.security.refusals import record_refusal
 
 
 def decided_by_person(principal: Principal | None) -> bool:

@@ -13,13 +13,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.access.refusals import record_anonymous_refusal, record_refusal
 from app.auth import store
 from app.core.clock import now_iso
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security.principal import Principal, Scope
-from app.security.refusals import record_anonymous_refusal, record_refusal
 from app.security.tokens import parse_public_id, token_matches
 
 SESSION_COOKIE = "mc_session"
