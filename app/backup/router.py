@@ -11,24 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 
 from app.access.dependencies import AdminAccess, client_address
-from app.backup.archive import (
-    PREFIX,
-    SUFFIX,
-    BackupError,
-    BackupInfo,
-    create_backup,
-    list_backups,
-    rotate,
-    verify_backup,
-)
-from app.core.context import AppContext, Ctx
+from app.backup.archive import PREFIX, SUFFIX, BackupError, create_backup, rotate, verify_backup
+from app.backup.service import BackupView, backup_view, backups
+from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.events.transaction import transaction
 
@@ -40,13 +31,6 @@ BackupName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=80)]
 _lock = asyncio.Lock()  # one backup (or verification) at a time: they read the whole file
 
 
-class BackupView(BaseModel):
-    name: str
-    taken_at: str
-    size: int
-    checksum: bool
-
-
 class BackupCreated(BaseModel):
     backup: BackupView
     rotated_out: list[str]
@@ -56,20 +40,6 @@ class BackupVerified(BaseModel):
     name: str
     ok: bool
     message: str
-
-
-def backup_view(info: BackupInfo) -> BackupView:
-    return BackupView(
-        name=info.path.name,
-        taken_at=info.taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        size=info.size,
-        checksum=info.path.with_name(info.path.name + ".sha256").exists(),
-    )
-
-
-async def backups(ctx: AppContext) -> list[BackupView]:
-    found = await asyncio.to_thread(list_backups, ctx.settings.backups_path)
-    return [backup_view(b) for b in found]
 
 
 @router.get("", response_model=list[BackupView])

@@ -1,35 +1,19 @@
-"""Public ``/healthz`` (ok or degraded, nothing else) and the detailed view (F5)."""
+"""Public ``/healthz`` (ok or degraded, nothing else) and the detailed view (F5,
+``app/health/details.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app import __version__
 from app.access.dependencies import ReadAccess
-from app.backup.archive import newest_backup_age
-from app.care.repairs import current_repairs
-from app.core.context import AppContext, Ctx
+from app.core.context import Ctx
 from app.core.database import database_ok
-from app.health.probes import system_figures
-from app.health.release import release_info
-from app.health.sandbox import sandbox_summary
-from app.runner.catalog import profiles_status
+from app.health.details import health_report
 
 router = APIRouter(tags=["health"])
-
-
-async def worker_heartbeats(ctx: AppContext) -> list[dict[str, Any]]:
-    rows = await ctx.db.fetch_all(
-        "SELECT worker_id, pid, hostname, started_at, seen_at, state FROM worker_heartbeats"
-        " ORDER BY seen_at DESC LIMIT 20"
-    )
-    return [{**dict(r), "state": json.loads(r["state"])} for r in rows]
 
 
 @router.get("/healthz", include_in_schema=True)
@@ -38,31 +22,6 @@ async def healthz(ctx: Ctx) -> JSONResponse:
     if await database_ok(ctx.db):
         return JSONResponse({"status": "ok"}, status_code=200)
     return JSONResponse({"status": "degraded"}, status_code=503)
-
-
-async def health_report(ctx: AppContext) -> dict[str, Any]:
-    """The detailed report; also what ``missionctl support-bundle`` stores."""
-    db_ok = await database_ok(ctx.db)
-    settings = ctx.settings
-    age = await asyncio.to_thread(newest_backup_age, settings.backups_path)
-    figures = await asyncio.to_thread(
-        system_figures, str(settings.state_dir), str(settings.database_path)
-    )
-    workers = await worker_heartbeats(ctx)
-    repairs = await current_repairs(ctx.db, settings)
-    return {
-        "status": "ok" if db_ok else "degraded",
-        "version": __version__,
-        "database": {"ok": db_ok, "bytes": figures.pop("database_bytes")},
-        "service_uptime_s": int(time.monotonic() - ctx.started_monotonic),
-        "system": figures,
-        "workers": workers,
-        "runner_sandbox": sandbox_summary(workers, settings.stale_run_minutes),
-        "profiles": (await asyncio.to_thread(profiles_status, settings)).as_dict(),
-        "last_backup_age_s": int(age.total_seconds()) if age is not None else None,
-        "release": await asyncio.to_thread(release_info, settings.release_root, __version__),
-        "repairs": repairs,
-    }
 
 
 @router.get("/api/health")

@@ -371,13 +371,13 @@ def audit_tail(path: Path, limit: int) -> list[dict[str, Any]]:
 async def health(settings: Settings) -> dict[str, Any]:
     """The authenticated health report, from the code behind ``/api/health``."""
     from app.core.context import AppContext
-    from app.health.router import health_report
+    from app.health.details import health_report
 
     db = ReadOnlyDatabase(settings.database_path, readers=2, busy_timeout_ms=5000)
     await db.open()
     try:
         # no server key: nothing here verifies a credential
-        return await health_report(AppContext.build(settings, db, b""))
+        return await health_report(build_context(settings, db, b""))
     finally:
         await db.close()
 

@@ -30,7 +30,7 @@ from app.audit.store import list_records as list_audit_records
 from app.auth import service as auth_service
 from app.auth import store as auth_store
 from app.backup.offsite import last_offsite_copy
-from app.backup.router import backups as backup_list
+from app.backup.service import backups as backup_list
 from app.capability.model import Capability, Tool
 from app.conversations import service as conversations_service
 from app.core.clock import iso, utcnow
@@ -44,7 +44,7 @@ from app.escalations import store as escalations_store
 from app.events.store import event_dict
 from app.events.stream import list_events
 from app.health.charts import health_charts
-from app.health.router import health_details
+from app.health.details import health_report
 from app.health.samples import samples_between
 from app.missions import service as missions_service
 from app.missions.schemas import MissionStatus
@@ -74,7 +74,7 @@ from app.ui import store
 from app.ui.auth import UiSession, refuse_page, safe_next
 from app.ui.render import ASSETS, PUBLIC_ASSETS, Asset, page, render_html
 from app.ui.rule_labels import builder_labels, field_label
-from app.ui.vpn import read_peer_status
+from app.vpn.status import read_peer_status
 
 router = APIRouter(include_in_schema=False)
 
@@ -284,7 +284,7 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
     )
     tokens, cost, runs_today = await store.spend_today(ctx.db, now)
     events, _ = await list_events(ctx.db, principal.scope, PageParams(limit=FEED_ROWS, offset=0))
-    health = await health_details(principal, ctx)
+    health = await health_report(ctx)
     return await ui_page(
         request,
         principal,
@@ -876,7 +876,7 @@ async def health_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLR
         "health.html",
         title="Health",
         section="health",
-        health=await health_details(principal, ctx),
+        health=await health_report(ctx),
         charts=await health_chart_views(ctx),
         chart_hours=CHART_HOURS,
         sample_interval_s=ctx.settings.health_sample_interval_s,

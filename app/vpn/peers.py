@@ -1,6 +1,6 @@
 """The peers the page lists: asked of the root helper live, or, when the helper
 cannot be reached, read from the status file mission-control-vpn-status writes
-every minute (app/ui/vpn.py). Names, addresses, handshakes, bytes: never a key."""
+every minute (app/vpn/status.py). Names, addresses, handshakes, bytes: never a key."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 from pydantic import BaseModel, ValidationError
 
 from app.core.settings import Settings
-from app.ui.vpn import PeerReport, PeerStatus, read_peer_status
 from app.vpn.helper import HelperError, ask
+from app.vpn.status import PeerReport, PeerStatus, read_peer_status
 
 
 class PeersView(BaseModel):

@@ -1,4 +1,5 @@
-"""The VPN peer status for the Settings page (read-only).
+"""The VPN peer status file, read for the Settings page and for the VPN page when
+the root helper does not answer (``app/vpn/peers.py``).
 
 ``mc-vpn status --json`` runs every minute as root (``mission-control-vpn-status``)
 and writes ``settings.vpn_status_path``; the API only reads that file. It holds
