@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from app.auth import totp
 from app.core.context import Ctx
 from app.ui.auth import UiSession
-from app.ui.router import ui_page
+from app.ui.page_kit import ui_page
 
 router = APIRouter(include_in_schema=False)
 

@@ -19,7 +19,7 @@ from app.projects import service as projects_service
 from app.projects import store as projects_store
 from app.projects.schemas import DocumentView, ProjectView
 from app.ui.auth import UiSession
-from app.ui.router import diff_lines, not_found, or_none, pager, ui_page
+from app.ui.page_kit import diff_lines, not_found, or_none, pager, ui_page
 
 router = APIRouter(include_in_schema=False)
 

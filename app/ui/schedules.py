@@ -19,7 +19,7 @@ from app.schedules.schemas import MissedPolicy, ScheduleView
 from app.tasks.schemas import Priority
 from app.ui import store
 from app.ui.auth import UiSession
-from app.ui.router import capabilities, not_found, or_none, pager, ui_page
+from app.ui.page_kit import capabilities, not_found, or_none, pager, ui_page
 
 router = APIRouter(include_in_schema=False)
 

@@ -9,7 +9,7 @@ from app.auth import totp
 from app.core.context import Ctx
 from app.security.principal import Scope
 from app.ui.auth import UiSession, refuse_page
-from app.ui.router import ui_page
+from app.ui.page_kit import ui_page
 from app.vpn.helper import NAME_PATTERN, NAME_RULE
 from app.vpn.peers import peers_view
 

@@ -59,5 +59,5 @@ def test_the_api_loads_templates_and_password_hashing_on_first_use(tmp_path: Pat
         "create_app(load_settings())",
         tmp_path,
     )
-    assert "fastapi" in modules and "app.ui.router" in modules
+    assert "fastapi" in modules and "app.ui.page_kit" in modules
     assert _offending(modules, ("jinja2", "argon2")) == []
