@@ -41,7 +41,6 @@ from app.health.sampler import health_sampler
 from app.health.samples import router as health_samples_router
 from app.missions.router import router as missions_router
 from app.notifications.router import router as notifications_router
-from app.notifications.ui import router as ui_notify_router
 from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
 from app.retention.job import retention_job
@@ -50,22 +49,22 @@ from app.rules.router import router as rules_router
 from app.schedules.router import router as schedules_router
 from app.security.secrets import server_key
 from app.tasks.router import router as tasks_router
-from app.ui.account import router as ui_account_router
-from app.ui.data_pages import router as ui_data_router
+from app.ui.pages.account import router as ui_account_router
 from app.ui.pages.agents import router as ui_agents_router
 from app.ui.pages.audit import router as ui_audit_router
 from app.ui.pages.backups import router as ui_backups_router
 from app.ui.pages.dashboard import router as ui_dashboard_router
+from app.ui.pages.data import router as ui_data_router
 from app.ui.pages.escalations import router as ui_escalations_router
 from app.ui.pages.health import router as ui_health_router
 from app.ui.pages.missions import router as ui_missions_router
 from app.ui.pages.notifications import router as ui_notifications_router
 from app.ui.pages.rules import router as ui_rules_router
+from app.ui.pages.schedules import router as ui_schedules_router
 from app.ui.pages.settings import router as ui_settings_router
 from app.ui.pages.tasks import router as ui_tasks_router
+from app.ui.pages.vpn import router as ui_vpn_router
 from app.ui.public import router as ui_public_router
-from app.ui.schedules import router as ui_schedules_router
-from app.vpn.page import router as vpn_page_router
 from app.vpn.router import router as vpn_router
 
 log = logging.getLogger("mission_control.app")
@@ -130,16 +129,13 @@ ROUTERS: list[APIRouter] = [
     agents_router,
     backups_router,
     vpn_router,
-    vpn_page_router,
-    ui_schedules_router,
-    ui_account_router,
-    ui_data_router,
-    ui_notify_router,
     ui_public_router,
     ui_dashboard_router,
     ui_agents_router,
+    ui_data_router,
     ui_missions_router,
     ui_tasks_router,
+    ui_schedules_router,
     ui_rules_router,
     ui_notifications_router,
     ui_escalations_router,
@@ -147,6 +143,8 @@ ROUTERS: list[APIRouter] = [
     ui_health_router,
     ui_backups_router,
     ui_settings_router,
+    ui_account_router,
+    ui_vpn_router,
 ]
 
 # Long-running jobs of the API process, each ``async def job(ctx) -> None``.

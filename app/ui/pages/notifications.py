@@ -1,6 +1,8 @@
-"""The notifications pages: the list (unread or all, by category) and the policy
-editor; the channels page follows.
-"""
+"""The notifications pages: the list (unread or all, by category), the policy
+editor, and the channels page: each channel's name, service kind and delivery
+state (breaker, last delivery, last test) and a "Send test" button. "Send test"
+goes through the JSON API, which only queues the test: the notifier sends it
+(docs/notifications.md)."""
 
 from __future__ import annotations
 
@@ -67,4 +69,20 @@ async def policy_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLR
         view=view,
         categories=[c.value for c in Category],
         lock=SECURITY_LOCK,
+    )
+
+
+@router.get("/ui/notifications/channels", response_class=HTMLResponse)
+async def channels_page(request: Request, principal: UiSession, ctx: Ctx) -> HTMLResponse:
+    view = await notifications_service.channels_view(ctx)
+    waiting = any(c.last_test is not None and c.last_test.state == "pending" for c in view.channels)
+    return await ui_page(
+        request,
+        principal,
+        ctx,
+        "notify_channels.html",
+        title="Notification channels",
+        section="notifications",
+        view=view,
+        waiting=waiting,
     )

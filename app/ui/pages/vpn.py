@@ -1,4 +1,5 @@
-"""The VPN peers page (scope admin): the peers, add one (after a step-up), revoke."""
+"""The VPN peers page (scope admin): the peers (``app/vpn/peers.py``), add one (after a
+step-up), revoke; the changes go through ``/api/vpn/peers`` (docs/vpn.md)."""
 
 from __future__ import annotations
 
