@@ -217,23 +217,6 @@ def test_scripts_parse_and_are_executable(script: Path) -> None:
         assert lint.returncode == 0, lint.stdout
 
 
-@pytest.mark.parametrize("role", ROLE_NAMES)
-def test_argument_specs_state_the_defaults_and_choices(role: str) -> None:
-    """Each option's ``default:`` is the value of defaults/main.yml (computed
-    "{{ ... }}" defaults are left to it), and a ``choices:`` list holds it."""
-    base = ROLES / role
-    defaults = load_yaml(base / "defaults" / "main.yml")
-    spec = load_yaml(base / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-    for name, value in defaults.items():
-        option = spec[name]
-        if isinstance(value, str) and "{{" in value:
-            assert "default" not in option, f"{name}: a computed default belongs to defaults/"
-            continue
-        assert option.get("default") == value, f"{name}: {option.get('default')!r} != {value!r}"
-        if "choices" in option:
-            assert value in option["choices"], f"{name}: {value!r} not in {option['choices']}"
-
-
 def test_supported_releases_are_trixie_and_bookworm() -> None:
     defaults = load_yaml(ROLES / "base" / "defaults" / "main.yml")
     assert defaults["base_supported_releases"] == ["trixie", "bookworm"]
