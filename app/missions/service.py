@@ -5,7 +5,7 @@ Lifecycle::
     proposed -> approved | rejected | cancelled
     approved -> running (its first task is created) | cancelled
     running  -> succeeded (every step has a succeeded task)
-              | failed (one of its tasks failed, or the worker ends it)
+              | failed (one of its tasks failed, or it went over a bound)
               | cancelled (its open tasks and runs are cancelled too)
 
 Approval (``app.missions.approval``) needs a person logged in to the web UI
@@ -16,6 +16,7 @@ one place, ``app.approvals.gate`` (two-person or one-owner mode).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.agents.store import agent_row_tx
@@ -38,9 +39,6 @@ from app.missions.schemas import (
 from app.policies.model import Category, Severity
 from app.security.credential_gate import contains_credential, redact
 from app.security.principal import Principal
-from app.tasks import store as task_store
-from app.tasks import transitions
-from app.tasks.schemas import TaskStatus
 
 TRANSITIONS: dict[MissionStatus, frozenset[MissionStatus]] = {
     MissionStatus.PROPOSED: frozenset(
@@ -351,27 +349,30 @@ async def reject_mission(
     return await get_mission(ctx, mission_id)
 
 
+#: cancels a mission's open tasks and their runs, inside the caller's transaction,
+#: and returns their ids; the task domain registers it (its service module), so
+#: that nothing in this package imports the task domain
+OpenWorkCanceller = Callable[[Tx, int], Awaitable[list[int]]]
+_open_work_canceller: list[OpenWorkCanceller] = []
+
+
+def register_open_work_canceller(canceller: OpenWorkCanceller) -> None:
+    """The task domain says how a cancelled mission's open tasks are cancelled."""
+    _open_work_canceller[:] = [canceller]
+
+
 async def cancel_mission(
     ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
 ) -> MissionView:
-    """Cancel a mission; a running one's open tasks and their runs are cancelled too."""
+    """Cancel a mission; a running one's open tasks and their runs are cancelled too.
+
+    Fails closed: with no canceller registered the mission is not cancelled (its
+    tasks would otherwise go on running)."""
+    if not _open_work_canceller:
+        raise RuntimeError("no canceller of a mission's open tasks is registered")
     async with transaction(ctx, principal.actor, client) as tx:
         row = await _load_for_change(tx, mission_id, MissionStatus.CANCELLED, decision.version)
-        cancelled_tasks: list[int] = []
-        for open_task in await task_store.open_mission_tasks(tx.conn, mission_id):
-            # read each task afresh: cancelling one may have blocked the next
-            task = await task_store.task_row_tx(tx.conn, int(open_task["id"]))
-            if task is None or not transitions.allowed(
-                TaskStatus(task["status"]), TaskStatus.CANCELLED
-            ):
-                continue
-            await transitions.move(
-                tx, task, TaskStatus.CANCELLED, reason=f"mission {mission_id} cancelled"
-            )
-            await tx.audit(
-                "task.cancel", f"task:{task['id']}", {"because": f"mission:{mission_id}"}
-            )
-            cancelled_tasks.append(int(task["id"]))
+        cancelled_tasks = await _open_work_canceller[0](tx, mission_id)
         await _move(
             tx,
             row,
@@ -383,40 +384,8 @@ async def cancel_mission(
     return await get_mission(ctx, mission_id)
 
 
-# --- hooks used by the task service and the worker ----------------------------------
-
-
-async def task_created(tx: Tx, mission_id: int, *, rule_depth: int = 0) -> None:
-    """An approved mission starts running with its first task."""
-    row = await store.mission_row_tx(tx.conn, mission_id)
-    if row is not None and row["status"] == MissionStatus.APPROVED.value:
-        await _move(tx, row, MissionStatus.RUNNING, rule_depth=rule_depth)
-
-
-async def task_finished(
-    tx: Tx, mission_id: int, task_status: TaskStatus, *, rule_depth: int = 0
-) -> None:
-    """A failed task fails its running mission; the last succeeded step completes it."""
-    row = await store.mission_row_tx(tx.conn, mission_id)
-    if row is None or row["status"] != MissionStatus.RUNNING.value:
-        return
-    if task_status is TaskStatus.FAILED:
-        await _move(
-            tx,
-            row,
-            MissionStatus.FAILED,
-            payload={"reason": "a task failed"},
-            rule_depth=rule_depth,
-        )
-        await tx.notify(
-            Category.MISSION, Severity.WARNING, f"Mission failed: {row['title']}", "a task failed"
-        )
-    elif task_status is TaskStatus.SUCCEEDED:
-        steps = len(json.loads(row["steps"]))
-        done = await store.steps_with_succeeded_task(tx.conn, mission_id)
-        if set(range(1, steps + 1)) <= done:
-            await _move(tx, row, MissionStatus.SUCCEEDED, rule_depth=rule_depth)
-            await tx.notify(Category.MISSION, Severity.INFO, f"Mission succeeded: {row['title']}")
+# --- ending a mission from outside a transaction ----------------------------------
+# (the task domain and the worker move a mission through app/missions/lifecycle.py)
 
 
 async def end_mission(
@@ -428,7 +397,10 @@ async def end_mission(
     client: str,
     reason: str,
 ) -> MissionView:
-    """For the worker: end a running mission (e.g. FAILED when a bound is hit)."""
+    """End a running mission in a transaction of its own (FAILED opens a
+    ``mission_failed`` escalation). The worker does not use it: it fails a mission
+    over its bound inside the run's transaction
+    (:func:`app.missions.lifecycle.fail_if_over_bound`)."""
     if status not in (MissionStatus.SUCCEEDED, MissionStatus.FAILED):
         raise ValueError("a mission ends succeeded or failed")
     async with transaction(ctx, actor, client) as tx:

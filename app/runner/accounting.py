@@ -11,7 +11,9 @@
   cancelled), the run is stopped.
 * After a run: one ``usage_ledger`` row (day = UTC date) and the mission's
   ``spent_*`` grow by the reported usage; a mission now over a bound is failed and
-  escalated, which refuses its further runs.
+  escalated, which refuses its further runs. Both mission writes are the missions
+  domain's (:mod:`app.missions.lifecycle`: ``add_spend``, ``fail_if_over_bound``);
+  this module only reads and decides.
 
 "Reached" is ``spent >= bound`` (no budget left: do not start); a mission is
 failed after a run only when it went *over* (``spent > bound``).
@@ -25,10 +27,9 @@ from typing import Any
 
 import aiosqlite
 
-from app.core.clock import iso, now_iso
+from app.core.clock import iso
 from app.core.database import Row
-from app.events.transaction import Tx
-from app.events.types import EventType
+from app.missions import lifecycle as mission_lifecycle
 
 #: missions whose tasks may run
 RUNNABLE_MISSION_STATUSES = frozenset({"approved", "running"})
@@ -178,49 +179,6 @@ def mission_refusal(mission: MissionState | None, mission_id: int) -> Refusal | 
     return None
 
 
-def mission_overrun(mission: MissionState) -> str | None:
-    """The bound a mission went over (``cost`` or ``tokens``), or None."""
-    if mission.spent_cost_usd > mission.bound_cost_usd:
-        return "cost"
-    if mission.spent_tokens > mission.bound_tokens:
-        return "tokens"
-    return None
-
-
-async def fail_mission(tx: Tx, mission: MissionState, which: str) -> bool:
-    """Fail a running/approved mission that went over a bound, and escalate."""
-    cursor = await tx.conn.execute(
-        "UPDATE missions SET status = 'failed', version = version + 1, updated_at = ?"
-        " WHERE id = ? AND status IN ('approved', 'running') AND deleted_at IS NULL",
-        (now_iso(), mission.id),
-    )
-    if cursor.rowcount != 1:
-        return False
-    reason = f"mission_bound:{which}"
-    details = {
-        "spent_cost_usd": round(mission.spent_cost_usd, 6),
-        "bound_cost_usd": mission.bound_cost_usd,
-        "spent_tokens": mission.spent_tokens,
-        "bound_tokens": mission.bound_tokens,
-    }
-    await tx.emit(
-        EventType.MISSION_FAILED,
-        "mission",
-        mission.id,
-        {"from": mission.status, "to": "failed", "reason": reason, **details},
-    )
-    await tx.escalate(
-        "mission_bound",
-        "mission",
-        mission.id,
-        f"mission {mission.id} went over its {which} bound and was failed; its further"
-        " runs are refused",
-        details,
-    )
-    await tx.audit("mission.failed", f"mission:{mission.id}", {"reason": reason, **details})
-    return True
-
-
 # --------------------------------------------------------------------------- usage
 
 
@@ -234,18 +192,15 @@ async def record_usage(
     cost_usd: float,
     now: datetime,
 ) -> None:
-    """One ledger row per run (day = UTC date); the mission's running totals grow."""
+    """One ledger row per run (day = UTC date); the mission's running totals grow
+    (through the missions domain)."""
     stamp = iso(now)
     await conn.execute(
         "INSERT INTO usage_ledger (agent_id, mission_id, conversation_id, day, tokens, cost_usd,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (agent_id, mission_id, conversation_id, utc_day(now), tokens, cost_usd, stamp),
     )
-    if mission_id is not None and (tokens or cost_usd):
-        # no version bump: spending is the worker's bookkeeping, not an edit that
-        # should make an operator's pending update of the mission conflict
-        await conn.execute(
-            "UPDATE missions SET spent_cost_usd = spent_cost_usd + ?,"
-            " spent_tokens = spent_tokens + ?, updated_at = ? WHERE id = ?",
-            (cost_usd, tokens, stamp, mission_id),
+    if mission_id is not None:
+        await mission_lifecycle.add_spend(
+            conn, mission_id, tokens=tokens, cost_usd=cost_usd, at=stamp
         )

@@ -31,11 +31,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.conversations import lifecycle as runs
+from app.conversations import store as conversation_store
 from app.core.clock import iso, parse_iso, utcnow
 from app.core.context import AppContext
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.runner import claims
+from app.tasks import transitions
 
 log = logging.getLogger("mission_control.runner.recovery")
 
@@ -70,14 +73,9 @@ async def requeue_interrupted(
     if task_status not in claims.CLAIMABLE_TASK_STATUSES:
         return None  # cancelled, deleted or ended meanwhile: nothing to resume
     if attempt < claims.MAX_ATTEMPTS_AFTER_RESTART:
-        active = await tx.conn.execute_fetchall(
-            "SELECT id FROM conversations WHERE task_id = ?"
-            " AND status IN ('QUEUED', 'IN_PROGRESS')",
-            (task_id,),
-        )
-        if list(active):
+        if await conversation_store.active_for_task(tx.conn, task_id) is not None:
             return None
-        new_id = await claims.insert_requeued(tx.conn, task_id, agent_id, attempt)
+        new_id = await runs.requeue(tx.conn, task_id, agent_id, attempt)
         await tx.emit(
             EventType.CONVERSATION_QUEUED,
             "conversation",
@@ -96,7 +94,7 @@ async def requeue_interrupted(
             {"from": conversation_id, "task_id": task_id, "attempt": attempt, "reason": reason},
         )
         return new_id
-    summary = await claims.end_task(tx, task_id, succeeded=False, reason=reason)
+    summary = await transitions.run_ended(tx, task_id, succeeded=False, reason=reason)
     await tx.escalate(
         "worker_restart",
         "conversation",
@@ -127,7 +125,7 @@ async def recover_own(ctx: AppContext, worker: str, actor: str) -> list[Recovere
     async with transaction(ctx, actor, CLIENT) as tx:
         for row in rows:
             conversation_id = int(row["id"])
-            if not await claims.fail_in_progress(
+            if not await runs.fail_in_progress(
                 tx.conn, conversation_id, RESTART_REASON, owner=worker
             ):
                 continue
@@ -195,7 +193,7 @@ async def sweep_stale(
             last = heartbeat if heartbeat is not None else (row[5] or row[6])
             minutes = _minutes_since(last, now, stale_minutes)
             reason = f"stale: no heartbeat for {minutes} minutes"
-            if not await claims.fail_in_progress(
+            if not await runs.fail_in_progress(
                 tx.conn, conversation_id, reason, heartbeat_at=heartbeat
             ):
                 continue
@@ -205,7 +203,7 @@ async def sweep_stale(
                 conversation_id,
                 {"task_id": task_id, "agent_id": int(row[2]), "reason": reason},
             )
-            summary = await claims.end_task(tx, task_id, succeeded=False, reason=reason)
+            summary = await transitions.run_ended(tx, task_id, succeeded=False, reason=reason)
             await tx.escalate(
                 "stale_run",
                 "conversation",

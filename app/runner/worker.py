@@ -43,6 +43,8 @@ from typing import Any, TypeVar
 
 from app.approvals.release import release_due as release_due_approvals
 from app.capability.model import Capability, agent_capability, run_capability
+from app.conversations import lifecycle as runs
+from app.conversations.lifecycle import RunRecord
 from app.core.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.core.clock import now_iso, utcnow
 from app.core.context import AppContext
@@ -52,12 +54,13 @@ from app.core.settings import Settings
 from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
+from app.missions import lifecycle as mission_lifecycle
 from app.core.database import database_ok
 from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import AgentQuota, Refusal
 from app.runner.budget import LiveBudget
 from app.runner.catalog import Catalog, load_catalog
-from app.runner.claims import Claim, RunRecord
+from app.runner.claims import Claim
 from app.runner.environment import ChildEnv, CredentialError, output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
 from app.runner.live import LiveOutput
@@ -89,7 +92,7 @@ from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
 from app.schedules.service import fire_due_schedules
 from app.security.credential_gate import redact
-from app.tasks import review, review_store, waiting
+from app.tasks import review, review_store, transitions, waiting
 
 log = logging.getLogger("mission_control.runner.worker")
 
@@ -623,11 +626,11 @@ class Worker:
                     claim.conversation_id, "FAILED", refusal.reason, ran=False
                 )
             else:
-                if not await claims.mark_in_progress(
+                if not await runs.claim(
                     tx.conn, claim.conversation_id, self.id, self.settings.worker_lease_s
                 ):
                     return None  # cannot happen under BEGIN IMMEDIATE; never run it twice
-                await claims.set_task_status(tx, claim.task_id, ("queued",), "in_progress")
+                await transitions.start(tx, claim.task_id)
                 await tx.emit(
                     EventType.CONVERSATION_STARTED,
                     "conversation",
@@ -682,7 +685,7 @@ class Worker:
         return None
 
     async def _refuse(self, tx: Tx, claim: Claim, refusal: Refusal) -> None:
-        if not await claims.fail_queued(tx.conn, claim.conversation_id, refusal.reason):
+        if not await runs.fail_queued(tx.conn, claim.conversation_id, refusal.reason):
             return
         await tx.emit(
             EventType.CONVERSATION_FAILED,
@@ -695,7 +698,9 @@ class Worker:
                 "started": False,
             },
         )
-        summary = await claims.end_task(tx, claim.task_id, succeeded=False, reason=refusal.reason)
+        summary = await transitions.run_ended(
+            tx, claim.task_id, succeeded=False, reason=refusal.reason
+        )
         if refusal.escalation is not None:
             await tx.escalate(
                 refusal.escalation,
@@ -934,7 +939,7 @@ class Worker:
                 stop_deadline = loop.time() + self.options.stop_grace_s
             try:
                 async with self.db.read() as conn:
-                    status, owner = await claims.run_state(conn, claim.conversation_id)
+                    status, owner = await runs.state(conn, claim.conversation_id)
                 if status == "CANCELLED":
                     self._stop(stop, cancel, "cancelled")
                     return
@@ -943,7 +948,7 @@ class Worker:
                     return
                 if loop.time() >= next_renew:
                     async with self.db.write() as conn:
-                        renewed = await claims.renew_lease(
+                        renewed = await runs.renew_lease(
                             conn, claim.conversation_id, self.id, self.settings.worker_lease_s
                         )
                     next_renew = loop.time() + renew_every
@@ -1182,13 +1187,13 @@ class Worker:
                     now=now,
                 )
             status = verdict.status
-            if status is not None and not await claims.finish(
+            if status is not None and not await runs.finish(
                 tx.conn, cid, self.id, status=status, reason=verdict.reason, record=record
             ):
                 status = None  # ended by someone else after the run ended
             summary: dict[str, Any] = {}
             if status is None:
-                await claims.attach_record(tx.conn, cid, self.id, record)
+                await runs.attach_record(tx.conn, cid, self.id, record)
                 row = await tx.conn.execute_fetchall(
                     "SELECT status FROM conversations WHERE id = ?", (cid,)
                 )
@@ -1211,7 +1216,7 @@ class Worker:
                 summary = (
                     {"review": gated}
                     if gated is not None
-                    else await claims.end_task(tx, claim.task_id, succeeded=True, reason=None)
+                    else await transitions.run_ended(tx, claim.task_id, succeeded=True, reason=None)
                 )
                 await waiting.question_asked(tx, claim, record.transcript)
             else:
@@ -1237,7 +1242,7 @@ class Worker:
                     )
                     summary = {"requeued_as": new_id}
                 else:
-                    summary = await claims.end_task(
+                    summary = await transitions.run_ended(
                         tx, claim.task_id, succeeded=False, reason=verdict.reason
                     )
                 if verdict.escalation is not None:
@@ -1264,11 +1269,7 @@ class Worker:
                     " the agent saw it.",
                 )
             if claim.mission_id is not None and run.started:
-                mission = await accounting.mission_state(tx.conn, claim.mission_id)
-                if mission is not None:
-                    which = accounting.mission_overrun(mission)
-                    if which is not None:
-                        await accounting.fail_mission(tx, mission, which)
+                await mission_lifecycle.fail_if_over_bound(tx, claim.mission_id)
             await self._circuit_events(tx, opened, claim.profile if closed_again else None)
             await tx.audit(
                 "conversation.finished",
@@ -1304,7 +1305,7 @@ class Worker:
 
         async def store() -> str:
             async with transaction(self.ctx, self.actor, CLIENT) as tx:
-                if not await claims.finish(
+                if not await runs.finish(
                     tx.conn,
                     claim.conversation_id,
                     self.id,
@@ -1323,7 +1324,7 @@ class Worker:
                         "reason": verdict.reason,
                     },
                 )
-                summary = await claims.end_task(
+                summary = await transitions.run_ended(
                     tx, claim.task_id, succeeded=False, reason=verdict.reason
                 )
                 await tx.escalate(

@@ -109,16 +109,12 @@ async def _close_waiting(tx: Tx, task_id: int, comment: str) -> None:
 
 
 async def _approve(tx: Tx, task_id: int) -> dict[str, Any]:
-    """The work succeeds, with the consequences of any success."""
-    from app.missions.service import task_finished
-
+    """The work succeeds, with the consequences of any success (its mission follows
+    through ``transitions.move``)."""
     row = await store.task_row_tx(tx.conn, task_id)
     if row is None or not transitions.allowed(TaskStatus(row["status"]), TaskStatus.SUCCEEDED):
         return {}
-    summary = await transitions.move(tx, row, TaskStatus.SUCCEEDED, reason="review approved")
-    if row["mission_id"] is not None:
-        await task_finished(tx, int(row["mission_id"]), TaskStatus.SUCCEEDED)
-    return summary
+    return await transitions.move(tx, row, TaskStatus.SUCCEEDED, reason="review approved")
 
 
 async def _send_back(tx: Tx, task_id: int) -> int | None:

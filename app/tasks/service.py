@@ -40,7 +40,8 @@ from app.core.errors import ApiError
 from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
-from app.missions import service as missions
+from app.missions import lifecycle as mission_lifecycle
+from app.missions import service as missions_service
 from app.tasks import approval, preflight, review_store, store, transitions, waiting
 from app.tasks.preflight import Failure
 from app.tasks.schemas import (
@@ -278,7 +279,7 @@ async def _insert(ctx: AppContext, tx: Tx, values: dict[str, Any], rule_depth: i
         },
     )
     if values["mission_id"] is not None:
-        await missions.task_created(tx, int(values["mission_id"]), rule_depth=rule_depth)
+        await mission_lifecycle.task_created(tx, int(values["mission_id"]), rule_depth=rule_depth)
     if values.get("follows_conversation_id") is not None:  # the reply answers its question
         await waiting.replied(tx, int(values["follows_conversation_id"]))
     return task_id
@@ -383,6 +384,28 @@ async def change_task_status(
     )
 
 
+async def cancel_mission_tasks(tx: Tx, mission_id: int) -> list[int]:
+    """A mission was cancelled: cancel its open tasks and their runs (each audited).
+    Registered with the missions domain, which imports nothing of this package."""
+    cancelled: list[int] = []
+    for open_task in await store.open_mission_tasks(tx.conn, mission_id):
+        # read each task afresh: cancelling one may have blocked the next
+        task = await store.task_row_tx(tx.conn, int(open_task["id"]))
+        if task is None or not transitions.allowed(
+            TaskStatus(task["status"]), TaskStatus.CANCELLED
+        ):
+            continue
+        await transitions.move(
+            tx, task, TaskStatus.CANCELLED, reason=f"mission {mission_id} cancelled"
+        )
+        await tx.audit("task.cancel", f"task:{task['id']}", {"because": f"mission:{mission_id}"})
+        cancelled.append(int(task["id"]))
+    return cancelled
+
+
+missions_service.register_open_work_canceller(cancel_mission_tasks)
+
+
 async def cancel_task(ctx: AppContext, task_id: int, *, actor: str, client: str) -> TaskView:
     return await _change_status(
         ctx, task_id, TaskStatus.CANCELLED, actor=actor, client=client, action="task.cancel"
@@ -422,8 +445,6 @@ async def _change_status(
             tx, row, status, reason=f"task {status.value} by {actor}", rule_depth=rule_depth
         )
         await tx.audit(action, f"task:{task_id}", {**summary, "rule_depth": rule_depth})
-        if row["mission_id"] is not None and status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
-            await missions.task_finished(tx, int(row["mission_id"]), status, rule_depth=rule_depth)
     return await get_task(ctx, task_id)
 
 
