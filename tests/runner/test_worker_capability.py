@@ -20,6 +20,7 @@ from app.runner.sandbox import landlock_status
 from tests.support.worker import (
     DEMO_ARGV,
     Rows,
+    cancel_task,
     make_settings,
     profile,
     running_worker,
@@ -316,12 +317,7 @@ async def test_a_cancelled_run_records_the_usage_it_streamed(tmp_path: Path) -> 
     async with running_worker(settings) as worker:
         run = asyncio.create_task(worker.run_once())
         await asyncio.sleep(1.0)  # a few turns streamed
-        rows.execute(
-            "UPDATE conversations SET status = 'CANCELLED', reason = 'cancelled by alice'"
-            " WHERE id = ?",
-            (conversation,),
-        )
-        rows.execute("UPDATE tasks SET status = 'cancelled' WHERE id = ?", (task,))
+        await cancel_task(worker, task)  # what the API does
         outcome = await asyncio.wait_for(run, 20)
     assert outcome is not None and outcome.status == "CANCELLED", outcome
     row = rows.conversation(conversation)

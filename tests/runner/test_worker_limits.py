@@ -14,6 +14,7 @@ from tests.support.processes import alive, kill_all, read_pids, wait_gone
 from tests.support.worker import (
     DEMO_ARGV,
     Rows,
+    add_mission_spend,
     make_settings,
     profile,
     running_worker,
@@ -198,7 +199,7 @@ async def test_run_is_stopped_when_the_mission_goes_over_meanwhile(tmp_path: Pat
                 if read_pids(pids):
                     break
                 await asyncio.sleep(0.05)
-            rows.execute("UPDATE missions SET spent_tokens = 5000 WHERE id = ?", (mission,))
+            await add_mission_spend(worker, mission, tokens=5000)  # other runs spent it
             outcome = await asyncio.wait_for(run, 10)
         assert outcome is not None
         row = rows.conversation(conversation)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from app.core.clock import iso, now_iso, utcnow
+from app.core.clock import utcnow
 from app.runner.heartbeat import WorkerIdentityError, worker_id
 from tests.support.processes import kill_all, read_pids, wait_gone
 from tests.support.worker import (
     Rows,
+    cancel_task,
+    claimed_run,
     make_settings,
     running_worker,
     script_profile,
@@ -42,16 +44,6 @@ def sleeper(tmp_path: Path, pids: Path, seconds: int = 60) -> Path:
     )
 
 
-def in_progress(rows: Rows, task_id: int, owner: str, *, heartbeat: str, attempt: int = 1) -> int:
-    """An IN_PROGRESS conversation as a worker would have left it."""
-    return rows.execute(
-        "INSERT INTO conversations (task_id, agent_id, status, lease_owner, lease_expires_at,"
-        " heartbeat_at, attempt, started_at, created_at, updated_at)"
-        " SELECT id, agent_id, 'IN_PROGRESS', ?, ?, ?, ?, ?, ?, ? FROM tasks WHERE id = ?",
-        (owner, heartbeat, heartbeat, attempt, heartbeat, heartbeat, heartbeat, task_id),
-    )
-
-
 # ------------------------------------------------------------------ cancel
 
 
@@ -72,20 +64,14 @@ async def test_cancel_from_the_api_kills_the_run(tmp_path: Path) -> None:
             assert read_pids(pids), "the agent did not start"
             await worker.write_heartbeat()  # what the heartbeat loop of serve() does
             assert rows.heartbeat_state(worker.id)["running"] == [conversation]
-            # what the API does (app.conversations.store.cancel_active)
-            rows.execute(
-                "UPDATE conversations SET status = 'CANCELLED', reason = 'cancelled by alice'"
-                " WHERE id = ?",
-                (conversation,),
-            )
-            rows.execute("UPDATE tasks SET status = 'cancelled' WHERE id = ?", (task,))
+            await cancel_task(worker, task)  # what the API does
             started = time.monotonic()
             outcome = await asyncio.wait_for(run, 10)
             assert time.monotonic() - started < 3
         assert outcome is not None and outcome.status == "CANCELLED"
         assert wait_gone(read_pids(pids)) == []
         row = rows.conversation(conversation)
-        assert row["status"] == "CANCELLED" and row["reason"] == "cancelled by alice"
+        assert row["status"] == "CANCELLED" and row["reason"] == "task cancelled by user:alice"
         assert rows.task_status(task) == "cancelled"
         assert not rows.events("conversation.failed")
         assert worker.breakers.get("sleeper").snapshot().consecutive_failures == 0
@@ -126,12 +112,10 @@ async def test_stale_runs_are_failed_once_with_an_escalation(tmp_path: Path) -> 
     stale_task, _ = rows.task(agent, queue=False)
     dependent, _ = rows.task(agent, depends_on=(stale_task,), queue=False)
     fresh_task, _ = rows.task(agent, queue=False)
-    old = iso(utcnow() - timedelta(minutes=45))
-    stale = in_progress(rows, stale_task, "elsewhere:w", heartbeat=old)
-    fresh = in_progress(rows, fresh_task, "elsewhere:w", heartbeat=now_iso())
-    rows.execute(
-        "UPDATE tasks SET status = 'in_progress' WHERE id IN (?, ?)", (stale_task, fresh_task)
-    )
+    old = utcnow() - timedelta(minutes=45)
+    path = settings.database_path
+    stale = await claimed_run(path, stale_task, agent, "elsewhere:w", at=old)
+    fresh = await claimed_run(path, fresh_task, agent, "elsewhere:w", at=utcnow())
 
     async with running_worker(settings) as worker:  # start-up sweeps once
         assert await worker.sweep_stale() == []  # idempotent: nothing left to fail
@@ -159,10 +143,9 @@ async def test_restart_recovers_own_orphans_once(tmp_path: Path) -> None:
     agent = rows.agent()
     task, _ = rows.task(agent, queue=False)
     others, _ = rows.task(agent, queue=False)
-    rows.execute("UPDATE tasks SET status = 'in_progress' WHERE id IN (?, ?)", (task, others))
     me = worker_id("t")
-    orphan = in_progress(rows, task, me, heartbeat=now_iso())
-    foreign = in_progress(rows, others, "otherhost:t", heartbeat=now_iso())
+    orphan = await claimed_run(settings.database_path, task, agent, me, at=utcnow())
+    foreign = await claimed_run(settings.database_path, others, agent, "otherhost:t", at=utcnow())
 
     async with running_worker(settings) as worker:
         requeued = rows.one(
@@ -187,8 +170,9 @@ async def test_a_run_interrupted_twice_is_not_requeued_again(tmp_path: Path) -> 
     rows = Rows(settings.database_path)
     agent = rows.agent()
     task, _ = rows.task(agent, queue=False)
-    rows.execute("UPDATE tasks SET status = 'in_progress' WHERE id = ?", (task,))
-    orphan = in_progress(rows, task, worker_id("t"), heartbeat=now_iso(), attempt=2)
+    orphan = await claimed_run(
+        settings.database_path, task, agent, worker_id("t"), at=utcnow(), attempt=2
+    )
     async with running_worker(settings) as worker:
         assert await worker.run_once() is None
     assert rows.conversation(orphan)["status"] == "FAILED"

@@ -1,9 +1,13 @@
 """Shared helpers of the worker tests (no tests here).
 
-Rows are created with plain SQL (the tasks/missions APIs are not used), agents run
-from a profiles file written by the test, fake agents are small Python scripts,
-and the worker runs in-process with short intervals unless a test needs a real
-``missionctl worker`` process.
+The starting rows (agents, missions, tasks, their queued runs) are created with
+plain SQL, without pre-flight; what happens to them afterwards goes through the
+domains, as in production: a person cancelling a task through the task service
+(:func:`cancel_task`), other runs adding to a mission's spending through the
+missions domain (:func:`add_mission_spend`), a run another worker claimed and
+left (:func:`claimed_run`). Agents run from a profiles file written by the test,
+fake agents are small Python scripts, and the worker runs in-process with short
+intervals unless a test needs a real ``missionctl worker`` process.
 """
 
 from __future__ import annotations
@@ -18,13 +22,22 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import aiosqlite
+
+from app.conversations import lifecycle as runs
 from app.core.clock import now_iso
 from app.core.migrations import migrate
 from app.core.settings import Settings
+from app.events.transaction import Tx, transaction
+from app.missions import lifecycle as missions
 from app.runner.worker import Worker, WorkerOptions
+from app.tasks import service as tasks_service
+from app.tasks import transitions
 from tests.support.cli import cli_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -333,6 +346,47 @@ class Rows:
         assert text is not None, "no heartbeat row"
         state: dict[str, Any] = json.loads(text)
         return state
+
+
+# --- moves through the domains ---------------------------------------------------
+
+
+async def cancel_task(worker: Worker, task_id: int, actor: str = "user:alice") -> None:
+    """What the API does when a person cancels a task (the task service): the task
+    is cancelled and its run with it."""
+    await tasks_service.cancel_task(worker.ctx, task_id, actor=actor, client="test")
+
+
+async def add_mission_spend(
+    worker: Worker, mission_id: int, *, tokens: int = 0, cost_usd: float = 0.0
+) -> None:
+    """Other runs' usage grows the mission's spending (the missions domain's call)."""
+    async with transaction(worker.ctx, "worker:other", "test") as tx:
+        await missions.add_spend(
+            tx.conn, mission_id, tokens=tokens, cost_usd=cost_usd, at=now_iso()
+        )
+
+
+async def claimed_run(
+    path: Path, task_id: int, agent_id: int, owner: str, *, at: datetime, attempt: int = 1
+) -> int:
+    """A run that worker ``owner`` claimed at ``at`` (its lease and heartbeat from
+    then) and never ended: queued by the task domain (a re-queue when ``attempt`` > 1),
+    claimed through the conversations domain, its task started. Returns its id."""
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("BEGIN IMMEDIATE")
+        tx = Tx(conn, f"worker:{owner}", "test")
+        if attempt > 1:
+            conversation_id = await runs.requeue(conn, task_id, agent_id, attempt - 1)
+        else:
+            conversation_id = await transitions.queue_run(tx, task_id, agent_id)
+        with mock.patch.object(runs, "utcnow", return_value=at):
+            assert await runs.claim(conn, conversation_id, owner, 60.0)
+        await transitions.start(tx, task_id)
+        await conn.execute("COMMIT")
+    return conversation_id
 
 
 @asynccontextmanager
