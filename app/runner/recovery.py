@@ -38,6 +38,7 @@ from app.core.context import AppContext
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.runner import claims
+from app.tasks import store as task_store
 from app.tasks import transitions
 
 log = logging.getLogger("mission_control.runner.recovery")
@@ -66,10 +67,8 @@ async def requeue_interrupted(
 ) -> int | None:
     """After an interrupted conversation was set FAILED: queue a new one for its task
     (attempt carried), once; else fail the task and escalate. Returns the new id."""
-    task = await tx.conn.execute_fetchall(
-        "SELECT status FROM tasks WHERE id = ? AND deleted_at IS NULL", (task_id,)
-    )
-    task_status = next((str(row[0]) for row in task), None)
+    task = await task_store.task_row_tx(tx.conn, task_id)
+    task_status = None if task is None else str(task["status"])
     if task_status not in claims.CLAIMABLE_TASK_STATUSES:
         return None  # cancelled, deleted or ended meanwhile: nothing to resume
     if attempt < claims.MAX_ATTEMPTS_AFTER_RESTART:

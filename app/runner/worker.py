@@ -1194,10 +1194,7 @@ class Worker:
             summary: dict[str, Any] = {}
             if status is None:
                 await runs.attach_record(tx.conn, cid, self.id, record)
-                row = await tx.conn.execute_fetchall(
-                    "SELECT status FROM conversations WHERE id = ?", (cid,)
-                )
-                status = next((str(r[0]) for r in row), "MISSING")
+                status, _ = await runs.state(tx.conn, cid)
             elif status == "SUCCEEDED":
                 await tx.emit(
                     EventType.CONVERSATION_SUCCEEDED,
