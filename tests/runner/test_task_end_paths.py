@@ -88,3 +88,28 @@ async def test_dependents_queued_are_task_ids_whichever_path_ends_the_task(
         by_worker: {"from": "in_progress", "to": "succeeded"},
         by_api: {"from": "in_progress", "to": "succeeded"},
     }
+
+
+async def test_a_dependent_waiting_for_a_person_gets_no_run_when_the_worker_ends_its_dependency(
+    tmp_path: Path,
+) -> None:
+    """The worker's end of a task queues dependents through the one gate every run
+    passes (``transitions.queue_if_ready``): a dependent held for a person's
+    approval (its run would get a shell) stays without a run."""
+    script = write_agent(tmp_path, "ok", 'emit("done")')
+    write_profiles(tmp_path, {"ok": script_profile(script)})
+    settings = make_settings(tmp_path)
+    rows = Rows(settings.database_path)
+    agent = rows.agent(profile="ok")
+    root, run = rows.task(agent, "prepare")
+    held, _ = rows.task(
+        agent, "run a shell", depends_on=(root,), queue=False, needs_shell=True, approval="pending"
+    )
+    async with running_worker(settings) as worker:
+        outcome = await worker.run_once()
+        assert outcome is not None and outcome.status == "SUCCEEDED"
+        assert await worker.run_once() is None
+    assert rows.task_status(root) == "succeeded"
+    assert rows.value("SELECT count(*) FROM conversations WHERE task_id = ?", (held,)) == 0
+    assert rows.task_status(held) == "queued"
+    assert _audit(rows, "conversation.finished", f"conversation:{run}")["dependents_queued"] == []

@@ -286,13 +286,15 @@ class Rows:
         depends_on: tuple[int, ...] = (),
         queue: bool = True,
         needs_shell: bool = False,
+        approval: str = "",
     ) -> tuple[int, int | None]:
-        """A task and (unless ``queue`` is false) its QUEUED conversation."""
+        """A task and (unless ``queue`` is false) its QUEUED conversation;
+        ``approval="pending"``: it waits for a person (app/tasks/approval.py)."""
         now = now_iso()
         task_id = self.execute(
             "INSERT INTO tasks (title, description, agent_id, mission_id, mission_step,"
-            " project_id, status, needs_shell, created_by, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)",
+            " project_id, status, needs_shell, approval, created_by, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)",
             (
                 title,
                 description,
@@ -302,6 +304,7 @@ class Rows:
                 project_id,
                 status,
                 int(needs_shell),
+                approval,
                 now,
                 now,
             ),
