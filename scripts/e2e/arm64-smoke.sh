@@ -9,24 +9,23 @@
 #
 #   sudo scripts/e2e/arm64-smoke.sh [--rebuild] [--keep]
 #
-# Only the smoke commands run under emulation; everything that would be slow
-# there is done natively once and cached:
+# What would be slow under emulation is done natively, or once and cached:
 # - the root ($MC_E2E_CACHE/rootfs-<suite>-arm64): `mmdebstrap
 #   --variant=extract` of python3 and tzdata with their dependencies, unpacked
-#   by the host's apt and dpkg, no maintainer script run under qemu (seconds,
-#   where a configured trixie root took 18 minutes under load); the byte
-#   compilation their postinst would have done (py3compile) is done by a host
-#   CPython with the same bytecode magic number when there is one, else under
-#   qemu;
-# - the venv's site-packages ($MC_E2E_CACHE/site-arm64-<suite>-<lock hash>-...):
-#   `pip install --target` on the host for the root's interpreter, ABI and
-#   aarch64 platform tags, --require-hashes against the lock, from the
-#   hash-checked wheel cache (scripts/e2e/lib.sh, e2e_wheelhouse), in a venv
-#   the root's own python made (`-m venv --without-pip`), byte-compiled as
-#   above;
+#   by the host's apt and dpkg; no maintainer script runs under qemu (seconds,
+#   where a configured trixie root took 18 minutes under load). The one thing
+#   of theirs that matters here, the byte-compilation of the standard library
+#   (python3's postinst, py3compile), is done by the root's own python3;
+# - the venv with the locked dependencies ($MC_E2E_CACHE/site-arm64-<suite>-
+#   <lock hash>-<abi>-<glibc>): made by the root's python3 (`-m venv
+#   --without-pip`), filled by the host's pip (`install --target`, no pip
+#   under qemu) for the root's interpreter, ABI and aarch64 platform tags,
+#   --require-hashes against the lock, from the hash-checked wheel cache
+#   (scripts/e2e/lib.sh, e2e_wheelhouse), then byte-compiled by the root's
+#   python3 as pip on the Pi does;
 # - each run: an overlay of the root with that venv as a lower layer, the
-#   app's wheel (built here) installed into it natively, the smoke commands
-#   under qemu.
+#   app's wheel (built here) installed into it the same way, then the smoke
+#   commands under qemu.
 # Needs root, mmdebstrap, qemu-user-static and binfmt-support
 # (scripts/e2e/install-deps.sh --arm64). The aarch64 registration of
 # binfmt_misc (a host-wide setting) is switched on for the run and put back
@@ -42,9 +41,9 @@ case "$ARM64_SUITE" in
     *) e2e_die "MC_E2E_ARM64_SUITE=$ARM64_SUITE: only trixie and bookworm are supported" ;;
 esac
 ROOTFS_ARM64=$E2E_CACHE/rootfs-$ARM64_SUITE-arm64
-# v2: the unpacked-only root; its first line records the root's Python, glibc
-# and bytecode magic number (an older root is made again)
-MARK=.mc-e2e-arm64-v2
+# v3: the unpacked-only root; the mark records the root's Python and glibc
+# (an older root is made again)
+MARK=.mc-e2e-arm64-v3
 VENV=/opt/mission-control/venv
 # The CPU qemu emulates: the Raspberry Pi 4's Cortex-A72 (ARMv8.0-A, the
 # oldest core the appliance supports; the Pi 5 has a Cortex-A76), so the
@@ -114,33 +113,11 @@ mkdir -p "$E2E_CACHE"
 : >"$E2E_TIMINGS"
 t0=$(e2e_now_ns)
 
-# host_python_with_magic X.Y MAGIC: a host CPython X.Y whose bytecode magic
-# number is MAGIC (its .pyc files are the root's own), or nothing. Bytecode
-# depends only on that number, fixed for a minor version once released.
-host_python_with_magic() {
-    local ver=$1 magic=$2 cand pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
-    for cand in "$python" "/usr/bin/python$ver" "/usr/local/bin/python$ver" \
-        "$pyenv_root"/versions/"$ver".*/bin/"python$ver"; do
-        [ -x "$cand" ] || continue
-        if [ "$("$cand" -c 'import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())' 2>/dev/null)" = "$magic" ]; then
-            printf '%s' "$cand"
-            return 0
-        fi
-    done
-    return 0
-}
-# byte_compile CHROOT DIR HOST_PYTHON: compile DIR (a path inside CHROOT) as
-# the package's postinst or pip would: natively with HOST_PYTHON when given
-# (the paths recorded in the .pyc files are those inside the root), else with
-# the root's python3 under qemu (slow: about 0.15 s a file). A file that does
-# not compile only costs time later.
+# byte_compile CHROOT DIR: compile DIR (a path inside CHROOT) with the
+# root's python3 under qemu, as the package's postinst or pip on the Pi
+# would. A file that does not compile only costs time later.
 byte_compile() {
-    local root=$1 dir=$2 host=$3
-    if [ -n "$host" ]; then
-        "$host" -m compileall -q -j 0 -s "$root" -p / "$root$dir" >>"$WORK/compile.log" 2>&1 || true
-    else
-        chroot "$root" /usr/bin/python3 -m compileall -q "$dir" >>"$WORK/compile.log" 2>&1 || true
-    fi
+    timeout 600 chroot "$1" /usr/bin/python3 -m compileall -q "$2" >>"$WORK/compile.log" 2>&1 || true
 }
 
 e2e_stage binfmt
@@ -168,31 +145,29 @@ if [ "$REBUILD" = yes ] || [ ! -s "$ROOTFS_ARM64/$MARK" ]; then
     pyver=$(e2e_root_python "$ROOTFS_ARM64.tmp")
     # the root's python3 runs under qemu without ld.so.cache (ld.so's built-in
     # multiarch paths); one start tells what the wheels and bytecode must fit
-    read -r machine libc magic < <(timeout 300 chroot "$ROOTFS_ARM64.tmp" /usr/bin/python3 -c '
-import importlib.util, platform
-print(platform.machine(), platform.libc_ver()[1], importlib.util.MAGIC_NUMBER.hex())') ||
+    read -r machine libc < <(timeout 300 chroot "$ROOTFS_ARM64.tmp" /usr/bin/python3 -c '
+import platform
+print(platform.machine(), platform.libc_ver()[1])') ||
         e2e_die "the arm64 root's python3 does not run under qemu"
     [ "$machine" = aarch64 ] || e2e_die "the root's python3 reports $machine, not aarch64"
     [[ "$libc" =~ ^2\.([0-9]+)$ ]] || e2e_die "the root's python3 reports glibc '$libc'"
     glibc=${BASH_REMATCH[1]}
-    host=$(host_python_with_magic "$pyver" "$magic")
-    e2e_say "byte-compiling the root's Python $pyver standard library (${host:-under qemu, no host CPython $pyver})"
-    byte_compile "$ROOTFS_ARM64.tmp" "/usr/lib/python$pyver" "$host"
+    e2e_say "byte-compiling the root's Python $pyver standard library"
+    byte_compile "$ROOTFS_ARM64.tmp" "/usr/lib/python$pyver"
     rm -rf "$ROOTFS_ARM64.tmp"/var/lib/apt/lists/* "$ROOTFS_ARM64.tmp"/var/cache/apt/archives/*.deb
     # mount points (e2e_chroot_mount) and the smoke test's state directory
     mkdir -p "$ROOTFS_ARM64.tmp"/{proc,dev,tmp,opt/mission-control,var/lib/mc-smoke}
-    printf 'python=%s glibc=%s magic=%s\n' "$pyver" "$glibc" "$magic" >"$ROOTFS_ARM64.tmp/$MARK"
+    printf 'python=%s glibc=%s\n' "$pyver" "$glibc" >"$ROOTFS_ARM64.tmp/$MARK"
     mv "$ROOTFS_ARM64.tmp" "$ROOTFS_ARM64"
 else
     e2e_say "using the cached arm64 root $ROOTFS_ARM64"
 fi
 read -r facts <"$ROOTFS_ARM64/$MARK"
-[[ "$facts" =~ ^python=(3\.[0-9]+)\ glibc=([0-9]+)\ magic=([0-9a-f]+)$ ]] ||
+[[ "$facts" =~ ^python=(3\.[0-9]+)\ glibc=([0-9]+)$ ]] ||
     e2e_die "$ROOTFS_ARM64/$MARK: unexpected '$facts' (--rebuild)"
-pyver=${BASH_REMATCH[1]} glibc=${BASH_REMATCH[2]} magic=${BASH_REMATCH[3]}
+pyver=${BASH_REMATCH[1]} glibc=${BASH_REMATCH[2]}
 abi=cp${pyver/./}
-host=$(host_python_with_magic "$pyver" "$magic")
-e2e_say "arm64 root: $ARM64_SUITE, Python $pyver, glibc 2.$glibc; bytecode by ${host:-qemu}; CPU $QEMU_CPU"
+e2e_say "arm64 root: $ARM64_SUITE, Python $pyver, glibc 2.$glibc; qemu CPU $QEMU_CPU"
 
 e2e_stage wheels-arm64
 lock=$E2E_REPO/requirements.lock
@@ -257,7 +232,7 @@ else
     pip_for_root "$ROOT$site" --require-hashes -r "$lock" >"$WORK/pip-lock.log" 2>&1 ||
         { tail -n 30 "$WORK/pip-lock.log" >&2; e2e_die "the locked dependencies did not install for aarch64"; }
     move_scripts "$ROOT$site" "$ROOT"
-    byte_compile "$ROOT" "$site" "$host"
+    byte_compile "$ROOT" "$site"
     rm -rf "$SITE_LAYER.tmp" "$SITE_LAYER"
     mkdir -p "$SITE_LAYER.tmp/opt/mission-control"
     cp -a "$ROOT$VENV" "$SITE_LAYER.tmp/opt/mission-control/"
@@ -269,7 +244,7 @@ pip_for_root "$WORK/app-site" "$app_wheel" >"$WORK/pip-app.log" 2>&1 ||
     { tail -n 30 "$WORK/pip-app.log" >&2; e2e_die "the app's wheel did not install for aarch64"; }
 move_scripts "$WORK/app-site" "$ROOT"
 cp -a "$WORK/app-site/." "$ROOT$site/"
-if [ -n "$host" ]; then byte_compile "$ROOT" "$site/app" "$host"; fi
+byte_compile "$ROOT" "$site/app"
 [ -x "$ROOT$VENV/bin/missionctl" ] || e2e_die "the app's wheel installed no missionctl script"
 
 e2e_stage smoke-arm64
@@ -277,7 +252,7 @@ e2e_stage smoke-arm64
 in_root=(env -i PATH="$VENV/bin:/usr/bin" HOME=/root LANG=C.UTF-8 QEMU_CPU="$QEMU_CPU"
     MC_DATABASE_PATH=/var/lib/mc-smoke/mc.db MC_STATE_DIR=/var/lib/mc-smoke "$(command -v chroot)" "$ROOT")
 ts=$(e2e_now_ns)
-version=$("${in_root[@]}" "$VENV/bin/missionctl" --version)
+version=$("${in_root[@]}" "$VENV/bin/missionctl" --version) || e2e_die "missionctl --version failed on aarch64"
 e2e_say "aarch64: missionctl --version: $version ($(e2e_secs "$ts" "$(e2e_now_ns)") s)"
 # the compiled dependencies are aarch64 builds and load
 ts=$(e2e_now_ns)
