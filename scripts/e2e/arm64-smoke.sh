@@ -48,8 +48,9 @@ VENV=/opt/mission-control/venv
 # The CPU qemu emulates: the Raspberry Pi 4's Cortex-A72 (ARMv8.0-A, the
 # oldest core the appliance supports; the Pi 5 has a Cortex-A76), so the
 # aarch64 wheels are proven on its instruction set. qemu's default, "max",
-# offers SVE: trixie's glibc then takes SVE string routines that qemu
-# emulates slowly (its python3 started 4-5 times slower than with a Pi's core).
+# has pointer authentication, which trixie's binaries use (branch
+# protection) and qemu emulates slowly: trixie's python3 started 4-5 times
+# slower there (`max,pauth=off` as fast as the A72; bookworm's either way).
 export QEMU_CPU=${MC_E2E_ARM64_CPU:-cortex-a72}
 # how long `missionctl serve` may take to answer its first /healthz under qemu
 SERVE_BOUND=${MC_E2E_ARM64_SERVE_BOUND:-180}

@@ -28,7 +28,7 @@ packages=(
     bsdextrautils
 )
 if [ "${1:-}" = --arm64 ]; then
-    # mmdebstrap: the trixie arm64 root (apt natively, maintainer scripts under qemu)
+    # mmdebstrap: the arm64 root, unpacked by the host's apt (--variant=extract)
     packages+=(qemu-user-static binfmt-support mmdebstrap arch-test)
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
