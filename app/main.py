@@ -66,6 +66,7 @@ from app.ui.pages.tasks import router as ui_tasks_router
 from app.ui.pages.vpn import router as ui_vpn_router
 from app.ui.public import router as ui_public_router
 from app.vpn.router import router as vpn_router
+from app.wiring import build_context
 
 log = logging.getLogger("mission_control.app")
 
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             synchronous=settings.db_synchronous,
         )
         await db.open()
-        ctx = AppContext.build(settings, db, key)
+        ctx = build_context(settings, db, key)
         app.state.context = ctx
         unclean = await asyncio.to_thread(
             shutdown_marker.claim, settings.state_dir, given_boot_id=settings.boot_id

@@ -25,8 +25,7 @@ from app.core.errors import ApiError
 from app.core.settings import Settings
 from app.core.textdiff import version_diff
 from app.events.transaction import Tx, transaction
-from app.events.types import EventType
-from app.policies.model import Category, Severity
+from app.events.types import Category, EventType, Severity
 from app.runner.catalog import profile_traits
 from app.security.principal import Principal
 

@@ -147,7 +147,7 @@ class DiskGuardMiddleware:
     async def _notify(self, ctx: object, low: DiskState | None, how: str) -> None:
         from app.core.context import AppContext
         from app.events.transaction import transaction
-        from app.policies.model import Category, Severity
+        from app.events.types import Category, Severity
 
         assert isinstance(ctx, AppContext)
         where = (

@@ -192,7 +192,7 @@ async def database_check(ctx: AppContext) -> str:
 async def report_unclean_stop(ctx: AppContext, stop: UncleanStop) -> None:
     """Tell the owner (a system notification; the webhook too, if one is set)."""
     from app.events.transaction import transaction
-    from app.policies.model import Category, Severity
+    from app.events.types import Category, Severity
 
     check = await database_check(ctx)
     title, body = describe(stop, check)

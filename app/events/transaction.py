@@ -4,26 +4,52 @@ notifications and escalations, and wakes live readers after it commits.
 Routers call services; services open a ``transaction`` and use its helpers,
 so a state change, its event and its audit record commit together or not at
 all.
+
+Track, then dispatch: the transaction writes audit rows and events itself; a
+notification or an escalation is handed to the sink its domain registered
+(``register_fact_sinks``, called once by ``app.wiring``), so this package
+imports no domain store. A transaction asked to notify or escalate with no
+sink registered raises: nothing is silently dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
-from app.core.clock import utcnow
 from app.core.context import AppContext
-from app.escalations.store import insert_escalation
 from app.events.store import insert_event
-from app.events.types import EventType
-from app.notifications.store import any_channel, insert_notification
-from app.policies.model import Category, Severity
-from app.policies.store import load_notification_policy
+from app.events.types import Category, EventType, Severity
 from app.security import audit
 from app.security.principal import Scope
+
+#: stores a notification (the policy decides muted / queued / quiet) and emits its event
+NotificationSink = Callable[["Tx", Category, Severity, str, str, "str | None"], Awaitable[int]]
+#: stores an escalation row and returns its id
+EscalationSink = Callable[["Tx", str, str, "int | None", str, dict[str, Any]], Awaitable[int]]
+
+
+@dataclass
+class _FactSinks:
+    notification: NotificationSink | None = None
+    escalation: EscalationSink | None = None
+
+
+_SINKS = _FactSinks()
+
+
+def register_fact_sinks(*, notification: NotificationSink, escalation: EscalationSink) -> None:
+    """The notifications and escalations domains take the facts they act on."""
+    _SINKS.notification = notification
+    _SINKS.escalation = escalation
+
+
+class SinkMissing(RuntimeError):
+    """A fact with nowhere to go: the process was built without ``app.wiring``."""
 
 
 class Tx:
@@ -86,40 +112,10 @@ class Tx:
         ``link``: the UI page where a person acts on it (a local ``/ui/`` path)."""
         if link is not None and not link.startswith("/ui/"):
             raise ValueError("a notification links to a page of the web UI only")
-        policy, _ = await load_notification_policy(self.conn)
-        muted = policy.is_muted(category)
-        # queued for the notifier only while it has a channel (the notifier writes them)
-        webhook = (
-            not muted and category in policy.webhook_categories and await any_channel(self.conn)
-        )
-        notification_id = await insert_notification(
-            self.conn,
-            category=category,
-            severity=severity,
-            title=title,
-            body=body,
-            muted=muted,
-            webhook=webhook,
-            link=link,
-        )
-        quiet = (
-            policy.quiet_hours is not None
-            and category in policy.quiet_categories
-            and policy.quiet_hours.contains(utcnow().strftime("%H:%M"))
-        )
-        await self.emit(
-            EventType.NOTIFICATION_CREATED,
-            "notification",
-            notification_id,
-            {
-                "category": category.value,
-                "severity": severity.value,
-                "title": title[:200],
-                "muted": muted,
-                "quiet": quiet,
-            },
-        )
-        return notification_id
+        sink = _SINKS.notification
+        if sink is None:
+            raise SinkMissing("no notification sink registered (app.wiring.build_context)")
+        return await sink(self, category, severity, title, body, link)
 
     async def escalate(
         self,
@@ -130,14 +126,10 @@ class Tx:
         details: dict[str, Any] | None = None,
     ) -> int:
         """Open an escalation: something needs a human (F21)."""
-        escalation_id = await insert_escalation(
-            self.conn,
-            kind=kind,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            reason=reason,
-            details=details or {},
-        )
+        sink = _SINKS.escalation
+        if sink is None:
+            raise SinkMissing("no escalation sink registered (app.wiring.build_context)")
+        escalation_id = await sink(self, kind, subject_type, subject_id, reason, details or {})
         await self.emit(
             EventType.ESCALATION_OPENED,
             "escalation",

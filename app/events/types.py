@@ -1,4 +1,5 @@
-"""The fixed list of event types. Rules may listen only to these."""
+"""The fixed vocabulary of facts: event types (rules may listen only to these), and the
+category and severity of a notification."""
 
 from __future__ import annotations
 
@@ -52,3 +53,22 @@ class EventType(StrEnum):
     RUNNER_CIRCUIT_OPENED = "runner.circuit_opened"
     RUNNER_CIRCUIT_CLOSED = "runner.circuit_closed"
     SECURITY_ALERT = "security.alert"
+
+
+class Category(StrEnum):
+    """What a notification is about; the notification policy (app/policies) mutes,
+    quiets and routes by category, never ``security``."""
+
+    SECURITY = "security"
+    MISSION = "mission"
+    TASK = "task"
+    RUNNER = "runner"
+    RULE = "rule"
+    ESCALATION = "escalation"
+    SYSTEM = "system"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"

@@ -33,11 +33,10 @@ import aiosqlite
 
 from app.core.database import Row
 from app.events.transaction import Tx
-from app.events.types import EventType
+from app.events.types import Category, EventType, Severity
 from app.missions import store
 from app.missions.schemas import MissionStatus
 from app.missions.service import _move
-from app.policies.model import Category, Severity
 
 #: missions whose spending may still grow and that a bound can fail
 _OPEN = frozenset({MissionStatus.APPROVED.value, MissionStatus.RUNNING.value})

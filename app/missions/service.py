@@ -26,7 +26,7 @@ from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
-from app.events.types import EventType
+from app.events.types import Category, EventType, Severity
 from app.missions import store
 from app.missions.schemas import (
     BoundsView,
@@ -36,7 +36,6 @@ from app.missions.schemas import (
     MissionStepView,
     MissionView,
 )
-from app.policies.model import Category, Severity
 from app.security.credential_gate import contains_credential, redact
 from app.security.principal import Principal
 

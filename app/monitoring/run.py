@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.core.context import AppContext
 from app.core.database import Database
 from app.core.settings import Settings
 from app.events.transaction import transaction
+from app.events.types import Category, Severity
 from app.monitoring.checks import Finding, due, run_checks
-from app.policies.model import Category, Severity
 from app.security.secrets import server_key
+from app.wiring import build_context
 
 
 def _text(finding: Finding) -> str:
@@ -27,7 +27,7 @@ async def monitor(db: Database, settings: Settings) -> int:
         print("all checks ok")
     announce = due(settings.state_dir / "monitor-state.json", findings, datetime.now(UTC))
     if announce:
-        ctx = AppContext.build(settings, db, server_key(settings.secrets_dir, settings.secret_key))
+        ctx = build_context(settings, db, server_key(settings.secrets_dir, settings.secret_key))
         async with transaction(ctx, "system:monitor", "local") as tx:
             for finding in announce:
                 await tx.notify(

@@ -30,9 +30,10 @@ from typing import Any
 from app.core.circuit import CircuitBreaker
 from app.core.clock import iso, utcnow
 from app.core.database import Database, Row
+from app.events.types import Category
 from app.notifications import store
 from app.notifications.channels import Channel, quiet_asset, silence_libraries
-from app.policies.model import Category, NotificationPolicy, QuietHours
+from app.policies.model import NotificationPolicy, QuietHours
 from app.policies.store import load_notification_policy
 
 log = logging.getLogger("mission_control.notifications")

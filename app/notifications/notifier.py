@@ -18,11 +18,10 @@ import signal
 import sys
 
 from app.core.clock import now_iso
-from app.core.database import Database
+from app.core.database import Database, database_ok
 from app.core.migrations import MigrationError, migrate
 from app.core.settings import Settings
 from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
-from app.core.database import database_ok
 from app.notifications import store
 from app.notifications.channels import ChannelsError, load_channels
 from app.notifications.delivery import Delivery

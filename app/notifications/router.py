@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
+from app.events.types import Category
 from app.notifications import service, store
 from app.notifications.schemas import (
     ChannelsView,
@@ -18,7 +19,6 @@ from app.notifications.schemas import (
     ReadAll,
     ReadAllResult,
 )
-from app.policies.model import Category
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 

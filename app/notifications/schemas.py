@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.policies.model import Category, Severity
+from app.events.types import Category, Severity
 
 
 class ReadAll(BaseModel):

@@ -7,6 +7,7 @@ from app.core.context import AppContext
 from app.core.database import Database, Row
 from app.core.errors import ApiError
 from app.events.transaction import transaction
+from app.events.types import Category
 from app.notifications import store
 from app.notifications.schemas import (
     ChannelsView,
@@ -15,7 +16,6 @@ from app.notifications.schemas import (
     NotificationSummary,
     NotificationView,
 )
-from app.policies.model import Category
 from app.security.principal import Principal
 
 

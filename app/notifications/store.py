@@ -9,7 +9,7 @@ import aiosqlite
 from app.core.clock import now_iso
 from app.core.database import Database, Row
 from app.core.pagination import PageParams
-from app.policies.model import Category, Severity
+from app.events.types import Category, Severity
 
 
 async def insert_notification(

@@ -7,27 +7,11 @@ policy that tries is refused with a 422 naming the field.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-class Category(StrEnum):
-    SECURITY = "security"
-    MISSION = "mission"
-    TASK = "task"
-    RUNNER = "runner"
-    RULE = "rule"
-    ESCALATION = "escalation"
-    SYSTEM = "system"
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
+from app.events.types import Category
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

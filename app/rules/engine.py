@@ -41,8 +41,7 @@ from app.core.errors import ApiError
 from app.escalations.store import insert_escalation
 from app.events.store import event_dict, events_after, latest_event_id
 from app.events.transaction import Tx, transaction
-from app.events.types import EventType
-from app.policies.model import Category, Severity
+from app.events.types import Category, EventType, Severity
 from app.rules import store
 from app.rules.matching import EventFacts, all_match
 from app.rules.schemas import (

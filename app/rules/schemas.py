@@ -27,8 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.events.types import EventType
-from app.policies.model import Category, Severity
+from app.events.types import Category, EventType, Severity
 from app.security.credential_gate import contains_credential
 
 MAX_CONDITIONS = 10

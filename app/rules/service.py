@@ -32,8 +32,7 @@ from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
-from app.events.types import EventType
-from app.policies.model import Category, Severity
+from app.events.types import Category, EventType, Severity
 from app.rules import store
 from app.rules.engine import agent_has_shell, check_gates, preview_actions, stored_spec
 from app.rules.matching import EventFacts, evaluate

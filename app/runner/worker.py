@@ -48,14 +48,13 @@ from app.conversations.lifecycle import RunRecord
 from app.core.circuit import BreakerRegistry, BreakerSnapshot, BreakerState
 from app.core.clock import now_iso, utcnow
 from app.core.context import AppContext
-from app.core.database import Database
+from app.core.database import Database, database_ok
 from app.core.migrations import MigrationError, migrate
 from app.core.settings import Settings
 from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.missions import lifecycle as mission_lifecycle
-from app.core.database import database_ok
 from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import AgentQuota, Refusal
 from app.runner.budget import LiveBudget
@@ -93,6 +92,7 @@ from app.runner.think import schedule_think_cycles
 from app.schedules.service import fire_due_schedules
 from app.security.credential_gate import redact
 from app.tasks import review, review_store, transitions, waiting
+from app.wiring import build_context
 
 log = logging.getLogger("mission_control.runner.worker")
 
@@ -401,7 +401,7 @@ class Worker:
             await db.open()
             # The worker never loads the server key: it verifies no token, and what it
             # does not hold, no agent can take from it.
-            self._ctx = AppContext.build(settings, db, b"")
+            self._ctx = build_context(settings, db, b"")
             if not harden_worker_process():
                 log.warning("could not make the worker non-dumpable (prctl unavailable)")
             await self._setup_sandbox()

@@ -370,8 +370,8 @@ def audit_tail(path: Path, limit: int) -> list[dict[str, Any]]:
 
 async def health(settings: Settings) -> dict[str, Any]:
     """The authenticated health report, from the code behind ``/api/health``."""
-    from app.core.context import AppContext
     from app.health.details import health_report
+    from app.wiring import build_context
 
     db = ReadOnlyDatabase(settings.database_path, readers=2, busy_timeout_ms=5000)
     await db.open()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.policies.model import Category
+from app.events.types import Category
 from app.rules.schemas import Op, TriggerEvent
 
 EVENT_LABELS: dict[str, str] = {

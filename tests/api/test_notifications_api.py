@@ -9,8 +9,9 @@ import pytest
 
 from app.core.context import AppContext
 from app.events.transaction import transaction
+from app.events.types import Category, Severity
 from app.notifications.store import insert_notification
-from app.policies.model import Category, NotificationPolicy, Severity
+from app.policies.model import NotificationPolicy
 from app.policies.store import save_notification_policy
 from app.security.principal import Scope
 from tests.support.api import TokenFactory, assert_error_shape, bearer

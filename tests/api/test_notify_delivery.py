@@ -16,9 +16,10 @@ import pytest
 from app.core.clock import iso, parse_iso, utcnow
 from app.core.context import AppContext
 from app.events.transaction import transaction
+from app.events.types import Category, Severity
 from app.notifications.channels import load_channels
 from app.notifications.delivery import Delivery
-from app.policies.model import Category, NotificationPolicy, QuietHours, Severity
+from app.policies.model import NotificationPolicy, QuietHours
 from app.policies.store import save_notification_policy
 from tests.support.api import login
 from tests.support.receiver import SECRET_PATH, Receiver

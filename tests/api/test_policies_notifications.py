@@ -10,7 +10,7 @@ import pytest
 
 from app.core.context import AppContext
 from app.events.transaction import transaction
-from app.policies.model import Category, Severity
+from app.events.types import Category, Severity
 from app.security.principal import Scope
 from tests.support.api import TokenFactory, assert_error_shape, bearer
 from tests.support.rules import count, security_titles, snapshot

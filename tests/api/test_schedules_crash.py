@@ -38,10 +38,10 @@ ROUNDS = 20
 CHILD = r"""
 import asyncio, sys
 from datetime import datetime
-from app.core.context import AppContext
 from app.core.database import Database
 from app.core.settings import load_settings
 from app.schedules import service, store
+from app.wiring import build_context
 
 mode, moment = sys.argv[1], datetime.fromisoformat(sys.argv[2])
 insert_firing, step = store.insert_firing, service._step
@@ -68,7 +68,7 @@ async def main():
     db = Database(settings.database_path, readers=1, busy_timeout_ms=settings.busy_timeout_ms,
                   synchronous=settings.db_synchronous)
     await db.open()
-    ctx = AppContext.build(settings, db, b"")
+    ctx = build_context(settings, db, b"")
     fired = await service.fire_due_schedules(ctx, moment)
     print("DONE", fired, flush=True)
     await db.close()

@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 
 from app.core.context import Ctx
 from app.core.pagination import Pagination
+from app.events.types import Category
 from app.notifications import service as notifications_service
 from app.notifications import store as notifications_store
 from app.policies import service as policies_service
-from app.policies.model import SECURITY_LOCK, Category
+from app.policies.model import SECURITY_LOCK
 from app.ui.auth import UiSession
 from app.ui.page_kit import pager, ui_page
 

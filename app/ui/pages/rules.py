@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from app.core.context import Ctx
 from app.core.pagination import Pagination
-from app.policies.model import Category
+from app.events.types import Category
 from app.rules import service as rules_service
 from app.rules.schemas import (
     ACTION_TYPES,
