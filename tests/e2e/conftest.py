@@ -1,4 +1,4 @@
-"""pytest wiring for tests/e2e (helpers: e2e_support.py, e2e_checks.py).
+"""pytest wiring for tests/e2e (helpers: tests/support/e2e.py, tests/support/e2e_checks.py).
 
 One testbed for all checks: ``scripts/e2e-pi.sh up`` brings up two stand-in
 Pis (trixie and bookworm) and provisions both with one inventory (minutes),
@@ -22,16 +22,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from e2e_support import HARNESS, SETUP_TIMEOUT_S, Testbed, skip_reason
+from tests.support.e2e import HARNESS, SETUP_TIMEOUT_S, Testbed, skip_reason
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(

@@ -4,7 +4,7 @@ its hands off the host."""
 
 from __future__ import annotations
 
-from e2e_support import Testbed
+from tests.support.e2e import Testbed
 
 
 def test_second_run_over_the_tunnel_changes_nothing(each_pi: Testbed) -> None:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import REPO, Testbed, https_client, login, wait_for
+
+from tests.support.e2e import REPO, Testbed, https_client, login, wait_for
 
 ROOT = "/opt/mission-control"
 # what scripts/e2e-pi.sh snapshots for its own runs (write_playbook_inputs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import MISSIONCTL, Testbed, https_client
+from tests.support.e2e import MISSIONCTL, Testbed, https_client
 
 BUNDLE = "/root/mc-support-e2e.tar.gz"
 SERVER_KEY = "/var/lib/mission-control/secrets/server.key"

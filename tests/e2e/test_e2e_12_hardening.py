@@ -13,7 +13,8 @@ import re
 import shlex
 
 import pytest
-from e2e_support import Testbed, in_ns
+
+from tests.support.e2e import Testbed, in_ns
 
 #: Lynis hardening index the stand-in Pi must reach (docs/e2e.md has the
 #: suggestions left and why each is left)

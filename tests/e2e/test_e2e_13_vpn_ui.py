@@ -14,7 +14,8 @@ import re
 import time
 
 import httpx
-from e2e_support import Testbed, https_client, login, wait_for, wg_peer
+
+from tests.support.e2e import Testbed, https_client, login, wait_for, wg_peer
 
 URL = "/api/vpn/peers"
 NAME = "tablet"

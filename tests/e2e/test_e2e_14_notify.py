@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 import httpx
-from e2e_support import (
+
+from tests.support.e2e import (
     MISSIONCTL,
     RECEIVER_PATH,
     RECEIVER_PORT,

@@ -19,7 +19,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_support import Testbed, in_ns, run
+
+from tests.support.e2e import Testbed, in_ns, run
 
 CACHE = Path(
     os.environ.get("MC_E2E_CACHE")

@@ -47,7 +47,9 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import (
+
+from tests.support.chain import STEPS, request_for
+from tests.support.e2e import (
     MISSIONCTL,
     Receiver,
     Testbed,
@@ -57,8 +59,6 @@ from e2e_support import (
     receiver,
     wait_for,
 )
-
-from tests.support.chain import STEPS, request_for
 
 #: from a step's answer to its notification on the owner's channel (issue text: "within 10 s")
 ALERT_BOUND_S = 10.0

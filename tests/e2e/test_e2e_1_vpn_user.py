@@ -4,8 +4,8 @@ the worker, its result, and the run's events on the live feed (one-time ticket).
 
 from __future__ import annotations
 
-from e2e_checks import check_vpn_user_flow
-from e2e_support import Testbed
+from tests.support.e2e import Testbed
+from tests.support.e2e_checks import check_vpn_user_flow
 
 
 def test_laptop_uses_the_ui_and_api_through_the_tunnel(each_pi: Testbed) -> None:

@@ -3,8 +3,8 @@ and nothing else (every TCP port scanned, with services planted on the Pi)."""
 
 from __future__ import annotations
 
-from e2e_checks import check_lan
-from e2e_support import Testbed
+from tests.support.e2e import Testbed
+from tests.support.e2e_checks import check_lan
 
 
 def test_lan_sees_only_the_health_page(each_pi: Testbed) -> None:

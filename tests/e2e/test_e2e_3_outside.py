@@ -4,8 +4,8 @@ with an unknown key gets no answer."""
 
 from __future__ import annotations
 
-from e2e_checks import check_outside
-from e2e_support import Testbed
+from tests.support.e2e import Testbed
+from tests.support.e2e_checks import check_outside
 
 
 def test_outside_sees_only_wireguard(each_pi: Testbed) -> None:

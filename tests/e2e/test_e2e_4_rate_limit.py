@@ -9,7 +9,8 @@ import threading
 import time
 
 import httpx
-from e2e_support import (
+
+from tests.support.e2e import (
     PROBE_TIMEOUT_S,
     Testbed,
     https_client,

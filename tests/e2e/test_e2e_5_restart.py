@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 
-from e2e_support import REPO, Testbed, https_client, timespan_s, wait_for
+from tests.support.e2e import REPO, Testbed, https_client, timespan_s, wait_for
 
 UNIT = "mission-control.service"
 SYSTEMD = REPO / "systemd"

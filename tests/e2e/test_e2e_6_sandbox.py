@@ -16,7 +16,8 @@ import subprocess
 from typing import Any
 
 import pytest
-from e2e_support import MISSIONCTL, Testbed, https_client, login, scan_tcp, tcp_listener
+
+from tests.support.e2e import MISSIONCTL, Testbed, https_client, login, scan_tcp, tcp_listener
 
 API = "mission-control.service"
 WORKER = "mission-control-worker.service"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from e2e_support import MISSIONCTL, Testbed, https_client, login, wait_for
+
+from tests.support.e2e import MISSIONCTL, Testbed, https_client, login, wait_for
 
 BACKUP_UNIT = "mission-control-backup.service"
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from e2e_checks import check_lan, check_outside, check_vpn_user_flow
-from e2e_support import Testbed, https_client, login, wait_for
+
+from tests.support.e2e import Testbed, https_client, login, wait_for
+from tests.support.e2e_checks import check_lan, check_outside, check_vpn_user_flow
 
 pytestmark = pytest.mark.e2e_last
 

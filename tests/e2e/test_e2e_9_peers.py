@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from e2e_support import Testbed, client_conf, https_client, wait_for, wg_peer
+
+from tests.support.e2e import Testbed, client_conf, https_client, wait_for, wg_peer
 
 
 def _laptop_ok(tb: Testbed) -> bool:

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 
 import pytest
-from e2e_support import REPO
+
+from tests.support.e2e import REPO
 
 SCRIPT = REPO / "scripts" / "e2e" / "arm64-smoke.sh"
 

@@ -6,9 +6,8 @@ A client "in a namespace" is this very process: ``netns(name)`` moves the
 calling thread into the namespace (setns(2) on /run/netns/NAME) and back, and
 every socket made meanwhile stays there. So the checks use ordinary Python
 (httpx, sockets) and see the Pi exactly as a machine on that network would.
-
-(pytest runs with --import-mode=importlib, where a test module cannot import
-conftest; conftest.py puts this directory on sys.path for this module.)"""
+The fixtures that bring the testbed up are tests/e2e/conftest.py's; checks 1-3
+as functions (run again after the reboot) are tests/support/e2e_checks.py."""
 
 from __future__ import annotations
 

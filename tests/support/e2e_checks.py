@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from e2e_support import (
+
+from tests.support.e2e import (
     PROBE_TIMEOUT_S,
     Testbed,
     https_client,
