@@ -35,7 +35,7 @@ from app.core.middleware import EdgeMiddleware
 from app.core.migrations import migrate
 from app.core.settings import Settings, get_settings
 from app.escalations.router import router as escalations_router
-from app.events.router import router as events_router
+from app.feed.router import router as events_router
 from app.health.router import router as health_router
 from app.health.sampler import health_sampler
 from app.health.samples import router as health_samples_router
@@ -48,6 +48,7 @@ from app.rules.engine import rules_engine
 from app.rules.router import router as rules_router
 from app.schedules.router import router as schedules_router
 from app.security.secrets import server_key
+from app.tasks.follow_up_router import router as follow_up_router
 from app.tasks.router import router as tasks_router
 from app.ui.pages.account import router as ui_account_router
 from app.ui.pages.agents import router as ui_agents_router
@@ -121,6 +122,7 @@ ROUTERS: list[APIRouter] = [
     tasks_router,
     schedules_router,
     conversations_router,
+    follow_up_router,
     rules_router,
     policies_router,
     events_router,

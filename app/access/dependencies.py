@@ -13,8 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.access import credentials
 from app.access.refusals import record_anonymous_refusal, record_refusal
-from app.auth import store
 from app.core.clock import now_iso
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
@@ -39,7 +39,7 @@ async def _token_principal(ctx: AppContext, presented: str) -> Principal:
     public_id = parse_public_id(presented)
     if public_id is None:
         raise unauthenticated()
-    row = await store.token_for_auth(ctx.db, public_id)
+    row = await credentials.token_for_auth(ctx.db, public_id)
     if row is None or not token_matches(ctx.server_key, presented, row["token_hash"]):
         raise unauthenticated()
     if row["revoked_at"] is not None:
@@ -58,7 +58,7 @@ async def _token_principal(ctx: AppContext, presented: str) -> Principal:
 
 
 async def _session_principal(ctx: AppContext, cookie_value: str) -> Principal:
-    row = await store.session_for_auth(ctx.db, session_hash(cookie_value))
+    row = await credentials.session_for_auth(ctx.db, session_hash(cookie_value))
     if row is None or row["disabled"]:
         raise unauthenticated("the session has ended; log in again")
     now = now_iso()

@@ -25,8 +25,8 @@ from app.agents.shell_readers import require_admin_for_shell_readers
 from app.core.context import AppContext, Ctx
 from app.core.database import Row
 from app.core.errors import ApiError
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
-from app.missions.schemas import MAX_ID
 from app.security.principal import Principal
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])

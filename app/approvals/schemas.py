@@ -6,11 +6,11 @@ from pydantic import BaseModel, Field
 
 from app.auth.schemas import Password
 from app.auth.step_up import SecondFactorCode, StepUpProof
-from app.missions.schemas import MissionDecision
-from app.rules.schemas import RuleVersion
 
 
-class _WithStepUp(BaseModel):
+class WithStepUp(BaseModel):
+    """An approval body's optional step-up (approving your own work in one-owner mode)."""
+
     password: Password | None = Field(
         default=None,
         description="approving your own work (one-owner mode): your password again, a step-up",
@@ -25,15 +25,7 @@ class _WithStepUp(BaseModel):
         return StepUpProof(password=self.password, code=self.code)
 
 
-class MissionApproval(MissionDecision, _WithStepUp):
-    """Body of a mission's approve: a decision, and a step-up when it is your own."""
-
-
-class RuleApproval(RuleVersion, _WithStepUp):
-    """Body of a rule's approve: the version read, and a step-up when it is your own."""
-
-
-class TaskApproval(_WithStepUp):
+class TaskApproval(WithStepUp):
     """Body of a held shell task's approve: the version read, and a step-up when it
     is your own."""
 

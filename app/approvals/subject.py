@@ -6,7 +6,7 @@ keeps its own checks and the step that makes an approval take effect; the flow
 around them (step-up, the gate, holding, vetoing, releasing) is shared, so it is
 decided in one place (docs/security-model.md, "Approvals: two-person or
 one-owner"). The flow never imports the domains: they pass their subject in
-(only ``app.approvals.release``, where the kinds meet, names them).
+(only ``app.runner.held_approvals``, where the kinds meet, names them).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import hmac
 
 from fastapi import APIRouter, Request, Response
 
+from app.access import credentials
 from app.access.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
 from app.auth import store, totp
 from app.auth.initial import holds_initial_password, remove_initial_password
@@ -74,7 +75,7 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
     ctx.login_throttle.succeeded(*keys)
     old_cookie = request.cookies.get(SESSION_COOKIE)
     if old_cookie:
-        old = await store.session_for_auth(ctx.db, session_hash(old_cookie))
+        old = await credentials.session_for_auth(ctx.db, session_hash(old_cookie))
         if old is not None:
             async with ctx.db.write() as conn:
                 await store.delete_session(conn, int(old["id"]))

@@ -104,15 +104,6 @@ async def insert_token(
     return int(cursor.lastrowid or 0)
 
 
-async def token_for_auth(db: Database, public_id: str) -> Row | None:
-    """Every token-authenticated request: a unique-key read, done at once."""
-    return await db.fetch_one_quick(
-        "SELECT id, public_id, name, scope, token_hash, expires_at, revoked_at, owner_user_id"
-        " FROM api_tokens WHERE public_id = ?",
-        (public_id,),
-    )
-
-
 async def token_by_public_id(db: Database, public_id: str) -> Row | None:
     return await db.fetch_one(
         f"SELECT {API_TOKENS_COLUMNS} FROM api_tokens WHERE public_id = ?", (public_id,)
@@ -154,15 +145,6 @@ async def insert_session(
         (session_hash, user_id, csrf_token, client, now, now, idle_expires_at, absolute_expires_at),
     )
     return int(cursor.lastrowid or 0)
-
-
-async def session_for_auth(db: Database, session_hash: str) -> Row | None:
-    return await db.fetch_one(
-        "SELECT s.id, s.user_id, s.csrf_token, s.idle_expires_at, s.absolute_expires_at,"
-        " u.username, u.role, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.session_hash = ?",
-        (session_hash,),
-    )
 
 
 async def delete_session(conn: aiosqlite.Connection, session_id: int) -> None:

@@ -15,13 +15,13 @@ import aiosqlite
 
 from app.approvals import flow
 from app.approvals.links import mission_approval_link
-from app.approvals.schemas import ApprovalStatus, MissionApproval
+from app.approvals.schemas import ApprovalStatus
 from app.approvals.subject import Grant, Names, Ready, Subject
 from app.core.context import AppContext
 from app.events.transaction import Tx
 from app.events.types import Category, Severity
 from app.missions import store
-from app.missions.schemas import MissionDecision, MissionStatus, MissionView
+from app.missions.schemas import MissionApproval, MissionDecision, MissionStatus, MissionView
 from app.missions.service import _clean_comment, _load_for_change, _move, get_mission, not_found
 from app.security.principal import Principal
 

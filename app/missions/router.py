@@ -7,11 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
-from app.approvals.schemas import ApprovalStatus, MissionApproval
+from app.approvals.schemas import ApprovalStatus
 from app.core.context import Ctx
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
 from app.missions import approval, service
-from app.missions.schemas import MAX_ID, MissionCreate, MissionDecision, MissionStatus, MissionView
+from app.missions.schemas import (
+    MissionApproval,
+    MissionCreate,
+    MissionDecision,
+    MissionStatus,
+    MissionView,
+)
 
 router = APIRouter(prefix="/api/missions", tags=["missions"])
 

@@ -15,10 +15,9 @@ from pydantic import (
     model_validator,
 )
 
-#: Largest id accepted anywhere (SQLite integers are 64-bit; stay well inside).
-MAX_ID = 2**53
+from app.approvals.schemas import WithStepUp
+from app.core.ids import Id
 
-Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Goal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
 Instructions = Annotated[str, StringConstraints(max_length=20_000)]
@@ -153,3 +152,7 @@ class MissionView(BaseModel):
     version: int
     created_at: str
     updated_at: str
+
+
+class MissionApproval(MissionDecision, WithStepUp):
+    """Body of a mission's approve: a decision, and a step-up when it is your own."""

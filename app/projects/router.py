@@ -10,8 +10,8 @@ from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, clie
 from app.agents import data_versions
 from app.agents.data_versions import DataDiff, DataVersion
 from app.core.context import Ctx
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
-from app.missions.schemas import MAX_ID
 from app.projects import service, store
 from app.projects.schemas import (
     DocumentCreate,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.approvals import flow
 from app.approvals.links import rule_approval_link
-from app.approvals.schemas import ApprovalStatus, RuleApproval
+from app.approvals.schemas import ApprovalStatus
 from app.approvals.subject import Grant, Names, Ready, Subject
 from app.core.clock import now_iso
 from app.core.context import AppContext
@@ -28,7 +28,7 @@ from app.events.transaction import Tx
 from app.events.types import EventType
 from app.rules import store
 from app.rules.engine import stored_spec
-from app.rules.schemas import Approval, RuleView
+from app.rules.schemas import Approval, RuleApproval, RuleView
 from app.rules.service import _shell_agents, get_rule
 from app.security.principal import Principal
 

@@ -7,15 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.access.dependencies import AdminAccess, ReadAccess, client_address
-from app.approvals.schemas import ApprovalStatus, RuleApproval
+from app.approvals.schemas import ApprovalStatus
 from app.core.context import Ctx
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
-from app.missions.schemas import MAX_ID
 from app.rules import approval, service
 from app.rules.schemas import (
     DryRunRequest,
     DryRunResult,
     FiringView,
+    RuleApproval,
     RuleCreate,
     RuleUpdate,
     RuleView,

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.approvals.schemas import WithStepUp
 from app.events.types import Category, EventType, Severity
 from app.security.credential_gate import contains_credential
 
@@ -485,3 +486,7 @@ class DryRunResult(BaseModel):
     blocked_reason: str | None
     depth: int
     actions: list[ActionPreview]
+
+
+class RuleApproval(RuleVersion, WithStepUp):
+    """Body of a rule's approve: the version read, and a step-up when it is your own."""

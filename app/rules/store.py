@@ -10,6 +10,7 @@ import aiosqlite
 from app.core.clock import now_iso
 from app.core.database import Database, Row
 from app.core.pagination import PageParams
+from app.security import audit
 
 RULE_COLUMNS = (
     "id, name, event_type, conditions, actions, enabled, approval, approved_by, approved_at,"
@@ -21,10 +22,8 @@ _LIVE = "deleted_at IS NULL"
 # Outcomes that count against a rule's hourly rate limit: it ran its actions.
 EXECUTED_OUTCOMES_SQL = "(outcome = 'fired' OR outcome LIKE 'failed:%')"
 
+
 # Audit actions that author a rule's content (its authors may not approve it).
-AUTHORING_ACTIONS = ("rule.create", "rule.update")
-
-
 def rule_target(rule_id: int) -> str:
     return f"rule:{rule_id}"
 
@@ -174,10 +173,4 @@ async def list_firings(db: Database, rule_id: int, page: PageParams) -> tuple[li
 
 async def rule_authors(conn: aiosqlite.Connection, rule_id: int) -> set[str]:
     """Every actor who created or changed the rule, from the audit log."""
-    marks = ",".join("?" for _ in AUTHORING_ACTIONS)
-    async with conn.execute(
-        f"SELECT DISTINCT actor FROM audit_log WHERE action IN ({marks}) AND target = ?"
-        " AND outcome = 'ok'",
-        (*AUTHORING_ACTIONS, rule_target(rule_id)),
-    ) as cursor:
-        return {str(row[0]) for row in await cursor.fetchall()}
+    return await audit.authors(conn, rule_target(rule_id))

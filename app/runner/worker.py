@@ -41,7 +41,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.approvals.release import release_due as release_due_approvals
 from app.capability.model import Capability, agent_capability, run_capability
 from app.conversations import lifecycle as runs
 from app.conversations.lifecycle import RunRecord
@@ -55,18 +54,21 @@ from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.missions import lifecycle as mission_lifecycle
+from app.profiles.catalog import Catalog, load_catalog
+from app.profiles.environment import ChildEnv, CredentialError
+from app.profiles.login import Login
+from app.profiles.prices import PriceTable, load_prices
+from app.profiles.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import AgentQuota, Refusal
 from app.runner.budget import LiveBudget
-from app.runner.catalog import Catalog, load_catalog
 from app.runner.claims import Claim
-from app.runner.environment import ChildEnv, CredentialError, output_gate
+from app.runner.gate import output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
+from app.runner.held_approvals import release_due as release_due_approvals
 from app.runner.live import LiveOutput
-from app.runner.login import Login
 from app.runner.mission_steps import advance_missions
 from app.runner.output import AgentReply
-from app.runner.prices import PriceTable, load_prices
 from app.runner.process import (
     RunResult,
     check_rlimits_settable,
@@ -74,7 +76,6 @@ from app.runner.process import (
     run_confined,
     truncation_marker,
 )
-from app.runner.profiles import Limits, Profile, ProfileError, render_argv
 from app.runner.prompt import Prompt, build_follow_up_prompt, build_prompt
 from app.runner.runtime import (
     ResumableRuntime,
@@ -156,7 +157,7 @@ class _Plan:
     session_store: Path
     #: the session a follow-up resumes
     resume_session_id: str | None = None
-    #: the profile's subscription login (app/runner/login.py)
+    #: the profile's subscription login (app/profiles/login.py)
     login: Login | None = None
 
     @property
@@ -576,7 +577,7 @@ class Worker:
 
     async def _schedule_loop(self) -> None:
         """Due schedules, held approvals whose cooling-off is over
-        (``app.approvals.release``) and missions' next steps, every ``schedule_poll_s``: a
+        (``app.runner.held_approvals``) and missions' next steps, every ``schedule_poll_s``: a
         firing lands at most that long after its due time (docs/schedules.md), a
         mission's next step starts at most that long after the last one ended
         (docs/missions.md). Apart from the sweep, so a failing sweep cannot hold

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Request, Response
 
 from app.access.dependencies import OperateAccess, ReadAccess, client_address
 from app.core.context import Ctx
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
 from app.schedules import service
-from app.schedules.schemas import MAX_ID, FiringView, ScheduleCreate, ScheduleView
+from app.schedules.schemas import FiringView, ScheduleCreate, ScheduleView
 
 router = APIRouter(prefix="/api/schedules", tags=["schedules"])
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.capability.model import Tool
-from app.missions.schemas import MAX_ID, Id
+from app.core.ids import MAX_ID, Id
 from app.tasks.schemas import DESCRIPTION_HARD_MAX, TITLE_HARD_MAX, Priority
 
 NAME_MAX = 100

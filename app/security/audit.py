@@ -88,3 +88,26 @@ async def verify(db: Database) -> ChainReport:
             prev_hash = str(row["hash"])
             checked += 1
             last_id = int(row["id"])
+
+
+#: the audited actions that write the words of automation, per kind of author
+#: target (``rule:<id>``, ``schedule:<id>``): the two-person rule compares the
+#: people behind them
+AUTHORING_ACTIONS: dict[str, tuple[str, ...]] = {
+    "rule": ("rule.create", "rule.update"),
+    "schedule": ("schedule.create", "schedule.update"),
+}
+
+
+async def authors(conn: aiosqlite.Connection, target: str) -> set[str]:
+    """Every actor who wrote or changed ``target`` (``<kind>:<id>``), from the log."""
+    actions = AUTHORING_ACTIONS.get(target.partition(":")[0], ())
+    if not actions:
+        return set()
+    marks = ",".join("?" for _ in actions)
+    async with conn.execute(
+        f"SELECT DISTINCT actor FROM audit_log WHERE action IN ({marks}) AND target = ?"
+        " AND outcome = 'ok'",
+        (*actions, target),
+    ) as cursor:
+        return {str(row[0]) for row in await cursor.fetchall()}

@@ -32,8 +32,8 @@ from app.capability.model import run_capability
 from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.events.transaction import Tx
-from app.rules import store as rules_store
-from app.runner.catalog import profile_traits
+from app.profiles.catalog import profile_traits
+from app.security import audit
 from app.security.principal import Principal
 from app.tasks import store, transitions
 from app.tasks.schemas import TaskStatus
@@ -94,15 +94,8 @@ async def authors(conn: aiosqlite.Connection, created_by: str) -> list[str]:
     schedule, whoever wrote or changed that rule or schedule (people, not
     automation: the two-person rule compares humans)."""
     kind, _, ident = created_by.partition(":")
-    if kind == "rule" and ident.isdigit():
-        return [created_by, *await rules_store.rule_authors(conn, int(ident))]
-    if kind == "schedule" and ident.isdigit():
-        async with conn.execute(
-            "SELECT DISTINCT actor FROM audit_log WHERE target = ? AND outcome = 'ok'"
-            " AND action IN ('schedule.create', 'schedule.update')",
-            (created_by,),
-        ) as cursor:
-            return [created_by, *(str(row[0]) for row in await cursor.fetchall())]
+    if kind in audit.AUTHORING_ACTIONS and ident.isdigit():
+        return [created_by, *sorted(await audit.authors(conn, created_by))]
     return [created_by]
 
 

@@ -13,11 +13,12 @@ from app.approvals.schemas import ApprovalStatus, TaskApproval
 from app.conversations import service as conversations
 from app.conversations.schemas import ConversationSummary
 from app.core.context import Ctx
+from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination, page_json
 from app.tasks import approval, review, service, store
 from app.tasks.review_schemas import HumanVerdict, ReviewsView
 from app.tasks.review_verdict import Verdict
-from app.tasks.schemas import MAX_ID, TaskCreate, TaskStatus, TaskUpdate, TaskView
+from app.tasks.schemas import TaskCreate, TaskStatus, TaskUpdate, TaskView
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 

@@ -14,7 +14,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.capability.model import Tool
-from app.missions.schemas import MAX_ID, Id, ReviewSpec
+from app.core.ids import MAX_ID, Id
+from app.missions.schemas import ReviewSpec
 
 #: Hard caps (a plain 422 ``validation_failed``); the pre-flight limits are lower.
 TITLE_HARD_MAX = 10_000

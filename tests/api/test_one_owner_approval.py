@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.approvals.release import release_due
 from app.core.context import AppContext
+from app.runner.held_approvals import release_due
 from app.security.principal import Scope
 from tests.support.api import ADMIN_PASSWORD, assert_error_shape, bearer
 from tests.support.rules import create_rule, create_shell_agent, task_rule

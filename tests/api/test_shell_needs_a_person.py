@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.approvals.release import release_due
+from app.runner.held_approvals import release_due
 from app.core.context import AppContext
 from app.security.principal import Scope
 from app.tasks import service as tasks_service

@@ -279,9 +279,9 @@ async def test_a_mission_step_under_review_holds_the_mission_until_approved(
 
 
 async def test_waiting_for_you_opens_on_a_question_and_a_reply_closes_it(tmp_path: Path) -> None:
-    from app.conversations import service as conversations
     from app.conversations.schemas import FollowUp
     from app.security.principal import Principal, Scope
+    from app.tasks import follow_up as conversations
     from app.tasks.waiting import waiting_items
 
     bench = Bench(tmp_path)

@@ -7,7 +7,8 @@ Looking at a mission's, rule's or task's approval (``GET .../approval``, the UI
 pages) applies a due hold too, so a stopped worker delays nothing a person sees.
 
 This module is where the kinds meet: it loops over each domain's subject
-through the one flow (``app.approvals.flow``); nothing in the domains imports it.
+through the one flow (``app.approvals.flow``); it lives with the worker, above the
+domains, so the approvals package imports none of them.
 """
 
 from __future__ import annotations
