@@ -370,7 +370,7 @@ def cmd_notify_hosts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_monitor(_: argparse.Namespace, settings: Settings) -> int:
-    from app.monitoring.run import monitor
+    from app.care.monitor import monitor
 
     return _run(_with_db(settings, lambda db: monitor(db, settings)))
 

@@ -235,7 +235,7 @@ def check_profiles(settings: Settings) -> Check:
 
 
 def check_backup(settings: Settings) -> Check:
-    from app.monitoring.checks import check_backup_age
+    from app.care.checks import check_backup_age
 
     finding = check_backup_age(settings)
     if finding is None:

@@ -2,7 +2,7 @@
 
 A repair is a current problem with its cause in plain words and the command or
 page that fixes it. The findings come from the same checks as ``missionctl
-monitor`` (``app/monitoring/checks.py``): host checks (disk and the disk guard,
+monitor`` (``app/care/checks.py``): host checks (disk and the disk guard,
 temperature, throttling, backup age, certificate, failed units, clock, VPN
 peers), run in a thread and cached for ``repairs_cache_s`` seconds, because
 some of them start a process; and database checks (runner circuits open and
@@ -17,11 +17,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from app.care.checks import check_circuits, check_workers, host_checks
+from app.care.sandbox import sandbox_findings
 from app.core.clock import iso, utcnow
 from app.core.database import Database
+from app.core.findings import Finding
 from app.core.settings import Settings
-from app.health.sandbox import sandbox_findings
-from app.monitoring.checks import Finding, check_circuits, check_workers, host_checks
 from app.notifications.health import notify_findings
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}

@@ -11,12 +11,12 @@ from typing import Any
 
 from app import __version__
 from app.backup.archive import newest_backup_age
+from app.care.probes import system_figures
 from app.care.repairs import current_repairs
+from app.care.sandbox import sandbox_summary
 from app.core.context import AppContext
 from app.core.database import database_ok
-from app.health.probes import system_figures
 from app.health.release import release_info
-from app.health.sandbox import sandbox_summary
 from app.runner.catalog import profiles_status
 
 

@@ -3,7 +3,7 @@ row every ``health_sample_interval_s`` (5 min by default) for the Health page's
 24-hour charts.
 
 Each sample holds the CPU temperature (None without a sensor), memory and disk
-used in percent, the 1-minute load (from :func:`app.health.probes.system_figures`,
+used in percent, the 1-minute load (from :func:`app.care.probes.system_figures`,
 run in a thread: psutil blocks) and the API's request rate: the difference of
 the edge's in-memory request counter (``app.core.middleware.REQUESTS``) between
 two samples, per minute. Nothing else is written: one short write transaction
@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.care.probes import system_figures
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext
 from app.core.middleware import REQUESTS, RequestCounter
 from app.health import samples
-from app.health.probes import system_figures
 
 log = logging.getLogger("mission_control.health")
 

@@ -4,7 +4,7 @@ cannot leave the Pi (no channel, or the notifier not running)."""
 from __future__ import annotations
 
 from app.core.database import Database
-from app.monitoring.checks import Finding
+from app.core.findings import Finding
 from app.notifications import service, store
 
 

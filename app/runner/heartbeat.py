@@ -12,7 +12,7 @@
   is ``open``, and ``/api/health`` shows the rows. ``sandbox`` is the agents'
   filesystem sandbox as the worker probed it at start (``SandboxReport.as_dict``:
   ``status`` enforced / incomplete / unconfined / refused / off, the Landlock ABI,
-  each check); ``app/health/sandbox.py`` turns it into ``runner_sandbox`` and a
+  each check); ``app/care/sandbox.py`` turns it into ``runner_sandbox`` and a
   repair.
 """
 

@@ -16,10 +16,9 @@ import pytest
 
 from app import __version__
 from app.backup.archive import create_backup
-from app.care import clock, repairs
+from app.care import checks, clock, repairs
 from app.core.clock import now_iso
 from app.core.context import AppContext
-from app.monitoring import checks
 from app.notifications import store as notify_store
 from app.security.principal import Scope
 from tests.support.api import TokenFactory, bearer
@@ -295,7 +294,7 @@ async def test_the_health_page_shows_the_release(
 async def test_the_monitor_notifies_with_the_same_cause_and_fix(
     ctx: AppContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.monitoring.run import monitor
+    from app.care.monitor import monitor
 
     heartbeat(ctx, {"claude": {"state": "open", "consecutive_failures": 7}})
     status = await monitor(ctx.db, ctx.settings)
@@ -314,7 +313,7 @@ async def test_the_monitor_notifies_when_agent_runs_are_not_sandboxed(ctx: AppCo
     """The runner sandbox reaches `missionctl monitor` too, not only /api/health."""
     import sqlite3
 
-    from app.monitoring.run import monitor
+    from app.care.monitor import monitor
 
     await all_is_well(ctx)
     refused = {"mode": "required", "status": "refused", "landlock_abi": 0, "reason": "no Landlock"}

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.care.sandbox import sandbox_findings, sandbox_summary
 from app.core.clock import now_iso
 from app.core.context import AppContext
-from app.health.sandbox import sandbox_findings, sandbox_summary
 from app.runner import sandbox as sandbox_module
 from app.runner.heartbeat import write_heartbeat
 from app.runner.process import run_confined

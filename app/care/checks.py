@@ -1,12 +1,12 @@
 """The checks behind ``missionctl monitor`` (run by a systemd timer) and the
 ``repairs`` list of ``/api/health`` (``app/care/repairs.py``).
 
-Each check returns a ``Finding`` or None: what is wrong (``title``), why, in
-plain words (``body``, shown as the repair's ``cause``) and the command or page
-that fixes it (``fix``). The monitor turns findings into notifications (one
-that persists is repeated at most once a day); the health page lists them.
-Checks that need the database take what they need as arguments, so both
-callers can use them.
+Each check returns a ``Finding`` (``app/core/findings.py``) or None: what is
+wrong (``title``), why, in plain words (``body``, shown as the repair's
+``cause``) and the command or page that fixes it (``fix``). The monitor turns
+findings into notifications (one that persists is repeated at most once a day);
+the health page lists them. Checks that need the database take what they need as
+arguments, so both callers can use them.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from app.backup.archive import newest_backup_age
+from app.care.probes import cpu_temperature_c
+from app.core.findings import Finding
 from app.core.settings import Settings
-from app.health.probes import cpu_temperature_c
 
 REPEAT_AFTER = timedelta(hours=24)
 #: exists when systemd is the running init (not in a container or a chroot)
@@ -36,26 +36,6 @@ FREE_SPACE_FIX = (
     "free space: 'sudo journalctl --vacuum-size=50M', remove old backups"
     " (see 'missionctl backup list'), or move the state to a bigger card"
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    severity: str  # warning or critical
-    title: str
-    #: the cause, in plain words
-    body: str
-    #: the command (or page) that fixes it
-    fix: str = ""
-
-    def as_repair(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "severity": self.severity,
-            "title": self.title,
-            "cause": self.body,
-            "fix": self.fix,
-        }
 
 
 def check_disk(settings: Settings) -> Finding | None:

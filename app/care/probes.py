@@ -1,5 +1,6 @@
-"""Measurements for the health endpoints. Nothing here leaves the server as
-error text: failures become booleans."""
+"""Host readings: the figures of the health endpoints and sampler
+(``app/health/``) and the temperature of the host checks (``app/care/checks.py``).
+Nothing here leaves the server as error text: failures become booleans."""
 
 from __future__ import annotations
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.care.checks import due, run_checks
+from app.care.repairs import database_findings
 from app.core.database import Database
+from app.core.findings import Finding
 from app.core.settings import Settings
 from app.events.transaction import transaction
 from app.events.types import Category, Severity
-from app.monitoring.checks import Finding, due, run_checks
 from app.security.secrets import server_key
 from app.wiring import build_context
 
@@ -18,8 +20,6 @@ def _text(finding: Finding) -> str:
 
 
 async def monitor(db: Database, settings: Settings) -> int:
-    from app.care.repairs import database_findings
-
     findings = run_checks(settings) + await database_findings(db, settings)
     for finding in findings:
         print(f"{finding.severity.upper():8} {finding.check}: {finding.title}. {_text(finding)}")

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.clock import iso, utcnow
-from app.monitoring.checks import Finding
+from app.core.findings import Finding
 
 #: least safe first
 _ORDER = ("refused", "incomplete", "unconfined", "off", "enforced")

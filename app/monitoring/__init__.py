@@ -1,1 +1,0 @@
-"""Periodic host checks that become notifications (layer 8, F20)."""
