@@ -41,7 +41,6 @@ from app.core.pagination import PageParams
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
 from app.missions import lifecycle as mission_lifecycle
-from app.missions import service as missions_service
 from app.tasks import approval, preflight, review_store, store, transitions, waiting
 from app.tasks.preflight import Failure
 from app.tasks.schemas import (
@@ -401,9 +400,6 @@ async def cancel_mission_tasks(tx: Tx, mission_id: int) -> list[int]:
         await tx.audit("task.cancel", f"task:{task['id']}", {"because": f"mission:{mission_id}"})
         cancelled.append(int(task["id"]))
     return cancelled
-
-
-missions_service.register_open_work_canceller(cancel_mission_tasks)
 
 
 async def cancel_task(ctx: AppContext, task_id: int, *, actor: str, client: str) -> TaskView:
