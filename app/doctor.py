@@ -224,7 +224,7 @@ def check_worker(settings: Settings) -> Check:
 
 
 def check_profiles(settings: Settings) -> Check:
-    from app.runner.catalog import profiles_status
+    from app.profiles.catalog import profiles_status
 
     status = profiles_status(settings)
     if status.error is not None:

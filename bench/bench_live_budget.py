@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.profiles.prices import load_prices  # noqa: E402
+from app.profiles.profiles import Limits  # noqa: E402
 from app.runner.accounting import AgentQuota, AgentUsage  # noqa: E402
 from app.runner.budget import LiveBudget  # noqa: E402
 from app.runner.claude_code import ClaudeStream  # noqa: E402
-from app.runner.prices import load_prices  # noqa: E402
 from app.runner.process import run_confined  # noqa: E402
-from app.runner.profiles import Limits  # noqa: E402
 from app.runner.runtime import StreamUsage  # noqa: E402
 
 TURNS = 1000

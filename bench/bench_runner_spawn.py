@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.runner import process  # noqa: E402
-from app.runner.environment import build_child_env  # noqa: E402
-from app.runner.output import reply_from_run  # noqa: E402
-from app.runner.profiles import (  # noqa: E402
+from app.profiles.environment import build_child_env  # noqa: E402
+from app.profiles.profiles import (  # noqa: E402
     EXAMPLE_PROFILES_PATH,
     Profile,
     load_profiles,
     render_argv,
 )
+from app.runner import process  # noqa: E402
+from app.runner.output import reply_from_run  # noqa: E402
 
 PROMPT = b"Summarise the open tasks of the project\nthree are blocked on review\n"
 

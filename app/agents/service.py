@@ -26,7 +26,7 @@ from app.core.settings import Settings
 from app.core.textdiff import version_diff
 from app.events.transaction import Tx, transaction
 from app.events.types import Category, EventType, Severity
-from app.runner.catalog import profile_traits
+from app.profiles.catalog import profile_traits, profiles_status
 from app.security.principal import Principal
 
 
@@ -63,8 +63,22 @@ def agent_view(row: Row, settings: Settings) -> AgentView:
 
 def known_profiles(ctx: AppContext) -> set[str]:
     """Names of the command profiles the host defines (F27), loaded by the worker's
-    own rules; the example set when this host has no profiles file (development)."""
-    return set(profile_traits(ctx.settings))
+    own rule (app/profiles/catalog.py, ``profiles_source``); the example set when
+    this host has no profiles file (development). Raises a 503 ``profiles_refused``
+    naming the problem and the fix when the worker would refuse the file: a broken
+    or unsafe file is the host's fault, not an unknown profile."""
+    status = profiles_status(ctx.settings)
+    problem = status.public_error()
+    if problem is not None:
+        raise ApiError(
+            503,
+            "profiles_refused",
+            f"the host's command profiles file is refused, as the worker refuses it:"
+            f" {problem}. Fix the file on the host (`missionctl doctor` names it);"
+            " until then no agent can be given a profile",
+            {"field": "profile"},
+        )
+    return {name for name, _ in status.profiles}
 
 
 def capability_of(settings: Settings, row: Row) -> Capability:

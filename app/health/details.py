@@ -17,7 +17,7 @@ from app.care.sandbox import sandbox_summary
 from app.core.context import AppContext
 from app.core.database import database_ok
 from app.health.release import release_info
-from app.runner.catalog import profiles_status
+from app.profiles.catalog import profiles_status
 
 
 async def worker_heartbeats(ctx: AppContext) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 At the start of a run the worker computes what is left of the agent's daily
 quotas and of the mission's bounds (:mod:`app.runner.accounting`, the same
 figures that decide whether a run may start). Every time the runtime's stream
-reports more usage, :meth:`LiveBudget.check` prices it (:mod:`app.runner.prices`)
+reports more usage, :meth:`LiveBudget.check` prices it (:mod:`app.profiles.prices`)
 and compares it with what is left; the first bound reached stops the run (the
 worker's guard sends it SIGTERM). The guard refreshes what is left from the
 database as other runs record their spend. The overshoot is at most the turn
@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from app.profiles.prices import Price
 from app.runner.accounting import AgentQuota, AgentUsage, MissionState, Refusal
-from app.runner.prices import Price
 from app.runner.runtime import StreamUsage
 
 

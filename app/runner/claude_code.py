@@ -15,7 +15,7 @@ for it), ``--allowedTools`` pre-approves them so nothing prompts, and
 grant itself a tool by writing ``.claude/settings.json`` into its workspace) and
 keeps the file tools in the working directory. ``--dangerously-skip-permissions``
 is never passed and a profile containing it is refused
-(:mod:`app.runner.profiles`).
+(:mod:`app.profiles.profiles`).
 
 The output is read as it arrives (:class:`ClaudeStream`): every model turn's
 usage (``message_start`` for input and cache tokens, ``message_delta`` for output

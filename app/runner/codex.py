@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from app.capability.model import Capability, Tool
+from app.profiles.profiles import ProfileError
+from app.profiles.runtime_options import check_options
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
-from app.runner.profiles import ProfileError
 from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
-from app.runner.runtime_options import check_options
 
 #: our tools to the function names Codex offers the model
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -517,7 +517,7 @@ class CodexRuntime:
     def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
         text = config_toml(options, model=model)
         if (home / ".codex" / "auth.json").is_symlink():
-            # the profile's login, linked by the worker (app/runner/login.py): read
+            # the profile's login, linked by the worker (app/profiles/login.py): read
             # from the file, never from an OS keyring
             text = 'cli_auth_credentials_store = "file"\n' + text
         codex_home = home / ".codex"

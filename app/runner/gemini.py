@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from app.capability.model import Capability, Tool
+from app.profiles.profiles import ProfileError
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
-from app.runner.profiles import ProfileError
 from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
 
 #: our tools to Gemini CLI's built-in tool names
@@ -496,7 +496,7 @@ class GeminiRuntime:
             raise ProfileError("gemini: HOME prepared for a run whose flags were never built")
         config = home / ".gemini"
         (config / "policies").mkdir(parents=True, mode=0o700)
-        # the worker links a profile's login into HOME before this (app/runner/login.py)
+        # the worker links a profile's login into HOME before this (app/profiles/login.py)
         login = (home / LOGIN_FILE).is_symlink()
         (config / "settings.json").write_text(
             json.dumps(settings(run.capability, max_turns=run.max_turns, login=login), indent=2)

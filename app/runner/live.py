@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.runner.environment import output_gate
+from app.runner.gate import output_gate
 
 MAX_LIVE_BYTES = 1024 * 1024
 MAX_BATCH_CHARS = 32 * 1024

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from app.capability.model import Capability, Tool
+from app.profiles.profiles import ProfileError
+from app.profiles.runtime_options import check_options
 from app.runner.codex import _load
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
-from app.runner.profiles import ProfileError
 from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count
-from app.runner.runtime_options import check_options
 
 #: our tools to opencode's permission keys (the tool names the model sees)
 PERMISSIONS: dict[Tool, tuple[str, ...]] = {

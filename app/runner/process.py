@@ -63,7 +63,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from app.runner.profiles import Limits
+from app.profiles.profiles import Limits
 from app.runner.sandbox import (
     SANDBOX_FAILED_EXIT,
     SANDBOX_FAILED_MARKER,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from app.capability.model import Capability, Tool
-from app.runner.environment import ChildEnv
+from app.profiles.environment import ChildEnv
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult
 
@@ -172,7 +172,7 @@ class Runtime(Protocol):
 
     def prepare_home(self, home: Path, options: Mapping[str, Any], *, model: str) -> None:
         """Write the CLI's own configuration into the run's fresh HOME (may be a no-op).
-        Raises :class:`~app.runner.profiles.ProfileError` for unusable options."""
+        Raises :class:`~app.profiles.profiles.ProfileError` for unusable options."""
         ...
 
     def reader(self, capability: Capability) -> StreamReader:

@@ -258,7 +258,7 @@ class RunRights:
     #: programs a run without a shell may still execute (the profile's exec_allow)
     exec_allow: tuple[str, ...] = ()
     #: single files the run may read and nothing more: a subscription login's files
-    #: (app/runner/login.py), linked into its HOME; no write, truncate or delete
+    #: (app/profiles/login.py), linked into its HOME; no write, truncate or delete
     read_files: tuple[str, ...] = ()
 
 
@@ -559,8 +559,8 @@ async def probe(
     runs (None: runs are not sandboxed)."""
     import time
 
+    from app.profiles.profiles import Limits
     from app.runner.process import run_confined
-    from app.runner.profiles import Limits
 
     if mode == "off":
         return SandboxReport(

@@ -151,9 +151,9 @@ def known_secrets(settings: Settings) -> set[str]:
 
 
 def _profile_secrets(settings: Settings) -> set[str]:
-    from app.runner.catalog import load_catalog
+    from app.profiles.catalog import load_catalog
 
-    quiet = logging.getLogger("mission_control.runner.catalog")
+    quiet = logging.getLogger("mission_control.profiles.catalog")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     values: set[str] = set()

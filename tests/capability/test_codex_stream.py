@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.capability.model import Capability, Tool
+from app.profiles.profiles import Profile, ProfileError
 from app.runner.codex import CodexStream, command_line, config_toml, refused_tool_names
-from app.runner.profiles import Profile, ProfileError
 from app.runner.runtime import StreamUsage
 
 THREAD = "01a24f35-47bc-7943-85ef-8af17b5da5ee"

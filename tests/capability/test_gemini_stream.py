@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.capability.model import Capability, Tool
+from app.profiles.profiles import Profile
 from app.runner import gemini
 from app.runner.gemini import GeminiStream
 from app.runner.process import RunResult
-from app.runner.profiles import Profile
 from app.runner.runtime import StreamUsage
 
 RECORDED = Path(__file__).with_name("recorded")
@@ -327,7 +327,7 @@ def test_prepare_home_writes_the_capability_of_the_run_it_was_planned_for(
 
 
 def test_prepare_home_without_a_planned_run_refuses(tmp_path: Path) -> None:
-    from app.runner.profiles import ProfileError
+    from app.profiles.profiles import ProfileError
 
     runtime = gemini.GeminiRuntime()
     with pytest.raises(ProfileError):

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.capability.model import Capability, Tool
-from app.runner.environment import ChildEnv
+from app.profiles.environment import ChildEnv
+from app.profiles.profiles import Profile, ProfileError
 from app.runner.opencode import (
     FIXED_ENV,
     OpencodeRuntime,
@@ -21,7 +22,6 @@ from app.runner.opencode import (
     config_json,
     refused_tool_names,
 )
-from app.runner.profiles import Profile, ProfileError
 from app.runner.runtime import StreamUsage, runtime_env
 
 SESSION = "ses_db0c36dbbffekhdWM4JFOWX3lW"

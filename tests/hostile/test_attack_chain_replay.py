@@ -44,8 +44,8 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
+from app.profiles.profiles import Limits
 from app.runner.process import run_confined
-from app.runner.profiles import Limits
 from app.runner.sandbox import RunRights, default_policy, landlock_status
 from app.security.principal import Scope
 from tests.support.chain import STEPS, request_for

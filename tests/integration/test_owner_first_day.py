@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.core.settings import Settings
-from app.runner.catalog import load_catalog
+from app.profiles.catalog import load_catalog
 from tests.support.cli import missionctl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_the_bundled_profiles_are_no_warning_unless_a_file_was_configured(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MC_PROFILES_PATH", raising=False)
-    caplog.set_level(logging.DEBUG, logger="mission_control.runner.catalog")
+    caplog.set_level(logging.DEBUG, logger="mission_control.profiles.catalog")
     default = Settings(_env_file=None, database_path=tmp_path / "a.db")  # type: ignore[call-arg]
     assert not default.profiles_path.exists()
     assert load_catalog(default).bundled

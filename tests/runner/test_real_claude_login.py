@@ -1,4 +1,4 @@
-"""The real Claude Code CLI on a subscription login (app/runner/login.py): the
+"""The real Claude Code CLI on a subscription login (app/profiles/login.py): the
 login file of a root-owned login directory, linked read-only into the run's HOME,
 authenticates its model calls, under the real worker and Landlock, against the
 scripted Messages API on loopback (tests/support/model_server.py)."""

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from app.runner.environment import build_child_env
+from app.profiles.environment import build_child_env
+from app.profiles.profiles import Profile
 from app.runner.process import run_confined
-from app.runner.profiles import Profile
 from tests.support.processes import fast_limits
 
 PROVIDER_KEY = "sk-ant-api03-" + "k" * 40

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from app.profiles.environment import build_child_env
+from app.profiles.profiles import EXAMPLE_PROFILES_PATH, Profile, load_profiles, render_argv
 from app.runner import demo_agent
-from app.runner.environment import build_child_env
 from app.runner.output import AgentReply, reply_from_run
 from app.runner.process import RunResult, run_confined
-from app.runner.profiles import EXAMPLE_PROFILES_PATH, Profile, load_profiles, render_argv
 
 
 @pytest.fixture

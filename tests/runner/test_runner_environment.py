@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.runner.environment import CredentialError, build_child_env, read_credential_file
-from app.runner.profiles import Profile
+from app.profiles.environment import CredentialError, build_child_env, read_credential_file
+from app.profiles.profiles import Profile
 
 KEY = "sk-ant-api03-" + "Q" * 40
 
@@ -81,7 +81,7 @@ def test_symlinked_credential_file_is_refused(credir, tmp_path):
 
 def test_env_holds_only_allow_listed_names_from_the_credential_file(credir, caplog):
     path = credfile(credir, f"ANTHROPIC_API_KEY={KEY}\nAWS_SECRET_ACCESS_KEY=not-for-agent\n")
-    with caplog.at_level(logging.INFO, logger="mission_control.runner.environment"):
+    with caplog.at_level(logging.INFO, logger="mission_control.profiles.environment"):
         env = build_child_env(profile(path, ["ANTHROPIC_API_KEY"]), require_root_owned=True)
     assert dict(env) == {"ANTHROPIC_API_KEY": KEY}
     assert env.secret_values == {KEY}

@@ -1,4 +1,4 @@
-"""Subscription logins (app/runner/login.py): a root-owned login directory, refused
+"""Subscription logins (app/profiles/login.py): a root-owned login directory, refused
 when it could be changed by anyone but root, seen read-only by the run in its
 HOME, its secret values gated out of everything stored (docs/capability.md)."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.runner.login import LoginError, load_login
-from app.runner.profiles import Profile, ProfileError, load_profiles
+from app.profiles.login import LoginError, load_login
+from app.profiles.profiles import Profile, ProfileError, load_profiles
 from app.runner.sandbox import landlock_status
 from tests.support.worker import (
     Rows,

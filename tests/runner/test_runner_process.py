@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from app.profiles.profiles import Limits
 from app.runner import process
 from app.runner.process import RunResult, run_confined, truncation_marker
-from app.runner.profiles import Limits
 from tests.support.processes import (
     alive,
     fast_limits,

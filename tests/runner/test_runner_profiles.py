@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.runner.profiles import (
+from app.profiles.profiles import (
     EXAMPLE_PROFILES_PATH,
     Limits,
     Profile,

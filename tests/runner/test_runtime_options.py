@@ -1,5 +1,5 @@
 """A profile's runtime options are checked when the profiles file is loaded
-(app/runner/runtime_options.py): an unknown key or a wrong value refuses the file
+(app/profiles/runtime_options.py): an unknown key or a wrong value refuses the file
 with the profile, the key and the fix; ``missionctl doctor`` and the health report
 say so. The bundled example profiles of every runtime load."""
 
@@ -11,9 +11,9 @@ import pytest
 
 from app.core.settings import Settings
 from app.doctor import check_profiles
-from app.runner.catalog import profiles_status
-from app.runner.profiles import EXAMPLE_PROFILES_PATH, ProfileError, load_profiles
-from app.runner.runtime_options import RUNTIME_OPTIONS
+from app.profiles.catalog import profiles_status
+from app.profiles.profiles import EXAMPLE_PROFILES_PATH, ProfileError, load_profiles
+from app.profiles.runtime_options import RUNTIME_OPTIONS
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -111,7 +111,7 @@ def test_every_example_profile_loads_and_names_its_runtime(tmp_path: Path) -> No
 
 
 def test_the_local_profiles_cost_nothing_said_explicitly() -> None:
-    from app.runner.prices import load_prices
+    from app.profiles.prices import load_prices
 
     table = load_prices(None)
     price = table.lookup("qwen2.5-coder:7b", fallback="local")

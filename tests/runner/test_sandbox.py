@@ -24,10 +24,10 @@ import pytest
 from app.care.sandbox import sandbox_findings, sandbox_summary
 from app.core.clock import now_iso
 from app.core.context import AppContext
+from app.profiles.profiles import Limits
 from app.runner import sandbox as sandbox_module
 from app.runner.heartbeat import write_heartbeat
 from app.runner.process import run_confined
-from app.runner.profiles import Limits
 from app.runner.sandbox import (
     FS_IOCTL_DEV,
     FS_REFER,

@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+from app.profiles.profiles import Limits
 from app.runner import demo_agent
-from app.runner.profiles import Limits
 from app.runner.worker import effective_limits, workspace_for
 from tests.support.worker import Rows, make_settings, running_worker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from app.runner.profiles import Limits
+from app.profiles.profiles import Limits
 
 
 def fast_limits(**overrides: object) -> Limits:

@@ -22,4 +22,4 @@ def test_every_data_file_of_the_app_is_packaged() -> None:
     }
     missing = sorted(str(p.relative_to(REPO)) for p in data - packaged)
     assert not missing, f"not in package-data: {missing}"
-    assert APP / "runner" / "prices.toml" in packaged
+    assert APP / "profiles" / "prices.toml" in packaged

@@ -17,8 +17,8 @@ from app.core.clock import utcnow
 from app.core.context import AppContext, Ctx
 from app.core.pagination import PageParams, Pagination
 from app.core.textdiff import unified
-from app.runner.catalog import profiles_status
-from app.runner.prices import model_choices
+from app.profiles.catalog import profiles_status
+from app.profiles.prices import model_choices
 from app.tasks import service as tasks_service
 from app.ui import store
 from app.ui.auth import UiSession
@@ -32,6 +32,9 @@ async def agents_page(
     request: Request, principal: UiSession, ctx: Ctx, page_params: Pagination
 ) -> HTMLResponse:
     rows, total = await store.agents_today(ctx.db, page_params, utcnow())
+    # the form offers what the worker would load: nothing when it refuses the file
+    # (the health page says why), where the API answers 503 profiles_refused
+    host_profiles = profiles_status(ctx.settings).profiles
     return await ui_page(
         request,
         principal,
@@ -43,8 +46,8 @@ async def agents_page(
         capabilities=capabilities(ctx, rows),
         pager=pager(request, (total, page_params)),
         tools=list(Tool),
-        profiles=sorted(agents_service.known_profiles(ctx)),
-        runtimes={name: p.runtime for name, p in profiles_status(ctx.settings).profiles},
+        profiles=[name for name, _ in host_profiles],
+        runtimes={name: p.runtime for name, p in host_profiles},
         models=model_choices(ctx.settings.prices_path),
         defaults=ctx.settings,
     )

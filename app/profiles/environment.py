@@ -9,7 +9,8 @@ Values come from two places and no other:
 
 ``os.environ`` of the worker is never consulted: a key exported in the worker's
 environment does *not* reach the agent. The runner adds PATH, HOME, LANG and
-TMPDIR itself (:func:`app.runner.process.run_confined`).
+TMPDIR itself (:func:`app.runner.process.run_confined`); the worker's output gate
+(:func:`app.runner.gate.output_gate`) redacts the values this module reads.
 """
 
 from __future__ import annotations
@@ -17,34 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from app.runner.profiles import Profile, read_host_file
-from app.security.credential_gate import redact
+from app.profiles.profiles import Profile, read_host_file
 
-log = logging.getLogger("mission_control.runner.environment")
+log = logging.getLogger("mission_control.profiles.environment")
 
 MAX_CREDENTIAL_FILE_BYTES = 64 * 1024
 _LINE_RE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-
-
-#: replaces an exact value from the profile's credential file in stored output
-PROFILE_SECRET_MARKER = "[REDACTED:profile_credential]"  # noqa: S105 - a marker
-
-
-def output_gate(secret_values: Iterable[str]) -> Callable[[str], str]:
-    """The gate for an agent's output before anything of it is stored (transcript,
-    live output): the exact credential-file values, then everything the credential
-    gate recognises."""
-    values = sorted((v for v in secret_values if len(v) >= 4), key=len, reverse=True)
-
-    def gated(text: str) -> str:
-        for value in values:
-            text = text.replace(value, PROFILE_SECRET_MARKER)
-        return redact(text).text
-
-    return gated
 
 
 class CredentialError(Exception):

@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.capability.model import CommandsPolicy, ProfileTraits
-from app.runner.runtime_options import LOGIN_FILES, check_options
+from app.profiles.runtime_options import LOGIN_FILES, check_options
 
 DEFAULT_PROFILES_PATH = Path("/etc/mission-control/profiles.toml")
 EXAMPLE_PROFILES_PATH = Path(__file__).with_name("profiles.example.toml")
@@ -290,7 +290,7 @@ class Profile(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     #: a root-owned directory holding the CLI's subscription login (its files at
     #: the paths of ``runtime_options.LOGIN_FILES``), seen read-only by the run
-    #: instead of an API key (app/runner/login.py)
+    #: instead of an API key (app/profiles/login.py)
     login_dir: Path | None = None
     #: the only output format (the final result object; stream-json lines before it)
     output_format: Literal["claude-json"] = "claude-json"

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.runner.profiles import ProfileError, read_host_file
+from app.profiles.profiles import ProfileError, read_host_file
 
 BUNDLED_PRICES_PATH = Path(__file__).with_name("prices.toml")
 MAX_PRICES_FILE_BYTES = 256 * 1024

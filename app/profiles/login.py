@@ -4,7 +4,7 @@ key (docs/capability.md, "Subscription logins").
 A profile's ``login_dir`` is a directory the owner made once on the Pi (for example
 ``sudo HOME=/etc/mission-control/logins/claude claude auth login``). It holds the
 CLI's login file at the path the CLI uses under HOME
-(:data:`app.runner.runtime_options.LOGIN_FILES`). Before each run the worker:
+(:data:`app.profiles.runtime_options.LOGIN_FILES`). Before each run the worker:
 
 * refuses the directory (:class:`LoginError`, fail closed, the reason in words)
   when it is a symlink, not a directory, not owned by root, or group- or
@@ -12,7 +12,7 @@ CLI's login file at the path the CLI uses under HOME
   login file must be a regular file owned by root, not group-writable and not
   readable by others (root-owned, group ``mission-control``, mode 0640 or 0600);
 * reads the login file (JSON) for its secret values, which join the profile's
-  credential values in the output gate (:func:`app.runner.environment.output_gate`):
+  credential values in the output gate (:func:`app.runner.gate.output_gate`):
   transcript, live output and stored results get the marker, never the token;
 * links each login file into the run's fresh HOME (a symlink to the file in the
   login directory) and gives the run's Landlock policy a read right on that one
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.runner.environment import CredentialError
-from app.runner.profiles import read_host_file
-from app.runner.runtime_options import LOGIN_FILES
+from app.profiles.environment import CredentialError
+from app.profiles.profiles import read_host_file
+from app.profiles.runtime_options import LOGIN_FILES
 
 MAX_LOGIN_FILE_BYTES = 64 * 1024
 #: a string this long in a login file is treated as a secret value
