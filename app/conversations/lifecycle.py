@@ -88,6 +88,28 @@ async def state(conn: aiosqlite.Connection, conversation_id: int) -> tuple[str, 
     return str(row[0]), None if owner is None else str(owner)
 
 
+#: the columns a run's record sets, in the order of ``_record_values``
+_RECORD_SET = (
+    "transcript = ?, truncated = ?, input_tokens = ?, output_tokens = ?, cost_usd = ?,"
+    " exit_code = ?, session_id = ?, runtime = ?, model = ?, cached_tokens = ?"
+)
+
+
+def _record_values(record: RunRecord) -> tuple[object, ...]:
+    return (
+        record.transcript,
+        int(record.truncated),
+        record.input_tokens,
+        record.output_tokens,
+        record.cost_usd,
+        record.exit_code,
+        record.session_id,
+        record.runtime,
+        record.model,
+        record.cached_tokens,
+    )
+
+
 async def finish(
     conn: aiosqlite.Connection,
     conversation_id: int,
@@ -101,29 +123,10 @@ async def finish(
     the run is not ``worker``'s any more."""
     now = now_iso()
     cursor = await conn.execute(
-        "UPDATE conversations SET status = ?, reason = ?, transcript = ?, truncated = ?,"
-        " input_tokens = ?, output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
-        " runtime = ?, model = ?, cached_tokens = ?,"
+        f"UPDATE conversations SET status = ?, reason = ?, {_RECORD_SET},"
         " finished_at = ?, lease_expires_at = NULL, updated_at = ?"
         " WHERE id = ? AND status = 'IN_PROGRESS' AND lease_owner = ?",
-        (
-            status,
-            reason,
-            record.transcript,
-            int(record.truncated),
-            record.input_tokens,
-            record.output_tokens,
-            record.cost_usd,
-            record.exit_code,
-            record.session_id,
-            record.runtime,
-            record.model,
-            record.cached_tokens,
-            now,
-            now,
-            conversation_id,
-            worker,
-        ),
+        (status, reason, *_record_values(record), now, now, conversation_id, worker),
     )
     return cursor.rowcount == 1
 
@@ -135,26 +138,9 @@ async def attach_record(
     by the API, failed by stale recovery): its status and reason stay as they are, but
     what the run cost and said is not lost."""
     cursor = await conn.execute(
-        "UPDATE conversations SET transcript = ?, truncated = ?, input_tokens = ?,"
-        " output_tokens = ?, cost_usd = ?, exit_code = ?, session_id = ?,"
-        " runtime = ?, model = ?, cached_tokens = ?,"
-        " lease_expires_at = NULL, updated_at = ?"
+        f"UPDATE conversations SET {_RECORD_SET}, lease_expires_at = NULL, updated_at = ?"
         " WHERE id = ? AND lease_owner = ? AND status != 'IN_PROGRESS'",
-        (
-            record.transcript,
-            int(record.truncated),
-            record.input_tokens,
-            record.output_tokens,
-            record.cost_usd,
-            record.exit_code,
-            record.session_id,
-            record.runtime,
-            record.model,
-            record.cached_tokens,
-            now_iso(),
-            conversation_id,
-            worker,
-        ),
+        (*_record_values(record), now_iso(), conversation_id, worker),
     )
     return cursor.rowcount == 1
 
