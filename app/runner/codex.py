@@ -50,7 +50,14 @@ from app.profiles.profiles import ProfileError
 from app.profiles.runtime_options import check_options
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
-from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count, tool_names
+from app.runner.runtime import (
+    LineSplitter,
+    StreamReader,
+    StreamUsage,
+    stream_reply,
+    token_count,
+    tool_names,
+)
 
 #: our tools to the function names Codex offers the model
 TOOL_NAMES: dict[Tool, tuple[str, ...]] = {
@@ -466,34 +473,20 @@ class CodexStream:
 
 def reply_of(run: RunResult, stream: CodexStream) -> AgentReply:
     """The run's reply from what the stream saw. Never raises."""
-    usage = stream.usage
-    reason: str | None = None
-    if not run.started:
-        reason = run.reason[:300]
-    elif stream.failed:
-        reason = f"the agent reported an error (turn.failed: {stream.error})"
+    problem: str | None = None
+    if stream.failed:
+        problem = f"the agent reported an error (turn.failed: {stream.error})"
     elif not stream.completed:
-        reason = "the agent ended without completing its turn"
+        problem = "the agent ended without completing its turn"
         if stream.error:
-            reason += f" ({stream.error})"
-    elif stream.text is None:
-        reason = "the agent gave no reply text"
-    if run.started and not run.ok:
-        reason = f"the run did not complete: {run.reason}" + (f"; {reason}" if reason else "")
-    is_error = reason is not None
-    return AgentReply(
-        text=stream.text if stream.text is not None else f"[agent error] {reason}",
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
+            problem += f" ({stream.error})"
+    return stream_reply(
+        run,
+        text=stream.text,
+        usage=stream.usage,
         cost_usd=0.0,
-        is_error=is_error,
-        raw_truncated=run.truncated,
-        cache_creation_input_tokens=usage.cache_write_tokens,
-        cache_read_input_tokens=usage.cache_read_tokens,
-        num_turns=usage.turns or None,
         session_id=stream.session_id,
-        subtype="error" if is_error else "success",
-        error_reason=reason[:300] if reason else None,
+        problem=problem,
     )
 
 

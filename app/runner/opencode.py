@@ -42,7 +42,7 @@ from app.profiles.runtime_options import check_options
 from app.runner.codex import _load
 from app.runner.output import AgentReply
 from app.runner.process import RunResult
-from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, token_count
+from app.runner.runtime import LineSplitter, StreamReader, StreamUsage, stream_reply, token_count
 
 #: our tools to opencode's permission keys (the tool names the model sees)
 PERMISSIONS: dict[Tool, tuple[str, ...]] = {
@@ -302,32 +302,18 @@ class OpencodeStream:
 
 
 def reply_of(run: RunResult, stream: OpencodeStream) -> AgentReply:
-    usage = stream.usage
-    reason: str | None = None
-    if not run.started:
-        reason = run.reason[:300]
-    elif stream.error:
-        reason = f"the agent reported an error ({stream.error})"
+    problem: str | None = None
+    if stream.error:
+        problem = f"the agent reported an error ({stream.error})"
     elif not stream.finished:
-        reason = "the agent ended before finishing a step"
-    elif stream.text is None:
-        reason = "the agent gave no reply text"
-    if run.started and not run.ok:
-        reason = f"the run did not complete: {run.reason}" + (f"; {reason}" if reason else "")
-    is_error = reason is not None
-    return AgentReply(
-        text=stream.text if stream.text is not None else f"[agent error] {reason}",
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
+        problem = "the agent ended before finishing a step"
+    return stream_reply(
+        run,
+        text=stream.text,
+        usage=stream.usage,
         cost_usd=stream.cost_usd,
-        is_error=is_error,
-        raw_truncated=run.truncated,
-        cache_creation_input_tokens=usage.cache_write_tokens,
-        cache_read_input_tokens=usage.cache_read_tokens,
-        num_turns=usage.turns or None,
         session_id=stream.session_id,
-        subtype="error" if is_error else "success",
-        error_reason=reason[:300] if reason else None,
+        problem=problem,
     )
 
 

@@ -110,6 +110,43 @@ class StreamUsage:
         )
 
 
+def stream_reply(
+    run: RunResult,
+    *,
+    text: str | None,
+    usage: StreamUsage,
+    cost_usd: float,
+    session_id: str | None,
+    problem: str | None,
+) -> AgentReply:
+    """The reply of a run whose CLI streams its events. ``problem``: what the stream
+    saw go wrong (an error event, no end of turn), or None. A run that did not start
+    says why; one without reply text is an error; a run that did not end well says so
+    first. Never raises."""
+    reason = problem
+    if not run.started:
+        reason = run.reason[:300]
+    elif reason is None and text is None:
+        reason = "the agent gave no reply text"
+    if run.started and not run.ok:
+        reason = f"the run did not complete: {run.reason}" + (f"; {reason}" if reason else "")
+    is_error = reason is not None
+    return AgentReply(
+        text=text if text is not None else f"[agent error] {reason}",
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=cost_usd,
+        is_error=is_error,
+        raw_truncated=run.truncated,
+        cache_creation_input_tokens=usage.cache_write_tokens,
+        cache_read_input_tokens=usage.cache_read_tokens,
+        num_turns=usage.turns or None,
+        session_id=session_id,
+        subtype="error" if is_error else "success",
+        error_reason=reason[:300] if reason else None,
+    )
+
+
 class StreamReader(Protocol):
     """Reads a CLI's stdout as it arrives (see :class:`app.runner.process.StdoutSink`)."""
 
