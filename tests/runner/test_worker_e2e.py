@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.profiles.profiles import Limits
 from app.runner import demo_agent
-from app.runner.worker import effective_limits, workspace_for
+from app.runner.plan import effective_limits, workspace_for
 from tests.support.worker import Rows, make_settings, running_worker
 
 
