@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller, Caller, OperateCaller
+from app.access.dependencies import ReadAccess
 from app.agents import data_versions, service, store
 from app.agents.data_versions import DataDiff, DataVersion
 from app.agents.schemas import (
@@ -27,7 +28,6 @@ from app.core.database import Row
 from app.core.errors import ApiError
 from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
-from app.security.principal import Principal
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -45,15 +45,12 @@ async def _agent_row(ctx: AppContext, agent_id: int) -> Row:
     return row
 
 
-async def _identity_needs_a_person(
-    ctx: AppContext, agent_id: int, principal: Principal, request: Request
-) -> None:
+async def _identity_needs_a_person(ctx: AppContext, agent_id: int, caller: Caller) -> None:
     """An identity is the first words of every prompt: for an agent that can run
     commands only an admin in a browser session writes it."""
     await require_admin_for_shell_readers(
         ctx,
-        principal,
-        client_address(request),
+        caller,
         [await _agent_row(ctx, agent_id)],
         action="agent.identity_change",
         target=f"agent:{agent_id}",
@@ -73,11 +70,9 @@ async def list_agents(
 
 
 @router.post("", status_code=201, response_model=AgentView)
-async def create_agent(
-    body: AgentCreate, principal: AdminAccess, request: Request, ctx: Ctx
-) -> AgentView:
+async def create_agent(body: AgentCreate, caller: AdminCaller, ctx: Ctx) -> AgentView:
     """Admin only: an agent's profile, tools and shell access are security settings."""
-    return await service.create_agent(ctx, body, principal, client_address(request))
+    return await service.create_agent(ctx, body, caller)
 
 
 @router.get("/{agent_id}", response_model=AgentView)
@@ -87,7 +82,7 @@ async def get_agent(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> AgentView:
 
 @router.patch("/{agent_id}", response_model=AgentView)
 async def update_agent(
-    agent_id: AgentId, body: AgentUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: AgentUpdate, caller: AdminCaller, ctx: Ctx
 ) -> AgentView:
     """Admin only. Cannot touch the identity: use PUT .../identity. A change to what
     an agent that can run commands (before or after) can do (profile, tools, shell
@@ -97,41 +92,30 @@ async def update_agent(
         after = service.capability_after(ctx.settings, row, body)
         await require_admin_for_shell_readers(
             ctx,
-            principal,
-            client_address(request),
+            caller,
             [row],
             action="agent.capability_change",
             target=f"agent:{agent_id}",
             what="change what an agent that can run commands can do",
             will_run_commands=[agent_id] if after.shell else [],
         )
-    return await service.update_agent(ctx, agent_id, body, principal, client_address(request))
+    return await service.update_agent(ctx, agent_id, body, caller)
 
 
 @router.post("/{agent_id}/pause", response_model=AgentView)
-async def pause_agent(
-    agent_id: AgentId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> AgentView:
-    return await service.set_status(
-        ctx, agent_id, AgentStatus.PAUSED, principal, client_address(request)
-    )
+async def pause_agent(agent_id: AgentId, caller: OperateCaller, ctx: Ctx) -> AgentView:
+    return await service.set_status(ctx, agent_id, AgentStatus.PAUSED, caller)
 
 
 @router.post("/{agent_id}/resume", response_model=AgentView)
-async def resume_agent(
-    agent_id: AgentId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> AgentView:
-    return await service.set_status(
-        ctx, agent_id, AgentStatus.ACTIVE, principal, client_address(request)
-    )
+async def resume_agent(agent_id: AgentId, caller: OperateCaller, ctx: Ctx) -> AgentView:
+    return await service.set_status(ctx, agent_id, AgentStatus.ACTIVE, caller)
 
 
 @router.delete("/{agent_id}", status_code=204)
-async def retire_agent(
-    agent_id: AgentId, principal: AdminAccess, request: Request, ctx: Ctx
-) -> Response:
+async def retire_agent(agent_id: AgentId, caller: AdminCaller, ctx: Ctx) -> Response:
     """Admin only. Soft delete: history stays."""
-    await service.retire_agent(ctx, agent_id, principal, client_address(request))
+    await service.retire_agent(ctx, agent_id, caller)
     return Response(status_code=204)
 
 
@@ -146,20 +130,19 @@ async def current_identity(agent_id: AgentId, _: ReadAccess, ctx: Ctx) -> Identi
 
 @router.put("/{agent_id}/identity", response_model=AgentView)
 async def change_identity(
-    agent_id: AgentId, body: IdentityChange, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: IdentityChange, caller: AdminCaller, ctx: Ctx
 ) -> AgentView:
     """Admin only. Creates a new version, is audited and alerts the owner (F7). For an
     agent that can run commands: an admin in a browser session only
     (app/agents/shell_readers.py)."""
-    await _identity_needs_a_person(ctx, agent_id, principal, request)
+    await _identity_needs_a_person(ctx, agent_id, caller)
     await service.change_identity(
         ctx,
         agent_id,
         body.text,
         body.reason,
         body.expected_version,
-        principal,
-        client_address(request),
+        caller,
     )
     return await service.get_agent(ctx, agent_id)
 
@@ -187,14 +170,12 @@ async def identity_diff(
 
 @router.post("/{agent_id}/identity/revert", response_model=AgentView)
 async def revert_identity(
-    agent_id: AgentId, body: IdentityRevert, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: IdentityRevert, caller: AdminCaller, ctx: Ctx
 ) -> AgentView:
     """Admin only. Writes the old text as a new version (history is never rewritten);
     like a change, a browser session for an agent that can run commands."""
-    await _identity_needs_a_person(ctx, agent_id, principal, request)
-    await service.revert_identity(
-        ctx, agent_id, body.to_version, body.reason, principal, client_address(request)
-    )
+    await _identity_needs_a_person(ctx, agent_id, caller)
+    await service.revert_identity(ctx, agent_id, body.to_version, body.reason, caller)
     return await service.get_agent(ctx, agent_id)
 
 
@@ -209,7 +190,7 @@ async def list_memory(
 
 @router.post("/{agent_id}/memory", status_code=201, response_model=MemoryView)
 async def add_memory(
-    agent_id: AgentId, body: MemoryCreate, principal: OperateAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, body: MemoryCreate, caller: OperateCaller, ctx: Ctx
 ) -> MemoryView:
     """Stored through the credential gate: secrets are redacted before storage (F14).
 
@@ -220,23 +201,22 @@ async def add_memory(
     row = await _agent_row(ctx, agent_id)
     await require_admin_for_shell_readers(
         ctx,
-        principal,
-        client_address(request),
+        caller,
         [row],
         action="agent.memory_add",
         target=f"agent:{agent_id}",
         what="add to the memory of an agent that can run commands",
     )
-    return await service.add_memory(ctx, agent_id, body.content, principal, client_address(request))
+    return await service.add_memory(ctx, agent_id, body.content, caller)
 
 
 @router.delete("/{agent_id}/memory/{memory_id}", status_code=204)
 async def remove_memory(
-    agent_id: AgentId, memory_id: MemoryId, principal: AdminAccess, request: Request, ctx: Ctx
+    agent_id: AgentId, memory_id: MemoryId, caller: AdminCaller, ctx: Ctx
 ) -> Response:
     """Admin only: audited, a new memory version, and a security notification when
     the agent can run commands."""
-    await service.remove_memory(ctx, agent_id, memory_id, principal, client_address(request))
+    await service.remove_memory(ctx, agent_id, memory_id, caller)
     return Response(status_code=204)
 
 

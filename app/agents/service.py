@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
+from app.access.caller import Caller
 from app.agents import store
 from app.agents.schemas import (
     AgentCreate,
@@ -134,9 +135,7 @@ async def get_agent(ctx: AppContext, agent_id: int) -> AgentView:
     return agent_view(row, ctx.settings)
 
 
-async def create_agent(
-    ctx: AppContext, body: AgentCreate, principal: Principal, client: str
-) -> AgentView:
+async def create_agent(ctx: AppContext, body: AgentCreate, caller: Caller) -> AgentView:
     _check_profile(ctx, body.profile)
     settings = ctx.settings
     quotas = body.quotas or Quotas(
@@ -157,11 +156,11 @@ async def create_agent(
         "think_interval_minutes": body.think_interval_minutes,
     }
     try:
-        async with transaction(ctx, principal.actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             agent_id = await store.insert_agent(tx.conn, values)
             if body.identity:
                 await store.insert_identity(
-                    tx.conn, agent_id, 1, body.identity, "initial identity", principal.actor
+                    tx.conn, agent_id, 1, body.identity, "initial identity", caller.actor
                 )
                 await store.update_agent(tx.conn, agent_id, 1, {"identity_version": 1})
             summary = {k: v for k, v in values.items() if k != "name"} | {"name": body.name}
@@ -172,7 +171,7 @@ async def create_agent(
             if capability is None or capability.shell:
                 await tx.security_alert(
                     f"Agent '{body.name}' created with shell access",
-                    f"{principal.actor} created an agent that may run shell commands"
+                    f"{caller.actor} created an agent that may run shell commands"
                     f" ({capability.basis if capability else 'unknown profile'}).",
                 )
     except sqlite3.IntegrityError:
@@ -181,7 +180,7 @@ async def create_agent(
 
 
 async def update_agent(
-    ctx: AppContext, agent_id: int, body: AgentUpdate, principal: Principal, client: str
+    ctx: AppContext, agent_id: int, body: AgentUpdate, caller: Caller
 ) -> AgentView:
     changes: dict[str, Any] = {}
     for field in ("role", "model", "profile", "shell_access", "think_interval_minutes"):
@@ -196,7 +195,7 @@ async def update_agent(
         changes["quota_runs_per_day"] = body.quotas.runs_per_day
     if "profile" in changes:
         _check_profile(ctx, changes["profile"])
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         current = await store.agent_row_tx(tx.conn, agent_id)
         if current is None:
             raise ApiError(404, "not_found", "no such agent")
@@ -211,7 +210,7 @@ async def update_agent(
         await tx.audit("agent.updated", f"agent:{agent_id}", changes)
         await tx.emit(EventType.AGENT_UPDATED, "agent", agent_id, {"fields": sorted(changes)})
         if {"profile", "shell_access", "allowed_tools"} & changes.keys():
-            await _capability_changed(tx, current, before, after, principal)
+            await _capability_changed(tx, current, before, after, caller.principal)
     return await get_agent(ctx, agent_id)
 
 
@@ -240,9 +239,9 @@ async def _capability_changed(
 
 
 async def set_status(
-    ctx: AppContext, agent_id: int, status: AgentStatus, principal: Principal, client: str
+    ctx: AppContext, agent_id: int, status: AgentStatus, caller: Caller
 ) -> AgentView:
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         current = await store.agent_row_tx(tx.conn, agent_id)
         if current is None:
             raise ApiError(404, "not_found", "no such agent")
@@ -260,9 +259,9 @@ async def set_status(
     return await get_agent(ctx, agent_id)
 
 
-async def retire_agent(ctx: AppContext, agent_id: int, principal: Principal, client: str) -> None:
+async def retire_agent(ctx: AppContext, agent_id: int, caller: Caller) -> None:
     """Soft delete: the agent keeps its history but leaves every list."""
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         current = await store.agent_row_tx(tx.conn, agent_id)
         if current is None:
             raise ApiError(404, "not_found", "no such agent")
@@ -316,10 +315,9 @@ async def change_identity(
     text: str,
     reason: str,
     expected_version: int,
-    principal: Principal,
-    client: str,
+    caller: Caller,
 ) -> int:
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         agent = await store.agent_row_tx(tx.conn, agent_id)
         if agent is None:
             raise ApiError(404, "not_found", "no such agent")
@@ -329,13 +327,15 @@ async def change_identity(
                 "conflict",
                 f"the identity is at version {agent['identity_version']}, not {expected_version}",
             )
-        return await _write_identity(tx, agent, text, reason, principal, "agent.identity_changed")
+        return await _write_identity(
+            tx, agent, text, reason, caller.principal, "agent.identity_changed"
+        )
 
 
 async def revert_identity(
-    ctx: AppContext, agent_id: int, to_version: int, reason: str, principal: Principal, client: str
+    ctx: AppContext, agent_id: int, to_version: int, reason: str, caller: Caller
 ) -> int:
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         agent = await store.agent_row_tx(tx.conn, agent_id)
         if agent is None:
             raise ApiError(404, "not_found", "no such agent")
@@ -344,7 +344,7 @@ async def revert_identity(
             raise ApiError(404, "not_found", f"no identity version {to_version}")
         why = reason or f"revert to version {to_version}"
         return await _write_identity(
-            tx, agent, str(old["text"]), why, principal, "agent.identity_reverted"
+            tx, agent, str(old["text"]), why, caller.principal, "agent.identity_reverted"
         )
 
 
@@ -376,19 +376,17 @@ async def _memory_version(tx: Tx, agent_id: int, reason: str, principal: Princip
     )
 
 
-async def add_memory(
-    ctx: AppContext, agent_id: int, content: str, principal: Principal, client: str
-) -> MemoryView:
+async def add_memory(ctx: AppContext, agent_id: int, content: str, caller: Caller) -> MemoryView:
     from app.agents.shell_readers import alert_shell_readers
     from app.security.credential_gate import redact
 
     redaction = redact(content)
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         agent = await store.agent_row_tx(tx.conn, agent_id)
         if agent is None:
             raise ApiError(404, "not_found", "no such agent")
-        memory_id = await store.insert_memory(tx.conn, agent_id, redaction.text, principal.actor)
-        version = await _memory_version(tx, agent_id, f"added entry #{memory_id}", principal)
+        memory_id = await store.insert_memory(tx.conn, agent_id, redaction.text, caller.actor)
+        version = await _memory_version(tx, agent_id, f"added entry #{memory_id}", caller.principal)
         await tx.audit(
             "agent.memory_added",
             f"agent:{agent_id}",
@@ -404,12 +402,12 @@ async def add_memory(
             tx,
             [agent],
             f"Memory added to agent '{agent['name']}'",
-            f"{principal.actor} added memory entry #{memory_id} (memory version {version}).",
+            f"{caller.actor} added memory entry #{memory_id} (memory version {version}).",
         )
         if redaction.found:
             await tx.security_alert(
                 "Credential kept out of agent memory",
-                f"{principal.actor} tried to store a credential in the memory of agent"
+                f"{caller.actor} tried to store a credential in the memory of agent"
                 f" {agent_id}; it was redacted.",
             )
     return MemoryView(
@@ -417,22 +415,22 @@ async def add_memory(
         agent_id=agent_id,
         content=redaction.text,
         redacted=redaction.found,
-        created_by=principal.actor,
+        created_by=caller.actor,
         created_at=now_iso(),
     )
 
 
-async def remove_memory(
-    ctx: AppContext, agent_id: int, memory_id: int, principal: Principal, client: str
-) -> None:
+async def remove_memory(ctx: AppContext, agent_id: int, memory_id: int, caller: Caller) -> None:
     """Admin only (the router): the entry leaves every later prompt; a new version."""
     from app.agents.shell_readers import alert_shell_readers
 
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         agent = await store.agent_row_tx(tx.conn, agent_id)
         if agent is None or not await store.soft_delete_memory(tx.conn, agent_id, memory_id):
             raise ApiError(404, "not_found", "no such memory entry")
-        version = await _memory_version(tx, agent_id, f"removed entry #{memory_id}", principal)
+        version = await _memory_version(
+            tx, agent_id, f"removed entry #{memory_id}", caller.principal
+        )
         await tx.audit(
             "agent.memory_removed",
             f"agent:{agent_id}",
@@ -444,5 +442,5 @@ async def remove_memory(
             tx,
             [agent],
             f"Memory removed from agent '{agent['name']}'",
-            f"{principal.actor} removed memory entry #{memory_id} (memory version {version}).",
+            f"{caller.actor} removed memory entry #{memory_id} (memory version {version}).",
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.access.caller import Caller
 from app.access.refusals import record_refusal
 from app.core.context import AppContext
 from app.core.database import Row
@@ -49,8 +50,7 @@ def shell_agents(ctx: AppContext, rows: Iterable[Row]) -> list[int]:
 
 async def require_admin_for_shell_readers(
     ctx: AppContext,
-    principal: Principal,
-    client: str,
+    caller: Caller,
     readers: Iterable[Row],
     *,
     action: str,
@@ -63,13 +63,13 @@ async def require_admin_for_shell_readers(
     admin's *token*: only a person logged in as an admin (a session) may, so one
     stolen token cannot put words before a shell."""
     shell = sorted({*shell_agents(ctx, readers), *will_run_commands})
-    if not shell or decided_by_person(principal):
+    if not shell or decided_by_person(caller.principal):
         return
-    admin = principal.scope is Scope.ADMIN
+    admin = caller.principal.scope is Scope.ADMIN
     await record_refusal(
         ctx,
-        actor=principal.actor,
-        client=client,
+        actor=caller.actor,
+        client=caller.client,
         action=action,
         target=target,
         reason="shell_token" if admin else "shell",

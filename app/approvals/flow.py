@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from app.access.caller import Caller
 from app.access.refusals import record_refusal
 from app.approvals import gate, held
 from app.approvals.schemas import ApprovalStatus
@@ -36,18 +37,18 @@ async def approve(
     ctx: AppContext,
     subject: Subject[T],
     target_id: int,
-    principal: Principal,
-    client: str,
+    caller: Caller,
     *,
     version: int | None,
     comment: str,
     proof: StepUpProof | None,
 ) -> bool:
     """Approve (or hold the approval of) the work at ``version``; whether held."""
+    principal = caller.principal
     if proof is not None:
-        await step_up.step_up(ctx, principal, client, proof)
+        await step_up.step_up(ctx, caller, proof)
     verdict: gate.Verdict | None = None
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         authors = await subject.authors(tx.conn, target_id)
         if authors is None:
             raise subject.not_found()
@@ -69,8 +70,8 @@ async def approve(
     if verdict.outcome is gate.Outcome.REFUSE:
         await record_refusal(
             ctx,
-            actor=principal.actor,
-            client=client,
+            actor=caller.actor,
+            client=caller.client,
             action=f"{subject.kind}.approve",
             target=subject.target(target_id),
             reason=verdict.code,
@@ -121,13 +122,12 @@ async def veto(
     ctx: AppContext,
     subject: Subject[T],
     target_id: int,
-    principal: Principal,
-    client: str,
+    caller: Caller,
     *,
     reason: str = "vetoed",
 ) -> None:
     """Any admin stops a held self-approval; the work keeps waiting."""
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         names = await subject.names(tx.conn, target_id)
         if names is None:
             raise subject.not_found()
@@ -138,7 +138,7 @@ async def veto(
                 "nothing_held",
                 f"no approval of this {subject.kind} is waiting to take effect",
             )
-        await held.close(tx.conn, hold.id, "vetoed", by=principal.actor, reason=reason)
+        await held.close(tx.conn, hold.id, "vetoed", by=caller.actor, reason=reason)
         await tx.audit(
             f"{subject.kind}.veto",
             subject.target(target_id),
@@ -146,7 +146,7 @@ async def veto(
         )
         await tx.security_alert(
             f"Self-approval vetoed: {names.title}"[:200],
-            f"{principal.actor} vetoed the held approval by {hold.approver} of {names.of};"
+            f"{caller.actor} vetoed the held approval by {hold.approver} of {names.of};"
             f" {subject.after_veto}",
             link=subject.link(target_id),
         )

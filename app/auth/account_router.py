@@ -10,10 +10,11 @@ once and never again (``app.auth.totp``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from app.access.dependencies import Authenticated, client_address
+from app.access.caller import AuthenticatedCaller
+from app.access.dependencies import Authenticated
 from app.auth import lockout, totp
 from app.auth.schemas import StrictModel
 from app.auth.step_up import SecondFactorCode, StepUpProof, consume, step_up
@@ -66,23 +67,19 @@ async def totp_status(principal: Authenticated, ctx: Ctx) -> TotpStatus:
 
 
 @router.post("/enrol", response_model=TotpEnrolment)
-async def begin(principal: SteppedUp, request: Request, ctx: Ctx) -> TotpEnrolment:
+async def begin(caller: SteppedUp, ctx: Ctx) -> TotpEnrolment:
     """Needs a fresh step-up. A new secret, shown once; not active until confirmed."""
-    user_id = _user_id(principal)
-    enrolment = await totp.begin_enrolment(ctx, user_id, principal.name)
-    await audit.record(
-        ctx.db, actor=principal.actor, action="auth.totp_enrol", client=client_address(request)
-    )
+    user_id = _user_id(caller.principal)
+    enrolment = await totp.begin_enrolment(ctx, user_id, caller.principal.name)
+    await audit.record(ctx.db, actor=caller.actor, action="auth.totp_enrol", client=caller.client)
     return TotpEnrolment(secret=enrolment.secret, uri=enrolment.uri, qr_svg=enrolment.qr_svg)
 
 
 @router.post("/confirm", response_model=RecoveryCodes)
-async def confirm(
-    body: TotpConfirm, principal: Authenticated, request: Request, ctx: Ctx
-) -> RecoveryCodes:
+async def confirm(body: TotpConfirm, caller: AuthenticatedCaller, ctx: Ctx) -> RecoveryCodes:
     """A code from the app turns the factor on; the ten recovery codes, shown once."""
+    principal, client = caller.principal, caller.client
     user_id = _user_id(principal)
-    client = client_address(request)
     wait = await lockout.lockout_wait(ctx, principal.name, True, client)
     if wait > 0:
         raise ApiError(
@@ -96,7 +93,7 @@ async def confirm(
         lockout.failed(ctx, principal.name, client)
         await audit.record(
             ctx.db,
-            actor=principal.actor,
+            actor=caller.actor,
             action="auth.totp_confirm",
             client=client,
             outcome="refused",
@@ -114,26 +111,23 @@ async def confirm(
                 }
             ],
         )
-    await audit.record(ctx.db, actor=principal.actor, action="auth.totp_confirm", client=client)
+    await audit.record(ctx.db, actor=caller.actor, action="auth.totp_confirm", client=client)
     return RecoveryCodes(recovery_codes=codes)
 
 
 @router.post("/disable", status_code=204)
-async def disable(
-    body: StepUpProof, principal: Authenticated, request: Request, ctx: Ctx
-) -> Response:
+async def disable(body: StepUpProof, caller: AuthenticatedCaller, ctx: Ctx) -> Response:
     """Needs a step-up in the same request (your password and a current code)."""
-    user_id = _user_id(principal)
-    client = client_address(request)
-    await step_up(ctx, principal, client, body)
+    user_id = _user_id(caller.principal)
+    await step_up(ctx, caller, body)
     async with ctx.db.write() as conn:
         removed = await totp.remove(conn, user_id)
-        await consume(conn, principal)
+        await consume(conn, caller.principal)
         await audit.append(
             conn,
-            actor=principal.actor,
+            actor=caller.actor,
             action="auth.totp_disable",
-            client=client,
+            client=caller.client,
             outcome="ok" if removed else "noop",
         )
     return Response(status_code=204)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from app.access.dependencies import AdminAccess, client_address
+from app.access.caller import AdminCaller
+from app.access.dependencies import AdminAccess
 from app.auth import service, store
 from app.auth.schemas import (
     PasswordReset,
@@ -25,14 +26,12 @@ router = APIRouter(prefix="/api", tags=["admin"])
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
-async def create_token(
-    body: TokenCreate, principal: AdminAccess, request: Request, ctx: Ctx
-) -> TokenCreated:
+async def create_token(body: TokenCreate, caller: AdminCaller, ctx: Ctx) -> TokenCreated:
     """Admin only. Create an API token; the token is in this answer and never again.
 
     The new token belongs to the caller's human: the logged-in user, or the
     owner of the calling token. A token without an owner cannot create one."""
-    owner = principal.human_id
+    owner = caller.principal.human_id
     if owner is None:
         raise ApiError(
             403,
@@ -46,8 +45,8 @@ async def create_token(
         name=body.name,
         scope=body.scope,
         expires_days=body.expires_days,
-        actor=principal.actor,
-        client=client_address(request),
+        actor=caller.actor,
+        client=caller.client,
         owner_user_id=owner,
     )
 
@@ -60,28 +59,22 @@ async def list_tokens(_: AdminAccess, page: Pagination, ctx: Ctx) -> Page[TokenV
 
 
 @router.delete("/tokens/{public_id}", status_code=204)
-async def revoke_token(
-    public_id: str, principal: AdminAccess, request: Request, ctx: Ctx
-) -> Response:
+async def revoke_token(public_id: str, caller: AdminCaller, ctx: Ctx) -> Response:
     """Admin only. Revoke a token at once."""
-    await service.revoke_token(
-        ctx.db, public_id[:32], actor=principal.actor, client=client_address(request)
-    )
+    await service.revoke_token(ctx.db, public_id[:32], actor=caller.actor, client=caller.client)
     return Response(status_code=204)
 
 
 @router.post("/users", status_code=201, response_model=UserView)
-async def create_user(
-    body: UserCreate, principal: AdminAccess, request: Request, ctx: Ctx
-) -> UserView:
+async def create_user(body: UserCreate, caller: AdminCaller, ctx: Ctx) -> UserView:
     """Admin only. Create a UI user with a role (read, operate or admin)."""
     return await service.create_user(
         ctx.db,
         username=body.username,
         password=body.password,
         role=body.role,
-        actor=principal.actor,
-        client=client_address(request),
+        actor=caller.actor,
+        client=caller.client,
     )
 
 
@@ -96,8 +89,7 @@ async def list_users(_: AdminAccess, page: Pagination, ctx: Ctx) -> Page[UserVie
 async def update_user(
     user_id: Annotated[int, Path(ge=1, le=2**53)],
     body: UserUpdate,
-    principal: AdminAccess,
-    request: Request,
+    caller: AdminCaller,
     ctx: Ctx,
 ) -> UserView:
     """Admin only. Change a user's role or disable the account."""
@@ -106,21 +98,21 @@ async def update_user(
         user_id=user_id,
         role=body.role,
         disabled=body.disabled,
-        actor=principal.actor,
-        client=client_address(request),
+        actor=caller.actor,
+        client=caller.client,
     )
 
 
 @router.put("/users/{username}/password", status_code=204)
 async def reset_password(
-    username: str, body: PasswordReset, principal: AdminAccess, request: Request, ctx: Ctx
+    username: str, body: PasswordReset, caller: AdminCaller, ctx: Ctx
 ) -> Response:
     """Admin only. Set a user's password; their sessions end."""
     await service.reset_password(
         ctx.db,
         username=username[:64],
         password=body.new_password,
-        actor=principal.actor,
-        client=client_address(request),
+        actor=caller.actor,
+        client=caller.client,
     )
     return Response(status_code=204)

@@ -9,6 +9,7 @@ import hmac
 from fastapi import APIRouter, Request, Response
 
 from app.access import credentials
+from app.access.caller import AuthenticatedCaller
 from app.access.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
 from app.auth import store, totp
 from app.auth.initial import holds_initial_password, remove_initial_password
@@ -124,27 +125,24 @@ async def _second_factor(
 
 
 @router.post("/step-up", status_code=204)
-async def confirm_identity(
-    body: StepUpProof, principal: Authenticated, request: Request, ctx: Ctx
-) -> Response:
+async def confirm_identity(body: StepUpProof, caller: AuthenticatedCaller, ctx: Ctx) -> Response:
     """Step up: your password again (plus your authenticator code when enrolled).
     Sensitive acts (a one-owner self-approval, turning the second factor off)
     accept it for ``MC_STEP_UP_SECONDS``. Browser sessions only; failures count
     against the login lock-out."""
-    await step_up(ctx, principal, client_address(request), body)
+    await step_up(ctx, caller, body)
     return Response(status_code=204)
 
 
 @router.post("/logout", status_code=204)
-async def logout(principal: Authenticated, request: Request, ctx: Ctx) -> Response:
+async def logout(caller: AuthenticatedCaller, ctx: Ctx) -> Response:
     """End the current session (cookie callers) and clear the cookie."""
-    if principal.session_id is not None:
+    session_id = caller.principal.session_id
+    if session_id is not None:
         async with ctx.db.write() as conn:
-            await store.delete_session(conn, principal.session_id)
-            await audit.append(
-                conn, actor=principal.actor, action="auth.logout", client=client_address(request)
-            )
-        ctx.usage.forget_session(principal.session_id)
+            await store.delete_session(conn, session_id)
+            await audit.append(conn, actor=caller.actor, action="auth.logout", client=caller.client)
+        ctx.usage.forget_session(session_id)
     response = Response(status_code=204)
     clear_session_cookie(response)
     return response
@@ -162,9 +160,10 @@ async def current_session(principal: Authenticated) -> SessionInfo:
 
 @router.post("/password", status_code=204)
 async def change_own_password(
-    body: PasswordChange, principal: Authenticated, request: Request, ctx: Ctx
+    body: PasswordChange, caller: AuthenticatedCaller, ctx: Ctx
 ) -> Response:
     """Change the logged-in user's password; every session of the user ends."""
+    principal = caller.principal
     if principal.user_id is None:
         raise ApiError(400, "not_a_user", "only a logged-in user can change a password")
     user = await store.user_by_name(ctx.db, principal.name)
@@ -182,10 +181,10 @@ async def change_own_password(
         await store.delete_user_sessions(conn, principal.user_id)
         await audit.append(
             conn,
-            actor=principal.actor,
+            actor=caller.actor,
             action="user.password_changed",
             target=f"user:{principal.name}",
-            client=client_address(request),
+            client=caller.client,
             summary={"initial_password_file_removed": True} if generated else None,
         )
     if generated:  # the first-run password is no longer in use: its file goes too

@@ -12,15 +12,15 @@ audited; API tokens can never step up.
 Interface (everything another module needs):
 
 * ``StepUpProof``: the request body part, ``{"password": ..., "code": ...}``.
-* ``await step_up(ctx, principal, client, proof)``: check it and record the
+* ``await step_up(ctx, caller, proof)``: check it and record the
   step-up (``POST /api/auth/step-up`` calls this; a form may send the proof
   with its own request and call it first).
 * ``await is_fresh(ctx, principal)``: whether the session stepped up recently.
-* ``await require_fresh(ctx, principal, client, action=..., target=...)``:
+* ``await require_fresh(ctx, caller, action=..., target=...)``:
   403 ``step_up_required`` (audited) unless fresh.
 * ``SteppedUp`` (``app.auth.stepped_up``): an ``Annotated`` dependency for a
   route that needs a browser session with a fresh step-up (403
-  ``step_up_required`` otherwise). It lives apart so that the worker, which
+  ``step_up_required`` otherwise), giving its ``Caller``. It lives apart so that the worker, which
   applies held approvals, never loads the web framework.
 * ``await consume(conn, principal)``: use the step-up up (one act per step-up).
 """
@@ -33,6 +33,7 @@ from typing import Annotated
 import aiosqlite
 from pydantic import StringConstraints
 
+from app.access.caller import Caller
 from app.auth import lockout, store, totp
 from app.auth.schemas import Password, StrictModel
 from app.core.clock import now_iso, parse_iso, utcnow
@@ -65,13 +66,14 @@ def _not_a_session() -> ApiError:
     )
 
 
-async def step_up(ctx: AppContext, principal: Principal, client: str, proof: StepUpProof) -> None:
+async def step_up(ctx: AppContext, caller: Caller, proof: StepUpProof) -> None:
     """Check the password (and second factor when enrolled) of the session's user;
     record a fresh step-up on the session. 422 naming the wrong field (the session
     itself is fine, so never 401), 429 locked out, 403 for a token."""
+    principal, client = caller.principal, caller.client
     if principal.kind != "session" or principal.session_id is None or principal.user_id is None:
         await audit.record(
-            ctx.db, actor=principal.actor, action="auth.step_up", client=client, outcome="refused"
+            ctx.db, actor=caller.actor, action="auth.step_up", client=client, outcome="refused"
         )
         raise _not_a_session()
     username = principal.name
@@ -79,7 +81,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
     if wait > 0:
         await audit.record(
             ctx.db,
-            actor=principal.actor,
+            actor=caller.actor,
             action="auth.step_up_locked",
             client=client,
             outcome="refused",
@@ -92,7 +94,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
         )
     user = await store.user_by_name(ctx.db, username)
     if user is None or not verify_password(str(user["password_hash"]), proof.password):
-        await _failed(ctx, principal, client, "password")
+        await _failed(ctx, caller, "password")
         raise ApiError(
             422,
             "wrong_password",
@@ -116,7 +118,7 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
             )
         matched = await totp.check_code(ctx, principal.user_id, proof.code)
         if matched is None:
-            await _failed(ctx, principal, client, "second_factor")
+            await _failed(ctx, caller, "second_factor")
             raise ApiError(
                 422,
                 "invalid_second_factor",
@@ -131,20 +133,20 @@ async def step_up(ctx: AppContext, principal: Principal, client: str, proof: Ste
         )
         await audit.append(
             conn,
-            actor=principal.actor,
+            actor=caller.actor,
             action="auth.step_up",
             client=client,
             summary={"with": how},
         )
 
 
-async def _failed(ctx: AppContext, principal: Principal, client: str, what: str) -> None:
-    lockout.failed(ctx, principal.name, client)
+async def _failed(ctx: AppContext, caller: Caller, what: str) -> None:
+    lockout.failed(ctx, caller.principal.name, caller.client)
     await audit.record(
         ctx.db,
-        actor=principal.actor,
+        actor=caller.actor,
         action="auth.step_up_failed",
-        client=client,
+        client=caller.client,
         outcome="refused",
         summary={"wrong": what},
     )
@@ -163,18 +165,17 @@ async def is_fresh(ctx: AppContext, principal: Principal) -> bool:
     return utcnow() - parse_iso(str(row["step_up_at"])) <= limit
 
 
-async def require_fresh(
-    ctx: AppContext, principal: Principal, client: str, *, action: str, target: str
-) -> None:
+async def require_fresh(ctx: AppContext, caller: Caller, *, action: str, target: str) -> None:
     """403 ``step_up_required`` (audited) unless the session stepped up recently."""
+    principal = caller.principal
     if await is_fresh(ctx, principal):
         return
     await audit.record(
         ctx.db,
-        actor=principal.actor,
+        actor=caller.actor,
         action=action,
         target=target,
-        client=client,
+        client=caller.client,
         outcome="refused",
         summary={"reason": "step_up_required"},
     )

@@ -6,23 +6,20 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.access.dependencies import authenticate, client_address
+from app.access.caller import AuthenticatedCaller, Caller
 from app.auth.step_up import require_fresh
 from app.core.context import Ctx
-from app.security.principal import Principal
 
 
-async def stepped_up_session(request: Request, ctx: Ctx) -> Principal:
+async def stepped_up_session(caller: AuthenticatedCaller, request: Request, ctx: Ctx) -> Caller:
     """Dependency: a browser session whose user stepped up within the window."""
-    principal = await authenticate(request, ctx)
     await require_fresh(
         ctx,
-        principal,
-        client_address(request),
+        caller,
         action=f"{request.method} {request.url.path}",
         target=request.url.path,
     )
-    return principal
+    return caller
 
 
-SteppedUp = Annotated[Principal, Depends(stepped_up_session)]
+SteppedUp = Annotated[Caller, Depends(stepped_up_session)]

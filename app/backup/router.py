@@ -13,10 +13,11 @@ import re
 import shutil
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from app.access.dependencies import AdminAccess, client_address
+from app.access.caller import AdminCaller
+from app.access.dependencies import AdminAccess
 from app.backup.archive import PREFIX, SUFFIX, BackupError, create_backup, rotate, verify_backup
 from app.backup.service import BackupView, backup_view, backups
 from app.core.context import Ctx
@@ -49,7 +50,7 @@ async def get_backups(_: AdminAccess, ctx: Ctx) -> list[BackupView]:
 
 
 @router.post("", status_code=201, response_model=BackupCreated)
-async def post_backup(principal: AdminAccess, request: Request, ctx: Ctx) -> BackupCreated:
+async def post_backup(caller: AdminCaller, ctx: Ctx) -> BackupCreated:
     """Scope admin. An online snapshot, checked, compressed, with its checksum;
     then the same rotation as the nightly backup. 409 while another one runs,
     507 when the disk has no room (nothing is written then)."""
@@ -66,7 +67,7 @@ async def post_backup(principal: AdminAccess, request: Request, ctx: Ctx) -> Bac
         deleted = await asyncio.to_thread(
             rotate, settings.backups_path, settings.backup_keep_daily, settings.backup_keep_weekly
         )
-    async with transaction(ctx, principal.actor, client_address(request)) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         await tx.audit(
             "backup.create",
             f"backup:{info.path.name}",
@@ -76,9 +77,7 @@ async def post_backup(principal: AdminAccess, request: Request, ctx: Ctx) -> Bac
 
 
 @router.post("/{name}/verify", response_model=BackupVerified)
-async def post_verify(
-    name: BackupName, principal: AdminAccess, request: Request, ctx: Ctx
-) -> BackupVerified:
+async def post_verify(name: BackupName, caller: AdminCaller, ctx: Ctx) -> BackupVerified:
     """Scope admin. Checksum and integrity of one archive (a damaged one answers
     200 with ``ok: false`` and the reason; a name that is not there, 404)."""
     archive = ctx.settings.backups_path / name
@@ -92,7 +91,7 @@ async def post_verify(
         else:
             await asyncio.to_thread(shutil.rmtree, copy.parent, True)
             ok, message = True, "checksum and integrity ok"
-    async with transaction(ctx, principal.actor, client_address(request)) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         await tx.audit(
             "backup.verify", f"backup:{name}", {"ok": ok}, outcome="ok" if ok else "failed"
         )

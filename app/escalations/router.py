@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from app.access.dependencies import OperateAccess, ReadAccess, client_address
+from app.access.caller import OperateCaller
+from app.access.dependencies import ReadAccess
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.escalations import service, store
@@ -49,23 +50,17 @@ async def escalation_summary(_: ReadAccess, ctx: Ctx) -> EscalationSummary:
 
 
 @router.post("/acknowledge", response_model=BulkResult)
-async def acknowledge_many(
-    body: BulkAcknowledge, principal: OperateAccess, request: Request, ctx: Ctx
-) -> BulkResult:
+async def acknowledge_many(body: BulkAcknowledge, caller: OperateCaller, ctx: Ctx) -> BulkResult:
     """Scope operate. Acknowledge up to 200 open escalations in one transaction;
     ids that are not open (or do not exist) come back in ``skipped`` with why."""
-    return await service.acknowledge_many(ctx, body.ids, principal, client_address(request))
+    return await service.acknowledge_many(ctx, body.ids, caller)
 
 
 @router.post("/resolve", response_model=BulkResult)
-async def resolve_many(
-    body: BulkResolve, principal: OperateAccess, request: Request, ctx: Ctx
-) -> BulkResult:
+async def resolve_many(body: BulkResolve, caller: OperateCaller, ctx: Ctx) -> BulkResult:
     """Scope operate. Resolve up to 200 open or acknowledged escalations with one
     comment (required), in one transaction; the rest come back in ``skipped``."""
-    return await service.resolve_many(
-        ctx, body.ids, body.comment, principal, client_address(request)
-    )
+    return await service.resolve_many(ctx, body.ids, body.comment, caller)
 
 
 @router.get("/{escalation_id}", response_model=EscalationView)
@@ -77,27 +72,21 @@ async def get_escalation(escalation_id: EscalationId, _: ReadAccess, ctx: Ctx) -
 @router.post("/{escalation_id}/acknowledge", response_model=EscalationView)
 async def acknowledge(
     escalation_id: EscalationId,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
     body: Acknowledge | None = None,
 ) -> EscalationView:
     """Scope operate. open -> acknowledged; anything else is a 409."""
     version = body.version if body else None
-    return await service.acknowledge(
-        ctx, escalation_id, version, principal, client_address(request)
-    )
+    return await service.acknowledge(ctx, escalation_id, version, caller)
 
 
 @router.post("/{escalation_id}/resolve", response_model=EscalationView)
 async def resolve(
     escalation_id: EscalationId,
     body: Resolve,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
 ) -> EscalationView:
     """Scope operate. open or acknowledged -> resolved, with a comment (required)."""
-    return await service.resolve(
-        ctx, escalation_id, body.comment, body.version, principal, client_address(request)
-    )
+    return await service.resolve(ctx, escalation_id, body.comment, body.version, caller)

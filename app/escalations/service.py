@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from app.access.caller import Caller
 from app.core.context import AppContext
 from app.core.database import Row
 from app.core.errors import ApiError
@@ -19,7 +20,7 @@ from app.escalations.schemas import (
 from app.events.transaction import transaction
 from app.events.types import EventType
 from app.security.credential_gate import redact
-from app.security.principal import Principal, Scope
+from app.security.principal import Scope
 
 
 def escalation_view(row: Row) -> EscalationView:
@@ -69,13 +70,13 @@ def _refusal(row: Row, wanted: EscalationStatus, version: int | None) -> ApiErro
 
 
 async def acknowledge(
-    ctx: AppContext, escalation_id: int, version: int | None, principal: Principal, client: str
+    ctx: AppContext, escalation_id: int, version: int | None, caller: Caller
 ) -> EscalationView:
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.escalation_tx(tx.conn, escalation_id)
         if row is None:
             raise ApiError(404, "not_found", "no such escalation")
-        if not await store.acknowledge(tx.conn, escalation_id, principal.actor, version):
+        if not await store.acknowledge(tx.conn, escalation_id, caller.actor, version):
             raise _refusal(row, EscalationStatus.ACKNOWLEDGED, version)
         await tx.audit(
             "escalation.acknowledged", f"escalation:{escalation_id}", {"kind": row["kind"]}
@@ -84,7 +85,7 @@ async def acknowledge(
             EventType.ESCALATION_ACKNOWLEDGED,
             "escalation",
             escalation_id,
-            {"kind": row["kind"], "by": principal.actor},
+            {"kind": row["kind"], "by": caller.actor},
             min_scope=Scope.OPERATE,
         )
     return await get_escalation(ctx, escalation_id)
@@ -95,15 +96,14 @@ async def resolve(
     escalation_id: int,
     comment: str,
     version: int | None,
-    principal: Principal,
-    client: str,
+    caller: Caller,
 ) -> EscalationView:
     comment = redact(comment).text  # a pasted secret is not kept (F14)
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.escalation_tx(tx.conn, escalation_id)
         if row is None:
             raise ApiError(404, "not_found", "no such escalation")
-        if not await store.resolve(tx.conn, escalation_id, principal.actor, comment, version):
+        if not await store.resolve(tx.conn, escalation_id, caller.actor, comment, version):
             raise _refusal(row, EscalationStatus.RESOLVED, version)
         await tx.audit(
             "escalation.resolved",
@@ -114,7 +114,7 @@ async def resolve(
             EventType.ESCALATION_RESOLVED,
             "escalation",
             escalation_id,
-            {"kind": row["kind"], "by": principal.actor},
+            {"kind": row["kind"], "by": caller.actor},
             min_scope=Scope.OPERATE,
         )
     return await get_escalation(ctx, escalation_id)
@@ -126,18 +126,16 @@ def _skip_reason(row: Row | None, wanted: EscalationStatus) -> str:
     return f"it is {row['status']}; it cannot become {wanted.value}"
 
 
-async def acknowledge_many(
-    ctx: AppContext, ids: list[int], principal: Principal, client: str
-) -> BulkResult:
+async def acknowledge_many(ctx: AppContext, ids: list[int], caller: Caller) -> BulkResult:
     """Acknowledge every open one of ``ids`` in one transaction; the others are
     reported as skipped with the reason (none of them is an error)."""
     done: list[int] = []
     skipped: list[BulkSkipped] = []
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         for escalation_id in dict.fromkeys(ids):
             row = await store.escalation_tx(tx.conn, escalation_id)
             if row is None or not await store.acknowledge(
-                tx.conn, escalation_id, principal.actor, None
+                tx.conn, escalation_id, caller.actor, None
             ):
                 reason = _skip_reason(row, EscalationStatus.ACKNOWLEDGED)
                 skipped.append(BulkSkipped(id=escalation_id, reason=reason))
@@ -152,25 +150,23 @@ async def acknowledge_many(
                 EventType.ESCALATION_ACKNOWLEDGED,
                 "escalation",
                 escalation_id,
-                {"kind": row["kind"], "by": principal.actor},
+                {"kind": row["kind"], "by": caller.actor},
                 min_scope=Scope.OPERATE,
             )
     return BulkResult(done=done, skipped=skipped)
 
 
-async def resolve_many(
-    ctx: AppContext, ids: list[int], comment: str, principal: Principal, client: str
-) -> BulkResult:
+async def resolve_many(ctx: AppContext, ids: list[int], comment: str, caller: Caller) -> BulkResult:
     """Resolve every open or acknowledged one of ``ids`` with one comment, in one
     transaction; the others are reported as skipped with the reason."""
     comment = redact(comment).text  # a pasted secret is not kept (F14)
     done: list[int] = []
     skipped: list[BulkSkipped] = []
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         for escalation_id in dict.fromkeys(ids):
             row = await store.escalation_tx(tx.conn, escalation_id)
             if row is None or not await store.resolve(
-                tx.conn, escalation_id, principal.actor, comment, None
+                tx.conn, escalation_id, caller.actor, comment, None
             ):
                 reason = _skip_reason(row, EscalationStatus.RESOLVED)
                 skipped.append(BulkSkipped(id=escalation_id, reason=reason))
@@ -190,7 +186,7 @@ async def resolve_many(
                 EventType.ESCALATION_RESOLVED,
                 "escalation",
                 escalation_id,
-                {"kind": row["kind"], "by": principal.actor},
+                {"kind": row["kind"], "by": caller.actor},
                 min_scope=Scope.OPERATE,
             )
     return BulkResult(done=done, skipped=skipped)

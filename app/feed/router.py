@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel
 
+from app.access.caller import ReadCaller
 from app.access.dependencies import ReadAccess, client_address
 from app.core.context import Ctx
 from app.core.errors import ApiError
@@ -53,14 +54,12 @@ def _parse_last_event_id(value: str | None) -> int | None:
 
 
 @router.post("/ticket", response_model=TicketView)
-async def create_ticket(principal: ReadAccess, request: Request, ctx: Ctx) -> TicketView:
+async def create_ticket(caller: ReadCaller, request: Request, ctx: Ctx) -> TicketView:
     """Any scope. A one-time ticket to open the live stream: single use, short-lived,
     bound to this caller (identity, scope, address)."""
     ttl = ctx.settings.event_ticket_ttl_s
     try:
-        ticket = live_state(request.app.state).tickets.issue(
-            principal, client_address(request), ttl
-        )
+        ticket = live_state(request.app.state).tickets.issue(caller.principal, caller.client, ttl)
     except TooManyTickets:
         raise ApiError(
             429, "rate_limited", "too many unused event tickets; use or let them expire first"

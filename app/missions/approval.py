@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from app.access.caller import Caller
 from app.approvals import flow
 from app.approvals.links import mission_approval_link
 from app.approvals.schemas import ApprovalStatus
@@ -23,7 +24,6 @@ from app.events.types import Category, Severity
 from app.missions import store
 from app.missions.schemas import MissionApproval, MissionDecision, MissionStatus, MissionView
 from app.missions.service import _clean_comment, _load_for_change, _move, get_mission, not_found
-from app.security.principal import Principal
 
 
 async def _names(conn: aiosqlite.Connection, mission_id: int) -> Names | None:
@@ -73,15 +73,14 @@ SUBJECT: Subject[None] = Subject(
 
 
 async def approve_mission(
-    ctx: AppContext, mission_id: int, body: MissionApproval, principal: Principal, client: str
+    ctx: AppContext, mission_id: int, body: MissionApproval, caller: Caller
 ) -> tuple[MissionView, bool]:
     """Approve (or hold the approval of) a mission; (the mission, whether held)."""
     is_held = await flow.approve(
         ctx,
         SUBJECT,
         mission_id,
-        principal,
-        client,
+        caller,
         version=body.version,
         comment=_clean_comment(body.comment),
         proof=body.proof(),
@@ -90,11 +89,11 @@ async def approve_mission(
 
 
 async def veto(
-    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+    ctx: AppContext, mission_id: int, decision: MissionDecision, caller: Caller
 ) -> MissionView:
     """Any admin stops a held self-approval; the mission stays proposed."""
     reason = _clean_comment(decision.comment)
-    await flow.veto(ctx, SUBJECT, mission_id, principal, client, reason=reason)
+    await flow.veto(ctx, SUBJECT, mission_id, caller, reason=reason)
     return await get_mission(ctx, mission_id)
 
 

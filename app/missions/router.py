@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller, OperateCaller
+from app.access.dependencies import ReadAccess
 from app.approvals.schemas import ApprovalStatus
 from app.core.context import Ctx
 from app.core.ids import MAX_ID
@@ -38,18 +39,14 @@ async def list_missions(
 
 
 @router.post("", status_code=201, response_model=MissionView)
-async def propose_mission(
-    body: MissionCreate, principal: OperateAccess, request: Request, ctx: Ctx
-) -> MissionView:
+async def propose_mission(body: MissionCreate, caller: OperateCaller, ctx: Ctx) -> MissionView:
     """Scope operate. A structured proposal; bounds default to (and may not exceed)
     the configured ceilings. 422 ``proposal_refused`` names every bound exceeded (a
     token's bound refusal also opens an escalation; a person's at a form does not)."""
     return await service.propose_mission(
         ctx,
         body,
-        actor=principal.actor,
-        client=client_address(request),
-        own_input=principal.kind == "session",
+        caller,
     )
 
 
@@ -62,8 +59,7 @@ async def get_mission(mission_id: MissionId, _: ReadAccess, ctx: Ctx) -> Mission
 @router.post("/{mission_id}/approve", response_model=MissionView)
 async def approve_mission(
     mission_id: MissionId,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     response: Response,
     ctx: Ctx,
     body: MissionApproval | None = None,
@@ -74,7 +70,7 @@ async def approve_mission(
     enrolled); it answers 202 and is held for the cooling-off period (see
     ``GET .../approval``), vetoable by any admin."""
     mission, held = await approval.approve_mission(
-        ctx, mission_id, body or MissionApproval(), principal, client_address(request)
+        ctx, mission_id, body or MissionApproval(), caller
     )
     if held:
         response.status_code = 202
@@ -90,41 +86,32 @@ async def approval_status(mission_id: MissionId, _: ReadAccess, ctx: Ctx) -> App
 @router.post("/{mission_id}/veto", response_model=MissionView)
 async def veto_mission_approval(
     mission_id: MissionId,
-    principal: AdminAccess,
-    request: Request,
+    caller: AdminCaller,
     ctx: Ctx,
     body: MissionDecision | None = None,
 ) -> MissionView:
     """Scope admin. Stop a held self-approval before it takes effect; the mission
     stays proposed."""
-    return await approval.veto(
-        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
-    )
+    return await approval.veto(ctx, mission_id, body or MissionDecision(), caller)
 
 
 @router.post("/{mission_id}/reject", response_model=MissionView)
 async def reject_mission(
     mission_id: MissionId,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
     body: MissionDecision | None = None,
 ) -> MissionView:
     """Scope operate."""
-    return await service.reject_mission(
-        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
-    )
+    return await service.reject_mission(ctx, mission_id, body or MissionDecision(), caller)
 
 
 @router.post("/{mission_id}/cancel", response_model=MissionView)
 async def cancel_mission(
     mission_id: MissionId,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
     body: MissionDecision | None = None,
 ) -> MissionView:
     """Scope operate. A running mission's open tasks and runs are cancelled too."""
-    return await service.cancel_mission(
-        ctx, mission_id, body or MissionDecision(), principal, client_address(request)
-    )
+    return await service.cancel_mission(ctx, mission_id, body or MissionDecision(), caller)

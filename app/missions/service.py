@@ -19,6 +19,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from app.access.caller import Caller
 from app.agents.store import agent_row_tx
 from app.approvals.links import mission_approval_link
 from app.core.context import AppContext
@@ -37,7 +38,6 @@ from app.missions.schemas import (
     MissionView,
 )
 from app.security.credential_gate import contains_credential, redact
-from app.security.principal import Principal
 
 TRANSITIONS: dict[MissionStatus, frozenset[MissionStatus]] = {
     MissionStatus.PROPOSED: frozenset(
@@ -173,16 +173,15 @@ async def agent_problems(tx: Tx, spec: MissionCreate) -> list[dict[str, Any]]:
     return problems
 
 
-async def propose_mission(
-    ctx: AppContext, spec: MissionCreate, *, actor: str, client: str, own_input: bool = False
-) -> MissionView:
+async def propose_mission(ctx: AppContext, spec: MissionCreate, caller: Caller) -> MissionView:
     """Store a proposal, or refuse it (422 ``proposal_refused`` naming every problem).
 
-    ``own_input``: a person's own input at a form (a login session); a refusal is
-    audited but opens no escalation, even for a bound above its ceiling."""
+    A person's own input at a form (a login session) that is refused is audited but
+    opens no escalation, even for a bound above its ceiling."""
+    own_input = caller.principal.kind == "session"
     effective, problems = bound_problems(spec, ctx)
     problems.extend(text_problems(spec))
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         problems.extend(await agent_problems(tx, spec))
         mission_id = 0
         if not problems:
@@ -192,7 +191,7 @@ async def propose_mission(
                     "title": spec.title,
                     "goal": spec.goal,
                     "steps": [step.model_dump() for step in spec.steps],
-                    "proposed_by": actor,
+                    "proposed_by": caller.actor,
                     "bound_cost_usd": float(effective["cost_usd"]),
                     "bound_steps": int(effective["steps"]),
                     "bound_step_minutes": int(effective["step_minutes"]),
@@ -214,11 +213,11 @@ async def propose_mission(
                 Category.MISSION,
                 Severity.INFO,
                 f"Mission waiting for approval: {spec.title}"[:200],
-                f"{actor} proposed it; open it to approve or reject it.",
+                f"{caller.actor} proposed it; open it to approve or reject it.",
                 link=mission_approval_link(mission_id),
             )
     if problems:
-        await _record_refused_proposal(ctx, actor, client, problems, escalate=not own_input)
+        await _record_refused_proposal(ctx, caller, problems, escalate=not own_input)
         raise ApiError(422, "proposal_refused", "the mission proposal was refused", problems)
     row = await store.mission_row(ctx.db, mission_id)
     if row is None:  # pragma: no cover - just written
@@ -227,20 +226,20 @@ async def propose_mission(
 
 
 async def _record_refused_proposal(
-    ctx: AppContext, actor: str, client: str, problems: list[dict[str, Any]], *, escalate: bool
+    ctx: AppContext, caller: Caller, problems: list[dict[str, Any]], *, escalate: bool
 ) -> None:
     """Audit the refusal in its own transaction; a bound hit by a token, rule or
     agent also needs a human (F21). A person at a form sees it in place."""
     checks = sorted({p["check"] for p in problems})
     bounds = [p for p in problems if "bound" in p]
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         await tx.audit("mission.propose", "mission", {"checks": checks}, outcome="refused")
         if bounds and escalate:
             await tx.escalate(
                 "mission_bound_exceeded",
                 "mission",
                 None,
-                f"a mission proposal by {actor} asked for more than the bounds allow",
+                f"a mission proposal by {caller.actor} asked for more than the bounds allow",
                 {"bounds": bounds},
             )
 
@@ -328,22 +327,22 @@ def _clean_comment(comment: str) -> str:
 
 
 async def reject_mission(
-    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+    ctx: AppContext, mission_id: int, decision: MissionDecision, caller: Caller
 ) -> MissionView:
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await _load_for_change(tx, mission_id, MissionStatus.REJECTED, decision.version)
         await _move(
             tx,
             row,
             MissionStatus.REJECTED,
-            decided_by=principal.actor,
+            decided_by=caller.actor,
             comment=_clean_comment(decision.comment),
         )
         await tx.notify(
             Category.MISSION,
             Severity.INFO,
             f"Mission rejected: {row['title']}",
-            f"rejected by {principal.actor}",
+            f"rejected by {caller.actor}",
         )
     return await get_mission(ctx, mission_id)
 
@@ -361,7 +360,7 @@ def register_open_work_canceller(canceller: OpenWorkCanceller) -> None:
 
 
 async def cancel_mission(
-    ctx: AppContext, mission_id: int, decision: MissionDecision, principal: Principal, client: str
+    ctx: AppContext, mission_id: int, decision: MissionDecision, caller: Caller
 ) -> MissionView:
     """Cancel a mission; a running one's open tasks and their runs are cancelled too.
 
@@ -369,14 +368,14 @@ async def cancel_mission(
     tasks would otherwise go on running)."""
     if not _open_work_canceller:
         raise RuntimeError("no canceller of a mission's open tasks is registered")
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await _load_for_change(tx, mission_id, MissionStatus.CANCELLED, decision.version)
         cancelled_tasks = await _open_work_canceller[0](tx, mission_id)
         await _move(
             tx,
             row,
             MissionStatus.CANCELLED,
-            decided_by=principal.actor,
+            decided_by=caller.actor,
             comment=_clean_comment(decision.comment),
             payload={"tasks_cancelled": cancelled_tasks},
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from app.access.dependencies import OperateAccess, ReadAccess, client_address
+from app.access.caller import OperateCaller
+from app.access.dependencies import ReadAccess
 from app.core.context import Ctx
 from app.core.pagination import Page, Pagination
 from app.events.types import Category
@@ -53,12 +54,10 @@ async def notification_summary(_: ReadAccess, ctx: Ctx) -> NotificationSummary:
 
 
 @router.post("/read-all", response_model=ReadAllResult)
-async def read_all(
-    principal: OperateAccess, request: Request, ctx: Ctx, body: ReadAll | None = None
-) -> ReadAllResult:
+async def read_all(caller: OperateCaller, ctx: Ctx, body: ReadAll | None = None) -> ReadAllResult:
     """Scope operate. Mark every unread notification (or one category) read."""
     category = body.category if body else None
-    count = await service.mark_all_read(ctx, category, principal, client_address(request))
+    count = await service.mark_all_read(ctx, category, caller)
     return ReadAllResult(marked_read=count)
 
 
@@ -75,12 +74,10 @@ async def list_channels(_: ReadAccess, ctx: Ctx) -> ChannelsView:
 
 
 @router.post("/channels/{name}/test", response_model=ChannelTest, status_code=202)
-async def send_test(
-    name: ChannelName, principal: OperateAccess, request: Request, ctx: Ctx
-) -> ChannelTest:
+async def send_test(name: ChannelName, caller: OperateCaller, ctx: Ctx) -> ChannelTest:
     """Scope operate. Queue a test notification to one channel; the notifier sends
     it and records the outcome (poll ``GET /api/notifications/tests/{id}``)."""
-    return await service.request_test(ctx, name, principal, client_address(request))
+    return await service.request_test(ctx, name, caller)
 
 
 @router.get("/tests/{test_id}", response_model=ChannelTest)
@@ -99,7 +96,7 @@ async def get_notification(
 
 @router.post("/{notification_id}/read", response_model=NotificationView)
 async def read_notification(
-    notification_id: NotificationId, principal: OperateAccess, request: Request, ctx: Ctx
+    notification_id: NotificationId, caller: OperateCaller, ctx: Ctx
 ) -> NotificationView:
     """Scope operate. Mark one notification read (idempotent)."""
-    return await service.mark_read(ctx, notification_id, principal, client_address(request))
+    return await service.mark_read(ctx, notification_id, caller)

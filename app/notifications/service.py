@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.access.caller import Caller
 from app.core.clock import parse_iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Database, Row
@@ -16,7 +17,6 @@ from app.notifications.schemas import (
     NotificationSummary,
     NotificationView,
 )
-from app.security.principal import Principal
 
 
 def notification_view(row: Row) -> NotificationView:
@@ -43,11 +43,9 @@ async def get_notification(ctx: AppContext, notification_id: int) -> Notificatio
     return notification_view(row)
 
 
-async def mark_read(
-    ctx: AppContext, notification_id: int, principal: Principal, client: str
-) -> NotificationView:
+async def mark_read(ctx: AppContext, notification_id: int, caller: Caller) -> NotificationView:
     """Mark one notification read; marking a read one again changes nothing."""
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.notification_tx(tx.conn, notification_id)
         if row is None:
             raise ApiError(404, "not_found", "no such notification")
@@ -60,10 +58,8 @@ async def mark_read(
     return await get_notification(ctx, notification_id)
 
 
-async def mark_all_read(
-    ctx: AppContext, category: Category | None, principal: Principal, client: str
-) -> int:
-    async with transaction(ctx, principal.actor, client) as tx:
+async def mark_all_read(ctx: AppContext, category: Category | None, caller: Caller) -> int:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         count = await store.mark_all_read(tx.conn, category.value if category else None)
         if count:
             await tx.audit(
@@ -141,9 +137,7 @@ async def channels_view(ctx: AppContext) -> ChannelsView:
     )
 
 
-async def request_test(
-    ctx: AppContext, name: str, principal: Principal, client: str
-) -> ChannelTest:
+async def request_test(ctx: AppContext, name: str, caller: Caller) -> ChannelTest:
     """Queue a test notification; the notifier sends it (the API sends nothing)."""
     names = {str(r["name"]) for r in await store.list_channels(ctx.db)}
     if name not in names:
@@ -153,12 +147,12 @@ async def request_test(
             f"no channel named {name!r}; the configured ones are listed at"
             " GET /api/notifications/channels",
         )
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         if await store.pending_test(tx.conn, name):
             raise ApiError(
                 409, "test_pending", f"a test of {name!r} is already waiting for the notifier"
             )
-        test_id = await store.insert_test(tx.conn, name, principal.actor)
+        test_id = await store.insert_test(tx.conn, name, caller.actor)
         await tx.audit("notification.test_requested", f"channel:{name}", {"test": test_id})
     row = await store.test_by_id(ctx.db, test_id)
     assert row is not None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from app.access.dependencies import AdminAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller
+from app.access.dependencies import ReadAccess
 from app.core.context import Ctx
 from app.policies import service
 from app.policies.service import NotificationPolicyUpdate, NotificationPolicyView
@@ -20,7 +21,7 @@ async def get_notification_policy(_: ReadAccess, ctx: Ctx) -> NotificationPolicy
 
 @router.put("/notifications", response_model=NotificationPolicyView)
 async def put_notification_policy(
-    body: NotificationPolicyUpdate, principal: AdminAccess, request: Request, ctx: Ctx
+    body: NotificationPolicyUpdate, caller: AdminCaller, ctx: Ctx
 ) -> NotificationPolicyView:
     """Admin only. Replace the policy (send the ``version`` you read; 409 when stale).
 
@@ -29,6 +30,4 @@ async def put_notification_policy(
     recorded and raises a security alert). Every change raises a security
     notification and is audited with its before and after.
     """
-    return await service.put_notification_policy(
-        ctx, body, actor=principal.actor, client=client_address(request)
-    )
+    return await service.put_notification_policy(ctx, body, caller)

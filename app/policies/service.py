@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from app.access.caller import Caller
 from app.access.refusals import record_refusal
 from app.core.context import AppContext
 from app.core.errors import ApiError
@@ -58,15 +59,15 @@ async def get_notification_policy(ctx: AppContext) -> NotificationPolicyView:
 
 
 async def put_notification_policy(
-    ctx: AppContext, body: NotificationPolicyUpdate, *, actor: str, client: str
+    ctx: AppContext, body: NotificationPolicyUpdate, caller: Caller
 ) -> NotificationPolicyView:
     violations = body.security_lock_violations()
     if violations:
         fields = sorted(violations)
         await record_refusal(
             ctx,
-            actor=actor,
-            client=client,
+            actor=caller.actor,
+            client=caller.client,
             action="policy.notifications.update",
             target=f"policy:{NOTIFICATIONS}",
             reason="attempt to silence security notifications: " + ", ".join(fields),
@@ -81,7 +82,7 @@ async def put_notification_policy(
             ],
         )
     policy = NotificationPolicy.model_validate(body.model_dump(exclude={"version"}))
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         before, current_version = await load_notification_policy(tx.conn)
         if body.version != current_version:
             raise ApiError(
@@ -91,7 +92,7 @@ async def put_notification_policy(
                 {"current_version": current_version},
             )
         new_version = await save_notification_policy(
-            tx.conn, policy, expected_version=current_version, actor=actor
+            tx.conn, policy, expected_version=current_version, actor=caller.actor
         )
         if new_version is None:
             raise ApiError(409, "conflict", "the policy was changed since you read it")
@@ -110,7 +111,7 @@ async def put_notification_policy(
         )
         await tx.security_alert(
             "Notification policy changed",
-            f"{actor} changed the notification policy to version {new_version}"
+            f"{caller.actor} changed the notification policy to version {new_version}"
             f" ({'changed' if changed else 'no effective change'}): muted"
             f" {[c.value for c in policy.muted_categories]}, quiet"
             f" {[c.value for c in policy.quiet_categories]}.",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller, OperateCaller
+from app.access.dependencies import ReadAccess
 from app.agents import data_versions
 from app.agents.data_versions import DataDiff, DataVersion
 from app.core.context import Ctx
@@ -35,10 +36,8 @@ async def list_projects(_: ReadAccess, page: Pagination, ctx: Ctx) -> Page[Proje
 
 
 @router.post("", status_code=201, response_model=ProjectView)
-async def create_project(
-    body: ProjectCreate, principal: OperateAccess, request: Request, ctx: Ctx
-) -> ProjectView:
-    return await service.create_project(ctx, body, principal, client_address(request))
+async def create_project(body: ProjectCreate, caller: OperateCaller, ctx: Ctx) -> ProjectView:
+    return await service.create_project(ctx, body, caller)
 
 
 @router.get("/{project_id}", response_model=ProjectView)
@@ -48,16 +47,14 @@ async def get_project(project_id: ProjectId, _: ReadAccess, ctx: Ctx) -> Project
 
 @router.patch("/{project_id}", response_model=ProjectView)
 async def update_project(
-    project_id: ProjectId, body: ProjectUpdate, principal: OperateAccess, request: Request, ctx: Ctx
+    project_id: ProjectId, body: ProjectUpdate, caller: OperateCaller, ctx: Ctx
 ) -> ProjectView:
-    return await service.update_project(ctx, project_id, body, principal, client_address(request))
+    return await service.update_project(ctx, project_id, body, caller)
 
 
 @router.delete("/{project_id}", status_code=204)
-async def delete_project(
-    project_id: ProjectId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> Response:
-    await service.delete_project(ctx, project_id, principal, client_address(request))
+async def delete_project(project_id: ProjectId, caller: OperateCaller, ctx: Ctx) -> Response:
+    await service.delete_project(ctx, project_id, caller)
     return Response(status_code=204)
 
 
@@ -74,25 +71,23 @@ async def list_documents(
 async def add_document(
     project_id: ProjectId,
     body: DocumentCreate,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
 ) -> DocumentView:
     """Credentials in the text are redacted before storage (F14)."""
-    return await service.add_document(ctx, project_id, body, principal, client_address(request))
+    return await service.add_document(ctx, project_id, body, caller)
 
 
 @router.delete("/{project_id}/documents/{document_id}", status_code=204)
 async def delete_document(
     project_id: ProjectId,
     document_id: DocumentId,
-    principal: AdminAccess,
-    request: Request,
+    caller: AdminCaller,
     ctx: Ctx,
 ) -> Response:
     """Admin only: audited, a new documents version, and a security notification
     when the project's tasks run on an agent that can run commands."""
-    await service.remove_document(ctx, project_id, document_id, principal, client_address(request))
+    await service.remove_document(ctx, project_id, document_id, caller)
     return Response(status_code=204)
 
 

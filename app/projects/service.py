@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from app.access.caller import Caller
 from app.agents import data_versions
 from app.agents.shell_readers import alert_shell_readers, require_admin_for_shell_readers
 from app.core.context import AppContext
@@ -21,7 +22,6 @@ from app.projects.schemas import (
     ProjectView,
 )
 from app.security.credential_gate import redact
-from app.security.principal import Principal
 
 
 async def get_project(ctx: AppContext, project_id: int) -> ProjectView:
@@ -31,11 +31,9 @@ async def get_project(ctx: AppContext, project_id: int) -> ProjectView:
     return ProjectView(**dict(row))
 
 
-async def create_project(
-    ctx: AppContext, body: ProjectCreate, principal: Principal, client: str
-) -> ProjectView:
+async def create_project(ctx: AppContext, body: ProjectCreate, caller: Caller) -> ProjectView:
     try:
-        async with transaction(ctx, principal.actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             project_id = await store.insert_project(tx.conn, body.name, body.description)
             await tx.audit("project.created", f"project:{project_id}", {"name": body.name})
             await tx.emit(EventType.PROJECT_CREATED, "project", project_id, {"name": body.name})
@@ -45,10 +43,10 @@ async def create_project(
 
 
 async def update_project(
-    ctx: AppContext, project_id: int, body: ProjectUpdate, principal: Principal, client: str
+    ctx: AppContext, project_id: int, body: ProjectUpdate, caller: Caller
 ) -> ProjectView:
     try:
-        async with transaction(ctx, principal.actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             if not await store.update_project(
                 tx.conn, project_id, body.version, body.name, body.description
             ):
@@ -63,10 +61,8 @@ async def update_project(
     return await get_project(ctx, project_id)
 
 
-async def delete_project(
-    ctx: AppContext, project_id: int, principal: Principal, client: str
-) -> None:
-    async with transaction(ctx, principal.actor, client) as tx:
+async def delete_project(ctx: AppContext, project_id: int, caller: Caller) -> None:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         if not await store.soft_delete_project(tx.conn, project_id):
             raise ApiError(404, "not_found", "no such project")
         await tx.audit("project.deleted", f"project:{project_id}")
@@ -74,7 +70,7 @@ async def delete_project(
 
 
 async def add_document(
-    ctx: AppContext, project_id: int, body: DocumentCreate, principal: Principal, client: str
+    ctx: AppContext, project_id: int, body: DocumentCreate, caller: Caller
 ) -> DocumentView:
     """Documents are redacted on the way in; the runner redacts again on load (F14).
 
@@ -86,17 +82,16 @@ async def add_document(
     readers = await store.shell_agent_rows(ctx.db, project_id)
     await require_admin_for_shell_readers(
         ctx,
-        principal,
-        client,
+        caller,
         readers,
         action="project.document_add",
         target=f"project:{project_id}",
         what="add a document to a project whose tasks run on an agent that can run commands",
     )
     redaction = redact(body.body)
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         document_id = await store.insert_document(
-            tx.conn, project_id, body.title, redaction.text, principal.actor
+            tx.conn, project_id, body.title, redaction.text, caller.actor
         )
         version = await _documents_version(tx, project_id, f"added document #{document_id}")
         await tx.audit(
@@ -116,12 +111,12 @@ async def add_document(
             tx,
             readers,
             f"Document added to project {project_id}",
-            f"{principal.actor} added document #{document_id} (documents version {version}).",
+            f"{caller.actor} added document #{document_id} (documents version {version}).",
         )
         if redaction.found:
             await tx.security_alert(
                 "Credential kept out of a project document",
-                f"{principal.actor} added a document to project {project_id} holding a"
+                f"{caller.actor} added a document to project {project_id} holding a"
                 " credential; it was redacted before storage.",
             )
     row = await store.document_row(ctx.db, document_id)
@@ -130,12 +125,12 @@ async def add_document(
 
 
 async def remove_document(
-    ctx: AppContext, project_id: int, document_id: int, principal: Principal, client: str
+    ctx: AppContext, project_id: int, document_id: int, caller: Caller
 ) -> None:
     """Admin only (the router): the document leaves every later prompt; audited, a new
     version, and a security notification when it reached an agent with a shell."""
     readers = await store.shell_agent_rows(ctx.db, project_id)
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         if not await store.soft_delete_document(tx.conn, project_id, document_id):
             raise ApiError(404, "not_found", "no such document")
         version = await _documents_version(tx, project_id, f"removed document #{document_id}")
@@ -152,7 +147,7 @@ async def remove_document(
             tx,
             readers,
             f"Document removed from project {project_id}",
-            f"{principal.actor} removed document #{document_id} (documents version {version}).",
+            f"{caller.actor} removed document #{document_id} (documents version {version}).",
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import aiosqlite
 from pydantic import ValidationError
 
+from app.access.caller import Caller
 from app.approvals import flow
 from app.approvals.links import rule_approval_link
 from app.approvals.schemas import ApprovalStatus
@@ -30,7 +31,6 @@ from app.rules import store
 from app.rules.engine import stored_spec
 from app.rules.schemas import Approval, RuleApproval, RuleView
 from app.rules.service import _shell_agents, get_rule
-from app.security.principal import Principal
 
 ACTION = "rule.approve"
 
@@ -136,15 +136,14 @@ SUBJECT: Subject[Shell] = Subject(
 
 
 async def approve_rule(
-    ctx: AppContext, rule_id: int, body: RuleApproval, principal: Principal, client: str
+    ctx: AppContext, rule_id: int, body: RuleApproval, caller: Caller
 ) -> tuple[RuleView, bool]:
     """Approve (or hold the approval of) a rule; (the rule, whether held)."""
     is_held = await flow.approve(
         ctx,
         SUBJECT,
         rule_id,
-        principal,
-        client,
+        caller,
         version=body.version,
         comment="",
         proof=body.proof(),
@@ -152,9 +151,9 @@ async def approve_rule(
     return await get_rule(ctx, rule_id), is_held
 
 
-async def veto(ctx: AppContext, rule_id: int, principal: Principal, client: str) -> RuleView:
+async def veto(ctx: AppContext, rule_id: int, caller: Caller) -> RuleView:
     """Any admin stops a held self-approval; the rule stays pending (and disabled)."""
-    await flow.veto(ctx, SUBJECT, rule_id, principal, client)
+    await flow.veto(ctx, SUBJECT, rule_id, caller)
     return await get_rule(ctx, rule_id)
 
 

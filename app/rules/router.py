@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.access.dependencies import AdminAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller
+from app.access.dependencies import AdminAccess, ReadAccess
 from app.approvals.schemas import ApprovalStatus
 from app.core.context import Ctx
 from app.core.ids import MAX_ID
@@ -45,14 +46,10 @@ async def list_rules(
 
 
 @router.post("", status_code=201, response_model=RuleView)
-async def create_rule(
-    body: RuleCreate, principal: AdminAccess, request: Request, ctx: Ctx
-) -> RuleView:
+async def create_rule(body: RuleCreate, caller: AdminCaller, ctx: Ctx) -> RuleView:
     """Admin only. A rule that would start an agent with shell access is stored
     disabled, pending the approval of another admin."""
-    return await service.create_rule(
-        ctx, body, actor=principal.actor, client=client_address(request)
-    )
+    return await service.create_rule(ctx, body, caller)
 
 
 @router.get("/{rule_id}", response_model=RuleView)
@@ -62,25 +59,19 @@ async def get_rule(rule_id: RuleId, _: ReadAccess, ctx: Ctx) -> RuleView:
 
 
 @router.patch("/{rule_id}", response_model=RuleView)
-async def update_rule(
-    rule_id: RuleId, body: RuleUpdate, principal: AdminAccess, request: Request, ctx: Ctx
-) -> RuleView:
+async def update_rule(rule_id: RuleId, body: RuleUpdate, caller: AdminCaller, ctx: Ctx) -> RuleView:
     """Admin only. Change, enable or disable a rule (send its ``version``).
 
     The whole rule is validated again; a change to what it does that reaches
     an agent with shell access sets it back to pending approval (and disabled).
     """
-    return await service.update_rule(
-        ctx, rule_id, body, actor=principal.actor, client=client_address(request)
-    )
+    return await service.update_rule(ctx, rule_id, body, caller)
 
 
 @router.delete("/{rule_id}", status_code=204)
-async def delete_rule(
-    rule_id: RuleId, principal: AdminAccess, request: Request, ctx: Ctx
-) -> Response:
+async def delete_rule(rule_id: RuleId, caller: AdminCaller, ctx: Ctx) -> Response:
     """Admin only. Soft delete: the rule stops firing and leaves every list."""
-    await service.delete_rule(ctx, rule_id, actor=principal.actor, client=client_address(request))
+    await service.delete_rule(ctx, rule_id, caller)
     return Response(status_code=204)
 
 
@@ -88,8 +79,7 @@ async def delete_rule(
 async def approve_rule(
     rule_id: RuleId,
     body: RuleApproval,
-    principal: AdminAccess,
-    request: Request,
+    caller: AdminCaller,
     response: Response,
     ctx: Ctx,
 ) -> RuleView:
@@ -101,7 +91,7 @@ async def approve_rule(
     (``password``, and ``code`` when enrolled); it answers 202 and is held for
     the cooling-off period (``GET .../approval``), vetoable by any admin.
     """
-    rule, held = await approval.approve_rule(ctx, rule_id, body, principal, client_address(request))
+    rule, held = await approval.approve_rule(ctx, rule_id, body, caller)
     if held:
         response.status_code = 202
     return rule
@@ -114,12 +104,10 @@ async def approval_status(rule_id: RuleId, _: ReadAccess, ctx: Ctx) -> ApprovalS
 
 
 @router.post("/{rule_id}/veto", response_model=RuleView)
-async def veto_rule_approval(
-    rule_id: RuleId, principal: AdminAccess, request: Request, ctx: Ctx
-) -> RuleView:
+async def veto_rule_approval(rule_id: RuleId, caller: AdminCaller, ctx: Ctx) -> RuleView:
     """Admin only. Stop a held self-approval before it takes effect; the rule stays
     pending and disabled."""
-    return await approval.veto(ctx, rule_id, principal, client_address(request))
+    return await approval.veto(ctx, rule_id, caller)
 
 
 @router.post("/{rule_id}/dry-run", response_model=DryRunResult)

@@ -24,6 +24,7 @@ from typing import Any
 import aiosqlite
 from pydantic import ValidationError
 
+from app.access.caller import Caller
 from app.agents.store import agent_row_tx
 from app.approvals.links import rule_approval_link
 from app.core.clock import iso, now_iso, utcnow
@@ -194,9 +195,9 @@ async def list_firings(
 # --- writes --------------------------------------------------------------------------
 
 
-async def create_rule(ctx: AppContext, body: RuleCreate, *, actor: str, client: str) -> RuleView:
+async def create_rule(ctx: AppContext, body: RuleCreate, caller: Caller) -> RuleView:
     spec = RuleSpec.model_validate(body.model_dump(exclude={"enabled"}))
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         shell = await _shell_agents(ctx, tx.conn, spec)
         approval = Approval.PENDING if shell else Approval.NOT_NEEDED
         enabled = body.enabled and not shell
@@ -211,7 +212,7 @@ async def create_rule(ctx: AppContext, body: RuleCreate, *, actor: str, client: 
                 "enabled": enabled,
                 "approval": approval.value,
                 "max_firings_per_hour": spec.max_firings_per_hour,
-                "created_by": actor,
+                "created_by": caller.actor,
             },
         )
         target = store.rule_target(rule_id)
@@ -232,11 +233,9 @@ async def create_rule(ctx: AppContext, body: RuleCreate, *, actor: str, client: 
     return await get_rule(ctx, rule_id)
 
 
-async def update_rule(
-    ctx: AppContext, rule_id: int, body: RuleUpdate, *, actor: str, client: str
-) -> RuleView:
+async def update_rule(ctx: AppContext, rule_id: int, body: RuleUpdate, caller: Caller) -> RuleView:
     patch = body.model_dump(mode="json", exclude_unset=True, exclude={"version", "enabled"})
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.rule_row_tx(tx.conn, rule_id)
         if row is None:
             raise ApiError(404, "not_found", "no such rule")
@@ -322,8 +321,8 @@ async def update_rule(
     return await get_rule(ctx, rule_id)
 
 
-async def delete_rule(ctx: AppContext, rule_id: int, *, actor: str, client: str) -> None:
-    async with transaction(ctx, actor, client) as tx:
+async def delete_rule(ctx: AppContext, rule_id: int, caller: Caller) -> None:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.rule_row_tx(tx.conn, rule_id)
         if row is None:
             raise ApiError(404, "not_found", "no such rule")
@@ -340,7 +339,7 @@ async def delete_rule(ctx: AppContext, rule_id: int, *, actor: str, client: str)
             Category.RULE,
             Severity.INFO,
             f"Rule deleted: {row['name']}"[:200],
-            f"{actor} deleted trigger rule {rule_id}.",
+            f"{caller.actor} deleted trigger rule {rule_id}.",
         )
 
 

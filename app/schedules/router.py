@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from app.access.dependencies import OperateAccess, ReadAccess, client_address
+from app.access.caller import OperateCaller
+from app.access.dependencies import ReadAccess
 from app.core.context import Ctx
 from app.core.ids import MAX_ID
 from app.core.pagination import Page, Pagination
@@ -27,15 +28,11 @@ async def list_schedules(_: ReadAccess, page: Pagination, ctx: Ctx) -> Page[Sche
 
 
 @router.post("", status_code=201, response_model=ScheduleView)
-async def create_schedule(
-    body: ScheduleCreate, principal: OperateAccess, request: Request, ctx: Ctx
-) -> ScheduleView:
+async def create_schedule(body: ScheduleCreate, caller: OperateCaller, ctx: Ctx) -> ScheduleView:
     """Scope operate. 422 ``validation_failed`` lists every problem by field: the cron
     expression, the time zone, start and end, and the pre-flight checks of the task
     it would make."""
-    return await service.create_schedule(
-        ctx, body, actor=principal.actor, client=client_address(request)
-    )
+    return await service.create_schedule(ctx, body, caller)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleView)
@@ -54,46 +51,30 @@ async def list_firings(
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleView)
-async def pause_schedule(
-    schedule_id: ScheduleId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> ScheduleView:
+async def pause_schedule(schedule_id: ScheduleId, caller: OperateCaller, ctx: Ctx) -> ScheduleView:
     """Scope operate. 409 unless active."""
-    return await service.pause(
-        ctx, schedule_id, actor=principal.actor, client=client_address(request)
-    )
+    return await service.pause(ctx, schedule_id, caller)
 
 
 @router.post("/{schedule_id}/resume", response_model=ScheduleView)
-async def resume_schedule(
-    schedule_id: ScheduleId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> ScheduleView:
+async def resume_schedule(schedule_id: ScheduleId, caller: OperateCaller, ctx: Ctx) -> ScheduleView:
     """Scope operate. 409 unless paused. Due times that passed while paused do not fire."""
-    return await service.resume(
-        ctx, schedule_id, actor=principal.actor, client=client_address(request)
-    )
+    return await service.resume(ctx, schedule_id, caller)
 
 
 @router.post("/{schedule_id}/run", status_code=201, response_model=FiringView)
-async def run_now(
-    schedule_id: ScheduleId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> FiringView:
+async def run_now(schedule_id: ScheduleId, caller: OperateCaller, ctx: Ctx) -> FiringView:
     """Scope operate. Make the schedule's task now, through pre-flight (422
     ``preflight_failed`` lists the failed checks; the refusal is in the history)."""
     return await service.run_now(
         ctx,
         schedule_id,
-        actor=principal.actor,
-        client=client_address(request),
-        own_input=principal.kind == "session",
+        caller,
     )
 
 
 @router.delete("/{schedule_id}", status_code=204)
-async def delete_schedule(
-    schedule_id: ScheduleId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> Response:
+async def delete_schedule(schedule_id: ScheduleId, caller: OperateCaller, ctx: Ctx) -> Response:
     """Scope operate. Soft delete; the history and the tasks it made stay."""
-    await service.delete_schedule(
-        ctx, schedule_id, actor=principal.actor, client=client_address(request)
-    )
+    await service.delete_schedule(ctx, schedule_id, caller)
     return Response(status_code=204)

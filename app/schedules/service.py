@@ -35,6 +35,7 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+from app.access.caller import Caller
 from app.care.clock import clock_state
 from app.core.clock import iso, parse_iso, utcnow
 from app.core.context import AppContext
@@ -344,16 +345,14 @@ def validation_error(failures: list[Failure]) -> ApiError:
     )
 
 
-async def create_schedule(
-    ctx: AppContext, spec: ScheduleCreate, *, actor: str, client: str
-) -> ScheduleView:
+async def create_schedule(ctx: AppContext, spec: ScheduleCreate, caller: Caller) -> ScheduleView:
     """Checks the schedule and, as a dry run, the task it would make (pre-flight,
     less the checks that may pass later); 422 lists every failure by field."""
     now = utcnow()
     values, failures = _schedule_failures(spec, now)
-    values["created_by"] = actor
+    values["created_by"] = caller.actor
     schedule_id = 0
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         task = task_spec(values)
         facts = await preflight.gather(tx.conn, task, ctx.settings, now)
         failures += [
@@ -377,7 +376,7 @@ async def create_schedule(
                 {"name": values["name"][:200], **summary},
             )
     if failures:
-        async with transaction(ctx, actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             await tx.audit(
                 "schedule.create",
                 "schedule",
@@ -394,14 +393,13 @@ async def create_schedule(
 async def _change(
     ctx: AppContext,
     schedule_id: int,
+    caller: Caller,
     *,
-    actor: str,
-    client: str,
     action: str,
     allowed_from: frozenset[ScheduleStatus],
     status: ScheduleStatus,
 ) -> ScheduleView:
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.schedule_row_tx(tx.conn, schedule_id)
         if row is None:
             raise not_found()
@@ -424,33 +422,31 @@ async def _change(
     return await get_schedule(ctx, schedule_id)
 
 
-async def pause(ctx: AppContext, schedule_id: int, *, actor: str, client: str) -> ScheduleView:
+async def pause(ctx: AppContext, schedule_id: int, caller: Caller) -> ScheduleView:
     return await _change(
         ctx,
         schedule_id,
-        actor=actor,
-        client=client,
+        caller,
         action="pause",
         allowed_from=frozenset({ScheduleStatus.ACTIVE}),
         status=ScheduleStatus.PAUSED,
     )
 
 
-async def resume(ctx: AppContext, schedule_id: int, *, actor: str, client: str) -> ScheduleView:
+async def resume(ctx: AppContext, schedule_id: int, caller: Caller) -> ScheduleView:
     return await _change(
         ctx,
         schedule_id,
-        actor=actor,
-        client=client,
+        caller,
         action="resume",
         allowed_from=frozenset({ScheduleStatus.PAUSED}),
         status=ScheduleStatus.ACTIVE,
     )
 
 
-async def delete_schedule(ctx: AppContext, schedule_id: int, *, actor: str, client: str) -> None:
+async def delete_schedule(ctx: AppContext, schedule_id: int, caller: Caller) -> None:
     """Soft delete; its history and the tasks it made stay."""
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         if not await store.soft_delete(tx.conn, schedule_id):
             raise not_found()
         await tx.audit("schedule.delete", f"schedule:{schedule_id}")
@@ -647,15 +643,15 @@ async def fire_due_schedules(ctx: AppContext, now: datetime | None = None) -> in
     return fired
 
 
-async def run_now(
-    ctx: AppContext, schedule_id: int, *, actor: str, client: str, own_input: bool = False
-) -> FiringView:
+async def run_now(ctx: AppContext, schedule_id: int, caller: Caller) -> FiringView:
     """Make the schedule's task now (through pre-flight); recorded in the history as
     ``run_now``. It neither moves the next due time nor counts towards max_runs.
-    A refusal is recorded and answered 422 ``preflight_failed``."""
+    A refusal is recorded and answered 422 ``preflight_failed``; it escalates unless a
+    person logged in to the web UI asked (their own input, in front of them)."""
+    own_input = caller.principal.kind == "session"
     failures: list[Failure] = []
     try:
-        async with transaction(ctx, actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             row = await store.schedule_row_tx(tx.conn, schedule_id)
             if row is None:
                 raise not_found()

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from app.access.caller import Caller
 from app.agents.service import capability_of
 from app.approvals import flow
 from app.approvals.links import task_approval_link
@@ -34,7 +35,6 @@ from app.core.errors import ApiError
 from app.events.transaction import Tx
 from app.profiles.catalog import profile_traits
 from app.security import audit
-from app.security.principal import Principal
 from app.tasks import store, transitions
 from app.tasks.schemas import TaskStatus
 
@@ -172,25 +172,22 @@ SUBJECT: Subject[None] = Subject(
 )
 
 
-async def approve_task(
-    ctx: AppContext, task_id: int, body: TaskApproval, principal: Principal, client: str
-) -> bool:
+async def approve_task(ctx: AppContext, task_id: int, body: TaskApproval, caller: Caller) -> bool:
     """Approve (or hold the approval of) a held shell task; whether held."""
     return await flow.approve(
         ctx,
         SUBJECT,
         task_id,
-        principal,
-        client,
+        caller,
         version=body.version,
         comment="",
         proof=body.proof(),
     )
 
 
-async def veto(ctx: AppContext, task_id: int, principal: Principal, client: str) -> None:
+async def veto(ctx: AppContext, task_id: int, caller: Caller) -> None:
     """Any admin stops a held self-approval; the task keeps waiting (no run)."""
-    await flow.veto(ctx, SUBJECT, task_id, principal, client)
+    await flow.veto(ctx, SUBJECT, task_id, caller)
 
 
 async def approval_status(ctx: AppContext, task_id: int) -> ApprovalStatus:

@@ -4,12 +4,11 @@ conversations package (runs) sits below tasks and imports nothing from it."""
 
 from __future__ import annotations
 
-from app.agents.shell_readers import decided_by_person
+from app.access.caller import Caller
 from app.conversations import store
 from app.conversations.schemas import ACTIVE, FollowUp
 from app.core.context import AppContext
 from app.core.errors import ApiError
-from app.security.principal import Principal
 from app.tasks import service as tasks_service
 from app.tasks.schemas import TaskCreate, TaskView
 
@@ -18,10 +17,7 @@ async def follow_up(
     ctx: AppContext,
     conversation_id: int,
     body: FollowUp,
-    principal: Principal,
-    client: str,
-    *,
-    own_input: bool,
+    caller: Caller,
 ) -> TaskView:
     """Reply to a finished run: a new task for the same agent that resumes the run's
     CLI session with the reply as its prompt. It goes through pre-flight (the gate,
@@ -53,12 +49,6 @@ async def follow_up(
         needs_shell=task.needs_shell,
     )
     view, _ = await tasks_service.submit_task(
-        ctx,
-        spec,
-        actor=principal.actor,
-        client=client,
-        own_input=own_input,
-        follows_conversation_id=conversation_id,
-        decided_by_person=decided_by_person(principal),
+        ctx, spec, caller, follows_conversation_id=conversation_id
     )
     return view

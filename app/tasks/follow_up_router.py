@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 
-from app.access.dependencies import OperateAccess, client_address
+from app.access.caller import OperateCaller
 from app.conversations.schemas import FollowUp
 from app.core.context import Ctx
 from app.core.ids import MAX_ID
@@ -21,8 +21,7 @@ router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 async def follow_up(
     conversation_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: FollowUp,
-    principal: OperateAccess,
-    request: Request,
+    caller: OperateCaller,
     ctx: Ctx,
 ) -> TaskView:
     """Scope operate. Reply to a finished run: a new task for the same agent that
@@ -31,7 +30,5 @@ async def follow_up(
         ctx,
         conversation_id,
         body,
-        principal,
-        client_address(request),
-        own_input=principal.session_id is not None,
+        caller,
     )

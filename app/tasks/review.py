@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.access.caller import Caller
 from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.escalations import store as escalations_store
@@ -240,7 +241,7 @@ async def _apply(
 
 
 async def human_verdict(
-    ctx: AppContext, task_id: int, verdict: Verdict, reasons: str, *, actor: str, client: str
+    ctx: AppContext, task_id: int, verdict: Verdict, reasons: str, caller: Caller
 ) -> None:
     """A person's verdict on the task's open review (409 when none waits for one)."""
     if verdict not in (Verdict.APPROVE, Verdict.REQUEST_CHANGES):
@@ -253,7 +254,7 @@ async def human_verdict(
             "reasons: say what must change when you request changes",
             [{"loc": ["body", "reasons"], "type": "missing", "message": "reasons are required"}],
         )
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         settings = await review_store.settings(tx.conn, task_id)
         if settings is None:
             raise ApiError(404, "not_found", "no such task")
@@ -261,8 +262,8 @@ async def human_verdict(
         if review is None or review["state"] != "with_human":
             raise ApiError(409, "no_review_waiting", "this task has no review waiting for a person")
         parsed = Parsed(verdict, reasons)
-        await _verdict(tx, review, parsed, kind="human", reviewer=actor)
-        await _close_waiting(tx, task_id, f"{verdict.value} by {actor}")
+        await _verdict(tx, review, parsed, kind="human", reviewer=caller.actor)
+        await _close_waiting(tx, task_id, f"{verdict.value} by {caller.actor}")
         await _apply(tx, review, settings, parsed)
 
 

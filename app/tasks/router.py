@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.access.dependencies import AdminAccess, OperateAccess, ReadAccess, client_address
+from app.access.caller import AdminCaller, OperateCaller
+from app.access.dependencies import ReadAccess
 from app.agents import store as agents_store
-from app.agents.shell_readers import decided_by_person, require_admin_for_shell_readers
+from app.agents.shell_readers import require_admin_for_shell_readers
 from app.approvals.schemas import ApprovalStatus, TaskApproval
 from app.conversations import service as conversations
 from app.conversations.schemas import ConversationSummary
@@ -53,7 +54,7 @@ async def list_tasks(
     responses={200: {"description": "idempotent repeat: the existing task"}},
 )
 async def create_task(
-    body: TaskCreate, principal: OperateAccess, request: Request, response: Response, ctx: Ctx
+    body: TaskCreate, caller: OperateCaller, response: Response, ctx: Ctx
 ) -> TaskView:
     """Scope operate. 422 ``preflight_failed`` lists every failed check (a token's
     refusal also opens an escalation; a person's at a form does not); a repeat with
@@ -61,14 +62,7 @@ async def create_task(
     whose run would get a shell runs at once only when an admin in a browser session
     creates it; otherwise it is created with ``approval: "pending"`` and no run
     until an admin approves it (``POST .../approve``; app/tasks/approval.py)."""
-    view, created = await service.submit_task(
-        ctx,
-        body,
-        actor=principal.actor,
-        client=client_address(request),
-        own_input=principal.kind == "session",
-        decided_by_person=decided_by_person(principal),
-    )
+    view, created = await service.submit_task(ctx, body, caller)
     if not created:
         response.status_code = 200
     return view
@@ -82,7 +76,7 @@ async def get_task(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> TaskView:
 
 @router.patch("/{task_id}", response_model=TaskView)
 async def update_task(
-    task_id: TaskId, body: TaskUpdate, principal: OperateAccess, request: Request, ctx: Ctx
+    task_id: TaskId, body: TaskUpdate, caller: OperateCaller, ctx: Ctx
 ) -> TaskView:
     """Scope operate. Queued or blocked tasks only; ``version`` must be current. The
     words of a task whose run gets a shell change only by an admin in a browser
@@ -97,34 +91,25 @@ async def update_task(
         if shell and agent is not None:
             await require_admin_for_shell_readers(
                 ctx,
-                principal,
-                client_address(request),
+                caller,
                 [agent],
                 action="task.update",
                 target=f"task:{task_id}",
                 what="change a task whose run gets a shell",
             )
-    return await service.update_task(
-        ctx, task_id, body, actor=principal.actor, client=client_address(request)
-    )
+    return await service.update_task(ctx, task_id, body, caller)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskView)
-async def cancel_task(
-    task_id: TaskId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> TaskView:
+async def cancel_task(task_id: TaskId, caller: OperateCaller, ctx: Ctx) -> TaskView:
     """Scope operate. Its queued or running conversation is cancelled too."""
-    return await service.cancel_task(
-        ctx, task_id, actor=principal.actor, client=client_address(request)
-    )
+    return await service.cancel_task(ctx, task_id, caller)
 
 
 @router.delete("/{task_id}", status_code=204)
-async def delete_task(
-    task_id: TaskId, principal: OperateAccess, request: Request, ctx: Ctx
-) -> Response:
+async def delete_task(task_id: TaskId, caller: OperateCaller, ctx: Ctx) -> Response:
     """Scope operate. Soft delete; refused (409) while the task is in progress."""
-    await service.delete_task(ctx, task_id, actor=principal.actor, client=client_address(request))
+    await service.delete_task(ctx, task_id, caller)
     return Response(status_code=204)
 
 
@@ -146,7 +131,7 @@ async def task_reviews(task_id: TaskId, _: ReadAccess, ctx: Ctx) -> ReviewsView:
 
 @router.post("/{task_id}/review", response_model=ReviewsView)
 async def review_task(
-    task_id: TaskId, body: HumanVerdict, principal: OperateAccess, request: Request, ctx: Ctx
+    task_id: TaskId, body: HumanVerdict, caller: OperateCaller, ctx: Ctx
 ) -> ReviewsView:
     """Scope operate. A person's verdict on the review waiting for one (409
     ``no_review_waiting`` otherwise); ``request_changes`` needs ``reasons``."""
@@ -155,8 +140,7 @@ async def review_task(
         task_id,
         Verdict(body.verdict),
         body.reasons,
-        actor=principal.actor,
-        client=client_address(request),
+        caller,
     )
     return await review.reviews_view(ctx, task_id)
 
@@ -165,8 +149,7 @@ async def review_task(
 async def approve_task(
     task_id: TaskId,
     body: TaskApproval,
-    principal: AdminAccess,
-    request: Request,
+    caller: AdminCaller,
     response: Response,
     ctx: Ctx,
 ) -> TaskView:
@@ -177,18 +160,16 @@ async def approve_task(
     the only admin may approve their own with a step-up (``password``, and ``code``
     when enrolled); it answers 202 and is held for the cooling-off period, vetoable
     by any admin. To refuse it, cancel the task."""
-    held = await approval.approve_task(ctx, task_id, body, principal, client_address(request))
+    held = await approval.approve_task(ctx, task_id, body, caller)
     if held:
         response.status_code = 202
     return await service.get_task(ctx, task_id)
 
 
 @router.post("/{task_id}/veto", response_model=TaskView)
-async def veto_task_approval(
-    task_id: TaskId, principal: AdminAccess, request: Request, ctx: Ctx
-) -> TaskView:
+async def veto_task_approval(task_id: TaskId, caller: AdminCaller, ctx: Ctx) -> TaskView:
     """Admin only. Stops a held one-owner approval; the task keeps waiting."""
-    await approval.veto(ctx, task_id, principal, client_address(request))
+    await approval.veto(ctx, task_id, caller)
     return await service.get_task(ctx, task_id)
 
 

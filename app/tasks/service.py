@@ -33,6 +33,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from app.access.caller import Caller
+from app.agents import shell_readers
 from app.core.clock import iso, utcnow
 from app.core.context import AppContext
 from app.core.database import Row
@@ -145,6 +147,33 @@ def _same_content(row: Row, depends_on: list[int], values: dict[str, Any]) -> bo
 async def submit_task(
     ctx: AppContext,
     spec: TaskCreate,
+    caller: Caller,
+    *,
+    follows_conversation_id: int | None = None,
+) -> tuple[TaskView, bool]:
+    """A task asked for over HTTP; returns the view and whether it is new (False: an
+    idempotent repeat).
+
+    A person's own input at a form (a login session) that is refused is audited
+    but opens no escalation. Only an admin in a browser session decides for a task
+    whose run would get a shell (``decided_by_person``); anyone else's waits for
+    approval (app/tasks/approval.py). ``follows_conversation_id``: the task
+    continues that run's CLI session (a follow-up turn); set in the same
+    transaction that queues its run."""
+    return await _submit(
+        ctx,
+        spec,
+        actor=caller.actor,
+        client=caller.client,
+        own_input=caller.principal.kind == "session",
+        follows_conversation_id=follows_conversation_id,
+        decided_by_person=shell_readers.decided_by_person(caller.principal),
+    )
+
+
+async def _submit(
+    ctx: AppContext,
+    spec: TaskCreate,
     *,
     actor: str,
     client: str,
@@ -153,14 +182,8 @@ async def submit_task(
     follows_conversation_id: int | None = None,
     decided_by_person: bool = False,
 ) -> tuple[TaskView, bool]:
-    """Create a task; returns the view and whether it is new (False: idempotent repeat).
-
-    ``own_input``: the request is a person's own input at a form (a login
-    session); a refusal is audited but opens no escalation.
-    ``follows_conversation_id``: the task continues that run's CLI session (a
-    follow-up turn); set in the same transaction that queues its run.
-    ``decided_by_person``: an admin in a browser session asked for it; otherwise
-    a task whose run would get a shell waits for approval (app/tasks/approval.py)."""
+    """Create a task for ``actor``: a person over HTTP (:func:`submit_task`), a rule
+    or the worker (:func:`create_task`)."""
     values = _values(spec, actor)
     values["follows_conversation_id"] = follows_conversation_id
     values["decided_by_person"] = decided_by_person
@@ -201,9 +224,10 @@ async def submit_task(
 async def create_task(
     ctx: AppContext, spec: TaskCreate, *, actor: str, client: str, rule_depth: int = 0
 ) -> TaskView:
-    """Create a task after pre-flight validation; raises ApiError 422 listing every
-    failed check (``details: [{check, field, message}]``)."""
-    view, _ = await submit_task(ctx, spec, actor=actor, client=client, rule_depth=rule_depth)
+    """Create a task for a rule or the worker (``actor`` such as ``rule:5``) after
+    pre-flight validation; raises ApiError 422 listing every failed check
+    (``details: [{check, field, message}]``)."""
+    view, _ = await _submit(ctx, spec, actor=actor, client=client, rule_depth=rule_depth)
     return view
 
 
@@ -402,9 +426,14 @@ async def cancel_mission_tasks(tx: Tx, mission_id: int) -> list[int]:
     return cancelled
 
 
-async def cancel_task(ctx: AppContext, task_id: int, *, actor: str, client: str) -> TaskView:
+async def cancel_task(ctx: AppContext, task_id: int, caller: Caller) -> TaskView:
     return await _change_status(
-        ctx, task_id, TaskStatus.CANCELLED, actor=actor, client=client, action="task.cancel"
+        ctx,
+        task_id,
+        TaskStatus.CANCELLED,
+        actor=caller.actor,
+        client=caller.client,
+        action="task.cancel",
     )
 
 
@@ -469,15 +498,13 @@ def _update_failures(body: TaskUpdate, fields: set[str]) -> tuple[dict[str, Any]
     return changes, failures
 
 
-async def update_task(
-    ctx: AppContext, task_id: int, body: TaskUpdate, *, actor: str, client: str
-) -> TaskView:
+async def update_task(ctx: AppContext, task_id: int, body: TaskUpdate, caller: Caller) -> TaskView:
     fields = set(body.model_fields_set) - {"version"}
     if not fields:
         raise ApiError(422, "validation_failed", "nothing to change")
     changes, failures = _update_failures(body, fields)
     if failures:
-        async with transaction(ctx, actor, client) as tx:
+        async with transaction(ctx, caller.actor, caller.client) as tx:
             await tx.audit(
                 "task.update",
                 f"task:{task_id}",
@@ -485,7 +512,7 @@ async def update_task(
                 outcome="refused",
             )
         raise preflight_error(failures)
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.task_row_tx(tx.conn, task_id)
         if row is None:
             raise not_found()
@@ -500,10 +527,10 @@ async def update_task(
     return await get_task(ctx, task_id)
 
 
-async def delete_task(ctx: AppContext, task_id: int, *, actor: str, client: str) -> None:
+async def delete_task(ctx: AppContext, task_id: int, caller: Caller) -> None:
     """Soft delete; refused while the task runs. Its queued run is cancelled and
     tasks waiting on it (unless it had succeeded) are blocked."""
-    async with transaction(ctx, actor, client) as tx:
+    async with transaction(ctx, caller.actor, caller.client) as tx:
         row = await store.task_row_tx(tx.conn, task_id)
         if row is None:
             raise not_found()
@@ -513,7 +540,7 @@ async def delete_task(ctx: AppContext, task_id: int, *, actor: str, client: str)
             )
         if not await store.soft_delete(tx.conn, task_id):  # pragma: no cover - under the lock
             raise ApiError(409, "conflict", "the task changed meanwhile; reload")
-        cancelled = await transitions.cancel_run(tx, task_id, f"task deleted by {actor}")
+        cancelled = await transitions.cancel_run(tx, task_id, f"task deleted by {caller.actor}")
         blocked: list[int] = []
         if row["status"] != TaskStatus.SUCCEEDED.value:
             blocked = await transitions.block_dependents(tx, task_id)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from app.access.dependencies import AdminAccess, client_address
+from app.access.caller import AdminCaller
+from app.access.dependencies import AdminAccess
 from app.auth.step_up import StepUpProof, consume, step_up
 from app.core.context import Ctx
 from app.core.errors import ApiError
@@ -75,21 +76,19 @@ async def get_peers(_: AdminAccess, ctx: Ctx) -> PeersView:
 
 
 @router.post("/peers", status_code=201, response_model=PeerAdded)
-async def post_peer(
-    body: PeerAdd, principal: AdminAccess, request: Request, response: Response, ctx: Ctx
-) -> PeerAdded:
+async def post_peer(body: PeerAdd, caller: AdminCaller, response: Response, ctx: Ctx) -> PeerAdded:
     """Scope admin, browser session with a step-up in the same request (password,
     and the authenticator code when enrolled). The answer is the only copy of the
     new peer's configuration: import it or scan its QR code now."""
-    client = client_address(request)
-    await step_up(ctx, principal, client, StepUpProof(password=body.password, code=body.code))
+    principal, client = caller.principal, caller.client
+    await step_up(ctx, caller, StepUpProof(password=body.password, code=body.code))
     response.headers["cache-control"] = "no-store"
     try:
         answer = await ask(ctx.settings.vpn_helper_socket, "add", body.name)
     except HelperError as exc:
         await audit.record(
             ctx.db,
-            actor=principal.actor,
+            actor=caller.actor,
             action="vpn.peer_add",
             target=f"vpn-peer:{body.name}",
             client=client,
@@ -99,7 +98,7 @@ async def post_peer(
         raise helper_failure(exc) from None
     config = str(answer.get("config", ""))
     address = str(answer.get("address", ""))
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, client) as tx:
         await consume(tx.conn, principal)
         await tx.audit("vpn.peer_add", f"vpn-peer:{body.name}", {"address": address})
         await tx.security_alert(
@@ -111,17 +110,15 @@ async def post_peer(
 
 
 @router.delete("/peers/{name}", response_model=PeerRevoked)
-async def delete_peer(
-    name: PeerNamePath, principal: AdminAccess, request: Request, ctx: Ctx
-) -> PeerRevoked:
+async def delete_peer(name: PeerNamePath, caller: AdminCaller, ctx: Ctx) -> PeerRevoked:
     """Scope admin. The peer can no longer handshake, at once (its session ends)."""
-    client = client_address(request)
+    principal, client = caller.principal, caller.client
     try:
         await ask(ctx.settings.vpn_helper_socket, "revoke", name)
     except HelperError as exc:
         await audit.record(
             ctx.db,
-            actor=principal.actor,
+            actor=caller.actor,
             action="vpn.peer_revoke",
             target=f"vpn-peer:{name}",
             client=client,
@@ -129,7 +126,7 @@ async def delete_peer(
             summary={"error": exc.code},
         )
         raise helper_failure(exc) from None
-    async with transaction(ctx, principal.actor, client) as tx:
+    async with transaction(ctx, caller.actor, client) as tx:
         await tx.audit("vpn.peer_revoke", f"vpn-peer:{name}", {})
         await tx.security_alert(
             f"VPN peer revoked: {name}",

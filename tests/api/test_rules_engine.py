@@ -15,7 +15,7 @@ from app.core.settings import Settings
 from app.events.types import EventType
 from app.main import create_app
 from app.rules import engine
-from tests.support.api import assert_error_shape
+from tests.support.api import assert_error_shape, caller
 from tests.support.rules import (
     NOTIFY_RULE,
     add_admin,
@@ -489,7 +489,7 @@ async def test_old_events_do_not_fire_after_a_restart(settings: Settings) -> Non
         from app.rules.schemas import RuleCreate
 
         rule = await service.create_rule(
-            ctx, RuleCreate.model_validate({**NOTIFY_RULE, "enabled": False}), actor="t", client="t"
+            ctx, RuleCreate.model_validate({**NOTIFY_RULE, "enabled": False}), caller("t")
         )
         event = await emit(ctx, EventType.TASK_CREATED, 1, {"priority": "high"})
         await processed(ctx, event)

@@ -18,6 +18,7 @@ from app.tasks import service as tasks_service
 from app.tasks.review_verdict import Verdict
 from app.tasks.schemas import ReviewSpec, TaskCreate, TaskStatus
 from tests.runner.test_mission_steps import drive
+from tests.support.api import caller
 from tests.support.worker import (
     Rows,
     make_settings,
@@ -137,7 +138,7 @@ async def test_a_rejection_loop_stops_at_its_bound_and_asks_a_person(tmp_path: P
         assert "> The file lacks a heading." in work_prompts[1]
         # the person approves from the task page (the same call the UI makes)
         await review.human_verdict(
-            worker.ctx, task, Verdict.APPROVE, "fine as it is", actor="user:alice", client="t"
+            worker.ctx, task, Verdict.APPROVE, "fine as it is", caller("alice")
         )
     assert bench.rows.task_status(task) == "succeeded"
     assert bench.verdict_rows(task)[-1] == (2, "human", "user:alice", "approve")
@@ -230,22 +231,18 @@ async def test_a_task_under_review_cannot_be_marked_succeeded_by_hand(tmp_path: 
         # a person asked for changes: the work runs again with the reasons
         with pytest.raises(ApiError) as empty:
             await review.human_verdict(
-                worker.ctx, task, Verdict.REQUEST_CHANGES, " ", actor="user:bob", client="t"
+                worker.ctx, task, Verdict.REQUEST_CHANGES, " ", caller("bob")
             )
         assert empty.value.status == 422
         await review.human_verdict(
-            worker.ctx, task, Verdict.REQUEST_CHANGES, "add a title", actor="user:bob", client="t"
+            worker.ctx, task, Verdict.REQUEST_CHANGES, "add a title", caller("bob")
         )
         await worker.run_once()
         assert "> add a title" in bench.prompts()[-1]
         assert bench.rows.task_status(task) == "in_progress"
-        await review.human_verdict(
-            worker.ctx, task, Verdict.APPROVE, "", actor="user:bob", client="t"
-        )
+        await review.human_verdict(worker.ctx, task, Verdict.APPROVE, "", caller("bob"))
         with pytest.raises(ApiError) as again:  # nothing waits any more
-            await review.human_verdict(
-                worker.ctx, task, Verdict.APPROVE, "", actor="user:bob", client="t"
-            )
+            await review.human_verdict(worker.ctx, task, Verdict.APPROVE, "", caller("bob"))
         assert again.value.status == 409
     assert bench.rows.task_status(task) == "succeeded"
     assert [v[3] for v in bench.verdict_rows(task)] == ["request_changes", "approve"]
@@ -305,9 +302,7 @@ async def test_waiting_for_you_opens_on_a_question_and_a_reply_closes_it(tmp_pat
         # the prompt told the agent how to ask
         assert "starts with QUESTION:" in bench.prompts()[0]
         person = Principal(kind="session", scope=Scope.ADMIN, name="alice", user_id=1)
-        await conversations.follow_up(
-            worker.ctx, run, FollowUp(text="main"), person, "t", own_input=True
-        )
+        await conversations.follow_up(worker.ctx, run, FollowUp(text="main"), caller(person))
         assert bench.rows.escalations("agent_question")[0]["status"] == "resolved"
         assert await waiting_items(worker.ctx.db) == []
 
@@ -329,7 +324,7 @@ async def test_cancelling_the_work_during_review_cancels_its_review(tmp_path: Pa
         await worker.run_once()  # the work; its review task is queued
         review_task = bench.rows.value("SELECT id FROM tasks WHERE reviews_task_id = ?", (task,))
         assert bench.rows.task_status(review_task) == "queued"
-        await tasks_service.cancel_task(worker.ctx, task, actor="user:alice", client="t")
+        await tasks_service.cancel_task(worker.ctx, task, caller("alice"))
         assert await worker.run_once() is None  # nothing left to run
     assert bench.rows.task_status(task) == "cancelled"
     assert bench.rows.task_status(review_task) == "cancelled"

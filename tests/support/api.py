@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from app.access.caller import Caller
 from app.auth import service
 from app.core.context import AppContext
-from app.security.principal import Scope
+from app.security.principal import Principal, Scope
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -33,6 +34,14 @@ async def token_owner_id(ctx: AppContext) -> int:
         )
         return created.id
     return int(row["id"])
+
+
+def caller(who: Principal | str, client: str = "t", *, scope: Scope = Scope.ADMIN) -> Caller:
+    """A ``Caller`` for a service called directly: a principal, or the name of a person
+    logged in (a session, actor ``user:<name>``) with ``scope``."""
+    if isinstance(who, str):
+        who = Principal(kind="session", scope=scope, name=who, user_id=1, session_id=1)
+    return Caller(who, client)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ from app.missions import lifecycle as missions
 from app.runner.worker import Worker, WorkerOptions
 from app.tasks import service as tasks_service
 from app.tasks import transitions
+from tests.support.api import caller
 from tests.support.cli import cli_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -354,10 +355,10 @@ class Rows:
 # --- moves through the domains ---------------------------------------------------
 
 
-async def cancel_task(worker: Worker, task_id: int, actor: str = "user:alice") -> None:
+async def cancel_task(worker: Worker, task_id: int, person: str = "alice") -> None:
     """What the API does when a person cancels a task (the task service): the task
     is cancelled and its run with it."""
-    await tasks_service.cancel_task(worker.ctx, task_id, actor=actor, client="test")
+    await tasks_service.cancel_task(worker.ctx, task_id, caller(person, "test"))
 
 
 async def add_mission_spend(
