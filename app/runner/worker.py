@@ -33,8 +33,8 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,10 +53,9 @@ from app.events.types import EventType
 from app.missions import lifecycle as mission_lifecycle
 from app.profiles.catalog import Catalog, load_catalog
 from app.profiles.prices import PriceTable, load_prices
-from app.profiles.profiles import Limits, ProfileError
+from app.profiles.profiles import ProfileError
 from app.runner import accounting, claims, recovery, workspace_diff
 from app.runner.accounting import Refusal
-from app.runner.budget import LiveBudget
 from app.runner.claims import Claim
 from app.runner.gate import output_gate
 from app.runner.heartbeat import WorkerIdentityError, WorkerLock, worker_id, write_heartbeat
@@ -70,7 +69,6 @@ from app.runner.process import (
     check_rlimits_settable,
     harden_worker_process,
     run_confined,
-    truncation_marker,
 )
 from app.runner.runtime import (
     Runtime,
@@ -83,8 +81,15 @@ from app.runner.runtime import (
 from app.runner.sandbox import SandboxPolicy, SandboxReport
 from app.runner.sandbox import probe as probe_sandbox
 from app.runner.think import schedule_think_cycles
+from app.runner.verdict import (
+    Stop,
+    Verdict,
+    judge,
+    reason_text,
+    transcript_of,
+    with_stream_usage,
+)
 from app.schedules.service import fire_due_schedules
-from app.security.credential_gate import redact
 from app.tasks import review, review_store, transitions, waiting
 from app.wiring import build_context
 
@@ -92,9 +97,6 @@ log = logging.getLogger("mission_control.runner.worker")
 
 CLIENT = "worker"
 HEARTBEAT_S = 10.0
-RAW_EXCERPT_CHARS = 64 * 1024
-STDERR_TAIL_CHARS = 4 * 1024
-MAX_REASON_CHARS = 500
 _FINISH_ATTEMPTS = 5
 
 T = TypeVar("T")
@@ -137,55 +139,7 @@ class WorkerStartError(RuntimeError):
     """The worker cannot confine agents here; it refuses to start rather than run them."""
 
 
-@dataclass
-class _Stop:
-    """Why the guard stopped a run: ``cancelled`` (by the API), ``lease_lost``,
-    ``worker_stopping`` or ``limit`` (a quota/bound reached while running)."""
-
-    kind: str | None = None
-    refusal: Refusal | None = None
-
-
-@dataclass
-class _Verdict:
-    status: str | None  # None: the row was ended by someone else; only attach the record
-    reason: str | None = None
-    escalation: str | None = None
-    escalation_details: dict[str, Any] = field(default_factory=dict)
-    breaker: str | None = None  # "success" | "failure" | None
-    requeue: bool = False
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def transcript_of(
-    reply: AgentReply, run: RunResult, limits: Limits, secret_values: Iterable[str]
-) -> str:
-    """What is stored of a run (F12, F14 on output): the reply text; when the output
-    could not be used, a bounded excerpt of it and of stderr; the truncation marker
-    when stdout hit its cap. Exact credential-file values and everything the
-    credential gate recognises are redacted, excerpts *before* they are cut (with a
-    margin), so a secret across a cut is still recognised."""
-    gated = output_gate(secret_values)
-
-    parts = [reply.text]
-    if reply.is_error and reply.text.startswith("[agent error]"):
-        raw = run.stdout.decode("utf-8", "replace")
-        if raw.strip():
-            excerpt = gated(raw[: 2 * RAW_EXCERPT_CHARS])[:RAW_EXCERPT_CHARS]
-            parts.append(f"\n\n[agent output, first {RAW_EXCERPT_CHARS} characters]\n{excerpt}")
-    if reply.is_error and run.stderr.strip():
-        err = run.stderr.decode("utf-8", "replace")
-        tail = gated(err[-2 * STDERR_TAIL_CHARS :])[-STDERR_TAIL_CHARS:]
-        parts.append(f"\n\n[agent stderr, last {STDERR_TAIL_CHARS} characters]\n{tail}")
-    if run.truncated:
-        parts.append(truncation_marker(limits.stdout_cap_bytes).decode())
-    return gated("".join(parts))
-
-
-def _reason(text: str) -> str:
-    return redact(text).text[:MAX_REASON_CHARS]
 
 
 async def _retry(action: Callable[[], Awaitable[T]], what: str) -> T:
@@ -628,7 +582,7 @@ class Worker:
                     "credentials removed from a prompt",
                     extra={"conversation_id": claim.conversation_id, "kinds": plan.prompt.redacted},
                 )
-            stop = _Stop()
+            stop = Stop()
             ended = asyncio.Event()
             stream = plan.stream()
 
@@ -690,7 +644,7 @@ class Worker:
         stream: StreamReader,
         live: LiveOutput,
         cancel: asyncio.Event,
-        stop: _Stop,
+        stop: Stop,
         ended: asyncio.Event,
     ) -> None:
         """Renew the lease; stop the run when it is cancelled, no longer ours, over a
@@ -761,9 +715,7 @@ class Worker:
             )
 
     @staticmethod
-    def _stop(
-        stop: _Stop, cancel: asyncio.Event, kind: str, refusal: Refusal | None = None
-    ) -> None:
+    def _stop(stop: Stop, cancel: asyncio.Event, kind: str, refusal: Refusal | None = None) -> None:
         stop.kind = kind
         stop.refusal = refusal
         cancel.set()
@@ -790,75 +742,7 @@ class Worker:
 
     # ----------------------------------------------------------------- after a run
 
-    def _verdict(
-        self,
-        run: RunResult,
-        reply: AgentReply,
-        stop: _Stop,
-        limits: Limits,
-        denied: list[str] | None = None,
-    ) -> _Verdict:
-        if not run.cancelled:
-            # the run ended by itself before the guard's cancel landed: judge the run; a
-            # conversation ended meanwhile by someone else is caught by ``finish``
-            stop = _Stop()
-        if stop.kind in ("cancelled", "lease_lost"):
-            return _Verdict(status=None)
-        if stop.kind == "worker_stopping":
-            return _Verdict("FAILED", recovery.STOP_REASON, requeue=True)
-        if stop.kind == "limit" and stop.refusal is not None:
-            return _Verdict(
-                "FAILED",
-                f"{stop.refusal.reason} (stopped while running)",
-                escalation=stop.refusal.escalation,
-                escalation_details=stop.refusal.details,
-            )
-        if run.timed_out:
-            return _Verdict(
-                "FAILED",
-                f"timeout: wall-clock limit of {limits.wall_clock_seconds:g} s reached",
-                escalation="run_timeout",
-                escalation_details={"wall_clock_seconds": limits.wall_clock_seconds},
-                breaker="failure",
-            )
-        if run.truncated:
-            return _Verdict(
-                "FAILED",
-                f"output_cap: stdout exceeded {limits.stdout_cap_bytes} bytes",
-                escalation="output_cap",
-                escalation_details={"stdout_cap_bytes": limits.stdout_cap_bytes},
-                breaker="failure",
-            )
-        if reply.subtype == "error_max_budget_usd":
-            # the CLI stopped itself at the budget we passed it: a bound, not a fault
-            return _Verdict(
-                "FAILED",
-                "budget_exhausted: the agent stopped at the budget left to it",
-                escalation="run_budget",
-                escalation_details={"subtype": reply.subtype},
-            )
-        denied_text = ", ".join(denied or [])
-        if reply.is_error:
-            reason = reply.error_reason or "agent error"
-            if denied_text:
-                reason = f"{reason}; tools denied: {denied_text}"
-            return _Verdict("FAILED", _reason(reason), breaker="failure")
-        if denied:
-            # never a plain success: work that needed these tools was not done
-            return _Verdict(
-                "FAILED",
-                _reason(
-                    f"tools_denied: {denied_text} (not allowed to this agent; the work that"
-                    " needed them was not done)"
-                ),
-                escalation="tools_denied",
-                escalation_details={"denied_tools": list(denied)},
-            )
-        return _Verdict("SUCCEEDED", breaker="success")
-
-    def _record_breaker(
-        self, profile: str, verdict: _Verdict
-    ) -> tuple[list[BreakerSnapshot], bool]:
+    def _record_breaker(self, profile: str, verdict: Verdict) -> tuple[list[BreakerSnapshot], bool]:
         """Feed the breaker; returns (breakers that opened, whether it closed again)."""
         breaker = self.breakers.get(profile)
         before = breaker.state
@@ -894,12 +778,12 @@ class Worker:
         claim: Claim,
         plan: RunPlan,
         run: RunResult,
-        stop: _Stop,
+        stop: Stop,
         stream: StreamReader,
         changes: str | None = None,
     ) -> Outcome:
-        reply = _with_stream_usage(plan.runtime.reply(run, stream), stream.usage, plan.budget)
-        verdict = self._verdict(run, reply, stop, plan.limits, stream.denied)
+        reply = with_stream_usage(plan.runtime.reply(run, stream), stream.usage, plan.budget)
+        verdict = judge(run, reply, stop, plan.limits, stream.denied)
         record = RunRecord(
             transcript=transcript_of(reply, run, plan.limits, plan.env.secret_values),
             truncated=run.truncated,
@@ -938,7 +822,7 @@ class Worker:
         plan: RunPlan,
         run: RunResult,
         reply: AgentReply,
-        verdict: _Verdict,
+        verdict: Verdict,
         record: RunRecord,
         opened: list[BreakerSnapshot],
         closed_again: bool,
@@ -1063,9 +947,9 @@ class Worker:
 
     async def _finish_unstarted(self, claim: Claim, error: PlanError) -> Outcome:
         """The run could not even be prepared (profile, credentials, workspace)."""
-        verdict = _Verdict(
+        verdict = Verdict(
             "FAILED",
-            _reason(error.reason),
+            reason_text(error.reason),
             escalation=error.escalation,
             breaker="failure" if error.breaker_failure else None,
         )
@@ -1124,22 +1008,6 @@ class Worker:
             extra={"conversation_id": claim.conversation_id, "reason": verdict.reason},
         )
         return Outcome(claim.conversation_id, status, verdict.reason, ran=False)
-
-
-def _with_stream_usage(reply: AgentReply, usage: StreamUsage, budget: LiveBudget) -> AgentReply:
-    """The reply with the larger of the reported and the streamed usage, field by
-    field, and of the reported and the priced cost: a run stopped before its result
-    line (a bound, a timeout, the output cap, a crash) still records what it used."""
-    return replace(
-        reply,
-        input_tokens=max(reply.input_tokens, usage.input_tokens),
-        output_tokens=max(reply.output_tokens, usage.output_tokens),
-        cache_creation_input_tokens=max(
-            reply.cache_creation_input_tokens, usage.cache_write_tokens
-        ),
-        cache_read_input_tokens=max(reply.cache_read_input_tokens, usage.cache_read_tokens),
-        cost_usd=max(reply.cost_usd, budget.cost_of(usage)),
-    )
 
 
 # --------------------------------------------------------------------------- command
