@@ -1,5 +1,5 @@
 """An agent that prints credentials. Redaction of agent output is the credential
-gate's job (app/security/credential_gate.py, another engineer); these tests pin
+gate's job (app/security/credential_gate/, another engineer); these tests pin
 what the runner itself guarantees without depending on it:
 
 * only the profile's own provider key reaches the agent, from the credential file;

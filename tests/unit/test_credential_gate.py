@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import importlib
 import itertools
+import pkgutil
 import random
 import re
 import sysconfig
@@ -29,8 +30,12 @@ from app.security.credential_gate import (
     CredentialKind,
     Finding,
     contains_credential,
+    evasions,
+    keyed,
+    patterns,
     redact,
     scan,
+    scanner,
 )
 
 # The stdlib regex parser (private, but stable in 3.11+) gives the structure of a pattern.
@@ -212,12 +217,12 @@ def test_removing_a_detector_fails_the_corpus_test(
     kind: CredentialKind, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Mutation check: without the candidates of ``kind`` its corpus test fails."""
-    original = gate._resolve
+    original = scanner._resolve
 
     def without_kind(text: str, candidates: list[Any]) -> list[Finding]:
         return original(text, [c for c in candidates if c[3] is not kind])
 
-    monkeypatch.setattr(gate, "_resolve", without_kind)
+    monkeypatch.setattr(scanner, "_resolve", without_kind)
     assert len(_detection_failures(kind)) == len(load_examples(kind))
 
 
@@ -476,7 +481,7 @@ def test_a_flood_of_secrets_is_bounded_and_fail_safe() -> None:
     findings = scan(data)
     elapsed = time.perf_counter() - started
     assert elapsed < ADVERSARIAL_BOUND_S
-    assert len(findings) == gate._FLOOD_MATCHES + 1
+    assert len(findings) == patterns._FLOOD_MATCHES + 1
     assert findings[-1] == Finding(CredentialKind.PASSWORD, findings[-1].start, len(data))
     result = redact(data)
     assert "x1y2" not in result.text
@@ -484,7 +489,7 @@ def test_a_flood_of_secrets_is_bounded_and_fail_safe() -> None:
 
 
 def test_decoys_cannot_push_a_secret_out_of_reach() -> None:
-    decoys = "password=a\n" * (gate._FLOOD_MATCHES + 5)
+    decoys = "password=a\n" * (patterns._FLOOD_MATCHES + 5)
     text = decoys + "password=Xk9mQ2vL7pR\n"
     assert "Xk9mQ2vL7pR" not in redact(text).text
     assert "Xk9mQ2vL7pR" in text
@@ -492,7 +497,7 @@ def test_decoys_cannot_push_a_secret_out_of_reach() -> None:
 
 def _keyed_matches_per_mb(text: str) -> float:
     lowered = text.lower()
-    matches = sum(1 for rule in gate._KEYED_RULES for _ in rule.pattern.finditer(lowered))
+    matches = sum(1 for rule in keyed._KEYED_RULES for _ in rule.pattern.finditer(lowered))
     return matches / (len(text) / 1e6)
 
 
@@ -502,7 +507,7 @@ def test_dense_credential_code_stays_below_the_flood_bound() -> None:
     code = "\n".join(
         path.read_text(encoding="utf-8") for path in benign_files() if "code" in path.stem
     )
-    assert _keyed_matches_per_mb(code) < gate._FLOOD_MATCHES
+    assert _keyed_matches_per_mb(code) < patterns._FLOOD_MATCHES
 
 
 def test_real_source_code_is_far_below_the_flood_bound() -> None:
@@ -514,7 +519,7 @@ def test_real_source_code_is_far_below_the_flood_bound() -> None:
         pytest.skip("stdlib sources not installed")
     text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
     # 64 MB (the scrub limit) of such code stays below the bound.
-    assert _keyed_matches_per_mb(text) * 64 < gate._FLOOD_MATCHES
+    assert _keyed_matches_per_mb(text) * 64 < patterns._FLOOD_MATCHES
 
 
 _REPEAT_OPS = {
@@ -589,17 +594,24 @@ def _reachable_patterns(value: object, seen: set[int]) -> Iterator[re.Pattern[st
             yield from _reachable_patterns(getattr(value, field.name), seen)
 
 
-def test_every_regex_of_the_module_is_registered() -> None:
+def test_every_regex_of_the_package_is_registered() -> None:
     seen: set[int] = set()
-    reachable = [p for v in vars(gate).values() for p in _reachable_patterns(v, seen)]
-    registered = {id(p) for p in gate._PATTERNS}
+    modules = [
+        importlib.import_module(f"{gate.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(gate.__path__)
+    ]
+    assert len(modules) >= 10
+    reachable = [
+        p for module in modules for v in vars(module).values() for p in _reachable_patterns(v, seen)
+    ]
+    registered = {id(p) for p in patterns._PATTERNS}
     assert len(reachable) >= 20
     assert [p.pattern for p in reachable if id(p) not in registered] == []
 
 
 def test_no_regex_has_a_nested_or_unbounded_quantifier() -> None:
-    assert len(gate._PATTERNS) >= 20
-    bad = {p.pattern: quantifier_problems(p.pattern) for p in gate._PATTERNS}
+    assert len(patterns._PATTERNS) >= 20
+    bad = {p.pattern: quantifier_problems(p.pattern) for p in patterns._PATTERNS}
     assert {source: problems for source, problems in bad.items() if problems} == {}
 
 
@@ -668,7 +680,7 @@ def test_evasion_is_detected_with_its_kind(index: int) -> None:
 def test_without_normalisation_the_evasions_are_missed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Control removal: with the normalised second scan switched off, the
     split, zero-width and percent-encoded tokens are not caught with their kind."""
-    monkeypatch.setattr(gate, "_normalised", lambda text: None)
+    monkeypatch.setattr(scanner, "_normalised", lambda text: None)
     missed = 0
     for kind, text, spans in load_evasions():
         found = scan(text)
@@ -702,7 +714,7 @@ def test_two_prose_lines_are_not_joined_into_a_secret() -> None:
 
 
 def test_too_many_edits_redact_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gate, "_MAX_EDITS", 100)
+    monkeypatch.setattr(evasions, "_MAX_EDITS", 100)
     text = "hello " + "%41" * 150 + " tail"
     found = scan(text)
     assert found[-1].end == len(text)
