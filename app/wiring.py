@@ -10,7 +10,7 @@ from __future__ import annotations
 from app.core.context import AppContext
 from app.core.database import Database
 from app.core.settings import Settings
-from app.escalations.record import record_escalation
+from app.escalations.store import insert_escalation
 from app.events.transaction import register_fact_sinks
 from app.missions.service import register_open_work_canceller
 from app.notifications.record import record_notification
@@ -18,7 +18,7 @@ from app.tasks.service import cancel_mission_tasks
 
 
 def connect_domains() -> None:
-    register_fact_sinks(notification=record_notification, escalation=record_escalation)
+    register_fact_sinks(notification=record_notification, escalation=insert_escalation)
     register_open_work_canceller(cancel_mission_tasks)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -29,8 +29,21 @@ from app.security.principal import Scope
 
 #: stores a notification (the policy decides muted / queued / quiet) and emits its event
 NotificationSink = Callable[["Tx", Category, Severity, str, str, "str | None"], Awaitable[int]]
-#: stores an escalation row and returns its id
-EscalationSink = Callable[["Tx", str, str, "int | None", str, dict[str, Any]], Awaitable[int]]
+
+
+class EscalationSink(Protocol):
+    """Stores an escalation row in the transaction's connection and returns its id."""
+
+    async def __call__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        kind: str,
+        subject_type: str,
+        subject_id: int | None,
+        reason: str,
+        details: dict[str, Any],
+    ) -> int: ...
 
 
 @dataclass
@@ -129,7 +142,14 @@ class Tx:
         sink = _SINKS.escalation
         if sink is None:
             raise SinkMissing("no escalation sink registered (app.wiring.build_context)")
-        escalation_id = await sink(self, kind, subject_type, subject_id, reason, details or {})
+        escalation_id = await sink(
+            self.conn,
+            kind=kind,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            reason=reason,
+            details=details or {},
+        )
         await self.emit(
             EventType.ESCALATION_OPENED,
             "escalation",
