@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.runner.held_approvals import release_due
 from app.core.context import AppContext
+from app.runner.held_approvals import release_due
 from app.security.principal import Scope
 from app.tasks import service as tasks_service
 from app.tasks.schemas import TaskCreate
