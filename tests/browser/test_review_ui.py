@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import Console, Server
+from tests.support.browser import Console, Server, visit
 from tests.support.ui import Stored, log_in, shot
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -80,7 +80,7 @@ def test_a_person_sends_work_back_then_approves_it_from_the_task_page(
     # the work runs again (told why) and, the agent's rounds used up, comes to the person
     waiting_for_person(stored, task, 2)
     assert stored.value("SELECT count(*) FROM conversations WHERE task_id = ?", (task,)) == 2
-    page.goto(f"/ui/tasks/{task}")
+    visit(page, f"/ui/tasks/{task}")  # the verdict form reloads the page itself
     expect(page.locator("#task-review")).to_contain_text("request changes by user:alice")
     page.get_by_label("Approve").check()
     page.get_by_role("button", name="Send verdict").click()
@@ -108,7 +108,7 @@ def test_a_person_sends_work_back_then_approves_it_from_the_task_page(
         )
         == 0
     )
-    page.goto(f"/ui/tasks/{task}")
+    visit(page, f"/ui/tasks/{task}")  # the verdict form reloads the page itself
     expect(page.locator("#task-review")).to_contain_text("approve by user:alice")
     expect(page.locator("#review-form")).to_have_count(0)
     # the review run's page shows the verdict it gave

@@ -157,3 +157,17 @@ def record_figures(**values: Any) -> None:
             current = json.loads(FIGURES.read_text())
     current.update(values)
     FIGURES.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+def visit(page: Any, url: str, *, attempts: int = 3) -> None:
+    """``page.goto`` on a page that may reload itself meanwhile (a form's success
+    reloads it, so does the live feed on its subject's event): a navigation that the
+    page's own reload aborted (``net::ERR_ABORTED``) is made again once it settles."""
+    for attempt in range(1, attempts + 1):
+        try:
+            page.goto(url)
+            return
+        except Exception as exc:  # playwright's Error; any other failure is raised as is
+            if "ERR_ABORTED" not in str(exc) or attempt == attempts:
+                raise
+            page.wait_for_load_state()
