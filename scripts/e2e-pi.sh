@@ -411,6 +411,23 @@ stop_pi() {
 }
 
 # ---------------------------------------------------------------- playbook
+# pis_diagnostics: what each running Pi says about itself after a failed run
+# (failed units, their status, the journal's warnings), bounded, to stderr:
+# a CI log keeps this output and not the Pi.
+pis_diagnostics() {
+    local i pid
+    for i in "${PIS[@]}"; do
+        use_pi "$i"
+        pid=$(pstate_get PI_PID)
+        [ -n "$pid" ] && [ -d "/proc/$pid" ] || continue
+        e2e_say "diagnostics of $PI_HOST:"
+        timeout 10 nsenter -t "$pid" -a sh -c \
+            'systemctl --failed --no-legend --no-pager; for u in $(systemctl --failed --no-legend --plain | cut -d" " -f1); do systemctl status --no-pager -n 15 "$u"; done; journalctl -b -p warning --no-pager -n 40' \
+            >&2 2>&1 || true
+    done
+    dmesg 2>/dev/null | tail -n 15 >&2 || true
+}
+
 # run_playbook N INVENTORY [NETNS]: one run over every Pi of the inventory
 # (in parallel: --forks); records RUNn_SECONDS and, per Pi,
 # [PI2_]RUNn_{CHANGED,FAILED,UNREACHABLE} from its line of the recap
@@ -425,6 +442,7 @@ run_playbook() {
     start=$(e2e_now_ns)
     if ! "${cmd[@]}" </dev/null >"$log" 2>&1; then
         grep -E -B3 -A15 '^(fatal|failed):|UNREACHABLE' "$log" | tail -n 60 >&2 || tail -n 60 "$log" >&2
+        pis_diagnostics
         e2e_die "playbook run $n failed (log: $log)"
     fi
     end=$(e2e_now_ns)
