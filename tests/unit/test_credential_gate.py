@@ -217,12 +217,12 @@ def test_removing_a_detector_fails_the_corpus_test(
     kind: CredentialKind, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Mutation check: without the candidates of ``kind`` its corpus test fails."""
-    original = scanner._resolve
+    original = scanner.resolve_findings
 
     def without_kind(text: str, candidates: list[Any]) -> list[Finding]:
         return original(text, [c for c in candidates if c[3] is not kind])
 
-    monkeypatch.setattr(scanner, "_resolve", without_kind)
+    monkeypatch.setattr(scanner, "resolve_findings", without_kind)
     assert len(_detection_failures(kind)) == len(load_examples(kind))
 
 
@@ -680,7 +680,7 @@ def test_evasion_is_detected_with_its_kind(index: int) -> None:
 def test_without_normalisation_the_evasions_are_missed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Control removal: with the normalised second scan switched off, the
     split, zero-width and percent-encoded tokens are not caught with their kind."""
-    monkeypatch.setattr(scanner, "_normalised", lambda text: None)
+    monkeypatch.setattr(scanner, "normalised_view", lambda text: None)
     missed = 0
     for kind, text, spans in load_evasions():
         found = scan(text)

@@ -14,7 +14,7 @@ redacting already-redacted text is a no-op.
 
 Linear time by construction (see ``docs/credential-gate.md``):
 
-* every expression is compiled through ``patterns._compile``, which registers it so
+* every expression is made by ``patterns.compiled``, which registers it so
   a test can check that none has a nested or an unbounded quantifier;
 * every expression starts with a literal (or a small character set) so the
   regex engine only stops where a candidate can begin, and a cheap substring

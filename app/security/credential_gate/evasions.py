@@ -3,10 +3,10 @@ character, wrapped onto the next line, or percent-encoded.
 
 The text is scanned a second time in a normalised view (zero-width characters
 removed, wrapped lines joined, %XX decoded), around the edits only
-(:func:`_windows`). A finding of that view is kept when it spans an edit
+(:func:`edit_windows`). A finding of that view is kept when it spans an edit
 (:meth:`_View.accepts`: otherwise the first scan has judged that text already);
 it is mapped back onto the original text (:meth:`_View.to_original`) and
-merged with the findings of the first scan (``resolve._merge``). A joined line
+merged with the findings of the first scan (``resolve.merge_findings``). A joined line
 break only counts for kinds with a recognisable format (prefixed tokens, AWS
 ids, private keys): joining two lines of ordinary text must not turn a value
 into a password or a generic secret.
@@ -18,26 +18,26 @@ import bisect
 import itertools
 from dataclasses import dataclass
 
-from app.security.credential_gate.heuristics import _has_digit, _wordy
+from app.security.credential_gate.heuristics import has_digit, wordy
 from app.security.credential_gate.model import CredentialKind
-from app.security.credential_gate.patterns import _LETTER, _PERCENT, _compile
-from app.security.credential_gate.tokens import _TOKEN_RULES
+from app.security.credential_gate.patterns import LETTER, PERCENT, compiled
+from app.security.credential_gate.tokens import TOKEN_RULES
 
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
-_ZERO_WIDTH_RUN = _compile("[" + _ZERO_WIDTH + "]{1,64}+")
+_ZERO_WIDTH_RUN = compiled("[" + _ZERO_WIDTH + "]{1,64}+")
 _WRAP = r"[A-Za-z0-9_\-+/=]{4}"
 # A line that ends inside a token (4+ token characters, optionally a
 # backslash continuation) continued by a line whose first word is made of
 # token characters only ("=" only as base64 padding at the end of the line).
-_LINE_JOIN = _compile(
+_LINE_JOIN = compiled(
     rf"\n(?:(?<={_WRAP}\n)|(?<={_WRAP}\r\n)|(?<={_WRAP}\\\n)|(?<={_WRAP}\\\r\n))[ \t]{{0,64}}+"
     r"(?=[A-Za-z0-9_\-+/]{1,4096}+(?:={1,3}(?:[\r\n\"'`]|\Z)|[\s\"'`]|\Z))"
 )
-_FIELD_AFTER = _compile(r"[A-Za-z0-9_\-+/=]{1,4096}+")
+_FIELD_AFTER = compiled(r"[A-Za-z0-9_\-+/=]{1,4096}+")
 # The literals that start a formatted token, made specific ("gh" is in "high").
 _JOIN_PREFIXES = tuple(
     sorted(
-        {literal for rule in _TOKEN_RULES for literal in rule.literals} - {"gh", "shp", "xox"}
+        {literal for rule in TOKEN_RULES for literal in rule.literals} - {"gh", "shp", "xox"}
         | {f"gh{c}_" for c in "pousr"}
         | {f"shp{c}_" for c in ("at", "ss", "ca", "pa")}
         | {f"xox{c}-" for c in "abposr"}
@@ -69,7 +69,7 @@ _DECODED = 1
 _JOINED = 2
 _RUN_MAX = 256
 # A token run from its prefix to a line break (checked with fullmatch).
-_RUN = _compile(r"[A-Za-z0-9_\-+/=.]{1,512}")
+_RUN = compiled(r"[A-Za-z0-9_\-+/=.]{1,512}")
 
 
 def _joins(text: str, limit: int) -> list[tuple[int, int, int]]:
@@ -123,9 +123,9 @@ def _random_half(value: str) -> bool:
     """The continuation of a split token: letters with digits, or mixed case, not words."""
     if len(value) < 4:
         return False
-    if _has_digit(value) and _LETTER.search(value) is not None:
+    if has_digit(value) and LETTER.search(value) is not None:
         return True
-    return len(value) >= 8 and value not in (value.lower(), value.upper()) and not _wordy(value)
+    return len(value) >= 8 and value not in (value.lower(), value.upper()) and not wordy(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +170,14 @@ def _edit_spans(text: str) -> list[tuple[int, int, int]]:
         found = itertools.islice(_ZERO_WIDTH_RUN.finditer(text), limit)
         spans.extend((m.start(), m.end(), _REMOVED) for m in found)
     if "%" in text:
-        found = itertools.islice(_PERCENT.finditer(text), limit)
+        found = itertools.islice(PERCENT.finditer(text), limit)
         spans.extend((m.start(), m.end(), _DECODED) for m in found)
     spans.extend(_joins(text, limit))
     spans.sort()
     return spans
 
 
-def _normalised(text: str) -> _View | None:
+def normalised_view(text: str) -> _View | None:
     spans = _edit_spans(text)
     if not spans:
         return None
@@ -210,7 +210,7 @@ def _normalised(text: str) -> _View | None:
     return _View("".join(parts), edits, kinds, view_bounds, orig_bounds, overflow)
 
 
-def _windows(view: _View) -> list[tuple[int, int, bool]]:
+def edit_windows(view: _View) -> list[tuple[int, int, bool]]:
     """The lines of the view that hold an edit (bounded), merged; and whether
     a window holds joined line breaks only."""
     text = view.text

@@ -10,47 +10,47 @@ import binascii
 import bisect
 
 from app.security.credential_gate.heuristics import (
-    _PLACEHOLDER_VALUES,
-    _has_digit,
-    _high_entropy,
-    _is_template,
-    _plausible_token,
+    PLACEHOLDER_VALUES,
+    has_digit,
+    high_entropy,
+    is_template,
+    plausible_token,
 )
 from app.security.credential_gate.model import (
-    _P_AUTH_HEADER,
-    _P_GENERIC,
-    _P_KEYED,
-    _P_PREFIXED,
+    P_AUTH_HEADER,
+    P_GENERIC,
+    P_KEYED,
+    P_PREFIXED,
+    Candidate,
     CredentialKind,
-    _Candidate,
 )
-from app.security.credential_gate.patterns import _PERCENT, _compile, _flooded
+from app.security.credential_gate.patterns import PERCENT, compiled, flooded
 
-_DISCORD_WEBHOOK = _compile(
+_DISCORD_WEBHOOK = compiled(
     r"discord(?:app)?\.com/api/webhooks/[0-9]{15,22}+/[A-Za-z0-9_\-]{50,100}+(?![A-Za-z0-9_\-])"
 )
 # Azure shared access signature: ...&sig=<url-encoded base64 HMAC>
-_SAS_SIG = _compile(r"sig=(?<=[?&;]sig=)(?P<v>[A-Za-z0-9%+/=]{20,256}+)(?![A-Za-z0-9%+/=])")
+_SAS_SIG = compiled(r"sig=(?<=[?&;]sig=)(?P<v>[A-Za-z0-9%+/=]{20,256}+)(?![A-Za-z0-9%+/=])")
 # docker/podman config.json: "auth": "<base64 of user:password>"
-_DOCKER_AUTH = _compile(r"\"auth\"[ \t]{0,8}+:[ \t]{0,8}+\"(?P<v>[A-Za-z0-9+/]{8,2048}+={0,2})\"")
-_COOKIE = _compile(r"cookie[\"']?[ \t]{0,8}+:[ \t]{0,8}+[\"']?")
-_COOKIE_PAIR = _compile(r"(?P<name>[A-Za-z0-9_.\-]{1,128}+)=(?P<v>[^;\s\"',\\]{1,4096}+)")
+_DOCKER_AUTH = compiled(r"\"auth\"[ \t]{0,8}+:[ \t]{0,8}+\"(?P<v>[A-Za-z0-9+/]{8,2048}+={0,2})\"")
+_COOKIE = compiled(r"cookie[\"']?[ \t]{0,8}+:[ \t]{0,8}+[\"']?")
+_COOKIE_PAIR = compiled(r"(?P<name>[A-Za-z0-9_.\-]{1,128}+)=(?P<v>[^;\s\"',\\]{1,4096}+)")
 _COOKIE_SPAN = 4096
 # crypt(3) and PHC strings: $1$ $5$ $6$ (optionally rounds=) $2a/b/y$ $apr1$ $y$
 # $7$ $argon2i/d/id$; the whole string is replaced.
 _HASH_LITERALS = ("$1$", "$5$", "$6$", "$2a$", "$2b$", "$2y$", "$apr1$", "$y$", "$7$", "$argon2")
-_PASSWORD_HASH = _compile(
+_PASSWORD_HASH = compiled(
     r"\$(?:1|5|6|2[aby]|apr1|y|7|argon2(?:id|i|d))\$[A-Za-z0-9./$=,+\-]{8,1024}+"
 )
-_HASH_FIELD = _compile(r"[A-Za-z0-9./+]{16,1024}")
+_HASH_FIELD = compiled(r"[A-Za-z0-9./+]{16,1024}")
 # A flag and its value on a command line. The flag must start a word.
-_FLAG = _compile(
+_FLAG = compiled(
     r"-(?<![^ \t\n]-)(?P<flag>p|u|N|P|-user)(?P<sep>[ \t]{1,8}+|=)?"
     r"(?P<v>'[^'\n]{1,256}+'|\"[^\"\n]{1,256}+\"|[^\s'\"`|;&\-][^\s'\"`|;&]{0,255}+)"
 )
 # Literals first (the engine then skips quickly to a candidate); the left word
 # boundary is checked in Python (_command_at).
-_COMMAND = _compile(
+_COMMAND = compiled(
     r"(?P<cmd>mysql[a-z_\-]{0,16}+|mariadb[a-z_\-]{0,16}+|curl|sshpass|ssh-keygen)"
     r"(?![A-Za-z0-9_\-])"
 )
@@ -69,7 +69,7 @@ def _flag_takes_password(cmd: str, flag: str, attached: bool) -> bool:
     return flag in ("N", "P") and not attached  # ssh-keygen
 
 
-def _command_line_passwords(text: str, out: list[_Candidate]) -> None:
+def _command_line_passwords(text: str, out: list[Candidate]) -> None:
     """Flags of the commands above, read on each command's line (bounded).
 
     Commands are rare, so the text is searched for them and only the rest of
@@ -99,7 +99,7 @@ def _command_line_passwords(text: str, out: list[_Candidate]) -> None:
         ]
         ends = [end for end, _ in commands]
         for m in _FLAG.finditer(text, first.end(), stop):
-            if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
+            if flooded(count, m, text, out, P_KEYED, CredentialKind.PASSWORD):
                 return
             count += 1
             flag = m.group("flag")
@@ -117,17 +117,17 @@ def _command_line_passwords(text: str, out: list[_Candidate]) -> None:
                     continue  # curl -u user: prompts for the password
                 start += len(user) + 1
                 value = pw
-            if not value or _is_template(value) or "***" in value:
+            if not value or is_template(value) or "***" in value:
                 continue
-            if value.lower() not in _PLACEHOLDER_VALUES:
-                out.append((_P_KEYED, start, end, CredentialKind.PASSWORD))
+            if value.lower() not in PLACEHOLDER_VALUES:
+                out.append((P_KEYED, start, end, CredentialKind.PASSWORD))
 
 
-def _password_hashes(text: str, out: list[_Candidate]) -> None:
+def _password_hashes(text: str, out: list[Candidate]) -> None:
     if not any(literal in text for literal in _HASH_LITERALS):
         return
     for count, m in enumerate(_PASSWORD_HASH.finditer(text)):
-        if _flooded(count, m, text, out, _P_PREFIXED, CredentialKind.PASSWORD):
+        if flooded(count, m, text, out, P_PREFIXED, CredentialKind.PASSWORD):
             break
         value = m.group().rstrip(",")
         last = value.rsplit("$", 1)[-1]
@@ -135,17 +135,17 @@ def _password_hashes(text: str, out: list[_Candidate]) -> None:
             value.startswith("$2") and _HASH_FIELD.fullmatch(last[-31:])
         ):
             continue  # "$1$2" in a shell script, "$6$" in prose
-        if not _has_digit(last) and last in (last.lower(), last.upper()):
+        if not has_digit(last) and last in (last.lower(), last.upper()):
             continue
-        out.append((_P_PREFIXED, m.start(), m.start() + len(value), CredentialKind.PASSWORD))
+        out.append((P_PREFIXED, m.start(), m.start() + len(value), CredentialKind.PASSWORD))
 
 
-_SEGMENT = _compile(r"[^_.\-]{1,4096}")
+_SEGMENT = compiled(r"[^_.\-]{1,4096}")
 
 
 def _session_value(value: str) -> bool:
     """A random session id or signed session, not ``PART_NUMBER=ROCKET_LAUNCHER_0001``."""
-    if not (_high_entropy(value) and _plausible_token(value, 16)):
+    if not (high_entropy(value) and plausible_token(value, 16)):
         return False
     for segment in _SEGMENT.findall(value):
         if (
@@ -157,7 +157,7 @@ def _session_value(value: str) -> bool:
     return True
 
 
-def _cookies(text: str, lowered: str, out: list[_Candidate]) -> None:
+def _cookies(text: str, lowered: str, out: list[Candidate]) -> None:
     if "cookie" not in lowered:
         return
     pos = 0
@@ -166,7 +166,7 @@ def _cookies(text: str, lowered: str, out: list[_Candidate]) -> None:
         m = _COOKIE.search(lowered, pos)
         if m is None:
             return
-        if _flooded(count, m, text, out, _P_AUTH_HEADER, CredentialKind.BEARER_TOKEN):
+        if flooded(count, m, text, out, P_AUTH_HEADER, CredentialKind.BEARER_TOKEN):
             return
         count += 1
         # One header's value: the rest of the line, bounded; the next search
@@ -179,7 +179,7 @@ def _cookies(text: str, lowered: str, out: list[_Candidate]) -> None:
             start, end = pair.span("v")
             value = text[start:end]
             if _session_value(value):
-                out.append((_P_AUTH_HEADER, start, end, CredentialKind.BEARER_TOKEN))
+                out.append((P_AUTH_HEADER, start, end, CredentialKind.BEARER_TOKEN))
             if set_cookie:
                 break  # the attributes that follow (Path=, Expires=) are not cookies
 
@@ -194,31 +194,31 @@ def _docker_auth(value: str) -> bool:
     return bool(colon and user and password) and all(32 < c < 127 for c in user)
 
 
-def _formats(text: str, lowered: str | None, out: list[_Candidate]) -> None:
+def find_formats(text: str, lowered: str | None, out: list[Candidate]) -> None:
     if "discord" in text:
         for count, m in enumerate(_DISCORD_WEBHOOK.finditer(text)):
-            if _flooded(count, m, text, out, _P_PREFIXED, CredentialKind.API_KEY):
+            if flooded(count, m, text, out, P_PREFIXED, CredentialKind.API_KEY):
                 break
             start = m.start()
             for scheme in ("https://", "http://", "https://ptb.", "https://canary."):
                 if text.startswith(scheme, start - len(scheme)):
                     start -= len(scheme)
                     break
-            out.append((_P_PREFIXED, start, m.end(), CredentialKind.API_KEY))
+            out.append((P_PREFIXED, start, m.end(), CredentialKind.API_KEY))
     if "sig=" in text:
         for count, m in enumerate(_SAS_SIG.finditer(text)):
-            if _flooded(count, m, text, out, _P_GENERIC, CredentialKind.GENERIC_SECRET):
+            if flooded(count, m, text, out, P_GENERIC, CredentialKind.GENERIC_SECRET):
                 break
             value = m.group("v")
-            decoded = _PERCENT.sub(lambda e: chr(int(e.group()[1:], 16)), value)
-            if len(decoded) >= 20 and _plausible_token(decoded, 20):
-                out.append((_P_GENERIC, m.start("v"), m.end("v"), CredentialKind.GENERIC_SECRET))
+            decoded = PERCENT.sub(lambda e: chr(int(e.group()[1:], 16)), value)
+            if len(decoded) >= 20 and plausible_token(decoded, 20):
+                out.append((P_GENERIC, m.start("v"), m.end("v"), CredentialKind.GENERIC_SECRET))
     if '"auth"' in text:
         for count, m in enumerate(_DOCKER_AUTH.finditer(text)):
-            if _flooded(count, m, text, out, _P_KEYED, CredentialKind.PASSWORD):
+            if flooded(count, m, text, out, P_KEYED, CredentialKind.PASSWORD):
                 break
             if _docker_auth(m.group("v")):
-                out.append((_P_KEYED, m.start("v"), m.end("v"), CredentialKind.PASSWORD))
+                out.append((P_KEYED, m.start("v"), m.end("v"), CredentialKind.PASSWORD))
     if lowered is not None:
         _cookies(text, lowered, out)
     _password_hashes(text, out)

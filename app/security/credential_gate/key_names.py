@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 
-from app.security.credential_gate.heuristics import _KEY_WORD
+from app.security.credential_gate.heuristics import KEY_WORD
 
 # A key containing one of these words names metadata, not a secret
 # (token_url, password_min_length, max_tokens, secret_name, next_page_token...).
@@ -98,31 +98,31 @@ _EXCLUDED_KEY_WORDS = frozenset(
 
 
 def _key_words(key: str) -> list[str]:
-    return [w.lower() for w in _KEY_WORD.findall(key)]
+    return [w.lower() for w in KEY_WORD.findall(key)]
 
 
 _OAUTH_KEYS = frozenset({"accesstoken", "refreshtoken", "idtoken", "oauth", "oauth2", "oauthtoken"})
-_KEY_EXCLUDED = 1
-_KEY_AWS = 2
-_KEY_AWS_SECRET = 4  # SecretAccessKey and friends, even without "aws"
-_KEY_OAUTH = 8
+KEY_EXCLUDED = 1
+KEY_AWS = 2
+KEY_AWS_SECRET = 4  # SecretAccessKey and friends, even without "aws"
+KEY_OAUTH = 8
 
 
 @functools.lru_cache(maxsize=4096)
-def _key_traits(key: str) -> int:
+def key_traits(key: str) -> int:
     """Bit flags describing a key name (cached: keys repeat a lot)."""
     words = _key_words(key)
     if words[-2:] == ["key", "id"]:
-        return _KEY_EXCLUDED  # access_key_id, private_key_id: identifiers, not secrets
+        return KEY_EXCLUDED  # access_key_id, private_key_id: identifiers, not secrets
     if any(w in _EXCLUDED_KEY_WORDS or w.startswith(("tokeniz", "tokenis")) for w in words):
-        return _KEY_EXCLUDED
+        return KEY_EXCLUDED
     compact = "".join(words)
     traits = 0
     if "aws" in compact:
-        traits |= _KEY_AWS
+        traits |= KEY_AWS
     if "secretaccesskey" in compact:
-        traits |= _KEY_AWS_SECRET
+        traits |= KEY_AWS_SECRET
     pairs = {f"{a}{b}" for a, b in itertools.pairwise(words)}
     if pairs.intersection(_OAUTH_KEYS) or set(words).intersection(_OAUTH_KEYS):
-        traits |= _KEY_OAUTH
+        traits |= KEY_OAUTH
     return traits

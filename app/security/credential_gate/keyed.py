@@ -8,36 +8,36 @@ import re
 from dataclasses import dataclass
 
 from app.security.credential_gate.heuristics import (
-    _PLACEHOLDER_VALUES,
-    _code_like,
-    _entropy,
-    _has_digit,
-    _high_entropy,
-    _is_template,
-    _path_or_url,
-    _plausible_token,
-    _wordy,
+    PLACEHOLDER_VALUES,
+    code_like,
+    has_digit,
+    high_entropy,
+    is_template,
+    path_or_url,
+    plausible_token,
+    shannon_entropy,
+    wordy,
 )
 from app.security.credential_gate.key_names import (
-    _KEY_AWS,
-    _KEY_AWS_SECRET,
-    _KEY_EXCLUDED,
-    _KEY_OAUTH,
-    _key_traits,
+    KEY_AWS,
+    KEY_AWS_SECRET,
+    KEY_EXCLUDED,
+    KEY_OAUTH,
+    key_traits,
 )
 from app.security.credential_gate.model import (
-    _P_GENERIC,
-    _P_KEYED,
     MARKER_PREFIX,
+    P_GENERIC,
+    P_KEYED,
+    Candidate,
     CredentialKind,
-    _Candidate,
 )
 from app.security.credential_gate.patterns import (
-    _LETTER,
-    _MARKER,
-    _SPACE,
-    _compile,
-    _flooded,
+    LETTER,
+    MARKER,
+    SPACE,
+    compiled,
+    flooded,
 )
 
 
@@ -94,22 +94,22 @@ class _KeyedRule:
 
 _KEYED_RULES: tuple[_KeyedRule, ...] = (
     _KeyedRule(
-        _FAMILY_PASSWORD, "pass", _compile(r"(?P<kw>pass(?:w(?:or)?d|phrase)?)" + _PASSWORD_TAIL)
+        _FAMILY_PASSWORD, "pass", compiled(r"(?P<kw>pass(?:w(?:or)?d|phrase)?)" + _PASSWORD_TAIL)
     ),
-    _KeyedRule(_FAMILY_PASSWORD, "pwd", _compile(r"(?P<kw>pwd)" + _PASSWORD_TAIL)),
-    _KeyedRule(_FAMILY_SECRET, "secret", _compile(r"(?P<kw>secret)" + _SECRET_TAIL)),
-    _KeyedRule(_FAMILY_SECRET, "token", _compile(r"(?P<kw>token)" + _SECRET_TAIL)),
+    _KeyedRule(_FAMILY_PASSWORD, "pwd", compiled(r"(?P<kw>pwd)" + _PASSWORD_TAIL)),
+    _KeyedRule(_FAMILY_SECRET, "secret", compiled(r"(?P<kw>secret)" + _SECRET_TAIL)),
+    _KeyedRule(_FAMILY_SECRET, "token", compiled(r"(?P<kw>token)" + _SECRET_TAIL)),
     _KeyedRule(
-        _FAMILY_SECRET, "key", _compile(r"(?P<kw>key)(?:" + _KEY_LOOKBEHINDS + ")" + _SECRET_TAIL)
+        _FAMILY_SECRET, "key", compiled(r"(?P<kw>key)(?:" + _KEY_LOOKBEHINDS + ")" + _SECRET_TAIL)
     ),
 )
 
-_BARE_VALUE = _compile(r"[^\s\"'`,;)}\]<>]{0,4096}+")
+_BARE_VALUE = compiled(r"[^\s\"'`,;)}\]<>]{0,4096}+")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
-_QUERY_PARAM = _compile(r"&[A-Za-z_][A-Za-z0-9_.\-]{0,64}=")
-_AWS_SECRET = _compile(r"[A-Za-z0-9/+]{40}")
+_QUERY_PARAM = compiled(r"&[A-Za-z_][A-Za-z0-9_.\-]{0,64}=")
+_AWS_SECRET = compiled(r"[A-Za-z0-9/+]{40}")
 
-_LABEL = _compile(r"[A-Za-z_.\- ]{1,256}")
+_LABEL = compiled(r"[A-Za-z_.\- ]{1,256}")
 
 
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential")
@@ -120,39 +120,39 @@ def _names_a_secret(lowered: str) -> bool:
 
 
 def _plausible_password(text: str, value: str, end: int, bare: bool, spaced: bool) -> bool:
-    if len(value) < 4 or not value.strip(value[0]) or "***" in value or _is_template(value):
+    if len(value) < 4 or not value.strip(value[0]) or "***" in value or is_template(value):
         return False  # empty, masked or a template
     lowered = value.lower()
-    if lowered in _PLACEHOLDER_VALUES:
+    if lowered in PLACEHOLDER_VALUES:
         return False
-    if not _has_digit(value) and _LABEL.fullmatch(value) and _names_a_secret(lowered):
+    if not has_digit(value) and _LABEL.fullmatch(value) and _names_a_secret(lowered):
         return False  # "FORCE_CHANGE_PASSWORD", "no-password-required", hide_password
     if not bare:
         return True
-    if _code_like(value):
+    if code_like(value):
         return False
-    variable = value.isidentifier() and not _has_digit(value)
+    variable = value.isidentifier() and not has_digit(value)
     if variable and (spaced or text[end : end + 1] in (",", ")")):
         return False  # password = user_password, f(password=auth): a variable
     if value.isalpha():
         # "Password: must be at least 12 characters" is prose, not a password.
         line_end = text.find("\n", end, end + 200)
         line_rest = text[end : line_end if line_end != -1 else end + 200]
-        return not _LETTER.search(line_rest.split("#", 1)[0])
+        return not LETTER.search(line_rest.split("#", 1)[0])
     return True
 
 
 # Symbols of framework key alphabets that names, paths and versions lack.
 _SYMBOLS = frozenset("!@#$%^&*()=+~[]{}|;,<>?")
-_CALL = _compile(r"[A-Za-z_][A-Za-z0-9_.]{0,128}+\(")
+_CALL = compiled(r"[A-Za-z_][A-Za-z0-9_.]{0,128}+\(")
 # What a real template or substitution looks like, as opposed to the same
 # characters inside a random key (``$(k2w9@``, ``%(x3k``, ``${q!``).
-_REAL_TEMPLATE = _compile(
+_REAL_TEMPLATE = compiled(
     r"\$\{[A-Za-z_][A-Za-z0-9_]{0,64}+[}:\-]|\{\{[ \t]{0,4}+[A-Za-z_]"
     r"|%\([A-Za-z_][A-Za-z0-9_]{0,64}+\)[sdr]|\$\([a-z][a-z_\-]{1,32}+[ )]"
     r"|\A\$[A-Za-z_][A-Za-z0-9_]{0,64}+\Z|\A<[^<>]{1,64}+>\Z"
 )
-_SYMBOLIC_BARE = _compile(r"[^\s\"'`]{0,4096}+")
+_SYMBOLIC_BARE = compiled(r"[^\s\"'`]{0,4096}+")
 
 
 def _symbolic_secret(value: str) -> bool:
@@ -164,55 +164,55 @@ def _symbolic_secret(value: str) -> bool:
     is long, mixes letters, digits and at least three different symbols, has
     high entropy and holds no real template.
     """
-    if len(value) < 20 or _SPACE.search(value) or _path_or_url(value):
+    if len(value) < 20 or SPACE.search(value) or path_or_url(value):
         return False
-    if len(_SYMBOLS.intersection(value)) < 3 or not _has_digit(value):
+    if len(_SYMBOLS.intersection(value)) < 3 or not has_digit(value):
         return False
-    if not _LETTER.search(value) or _wordy(value):
+    if not LETTER.search(value) or wordy(value):
         return False
-    return _entropy(value) >= 3.8 and _REAL_TEMPLATE.search(value) is None
+    return shannon_entropy(value) >= 3.8 and _REAL_TEMPLATE.search(value) is None
 
 
 def _classify_secret(traits: int, value: str, bare: bool) -> tuple[int, CredentialKind] | None:
-    if _is_template(value) or _path_or_url(value) or (bare and _code_like(value)):
+    if is_template(value) or path_or_url(value) or (bare and code_like(value)):
         return None
-    if traits & (_KEY_AWS | _KEY_AWS_SECRET):
-        if _AWS_SECRET.fullmatch(value) and _entropy(value) >= 3.5:
-            return _P_KEYED, CredentialKind.AWS_KEY
-        if traits & _KEY_AWS and _high_entropy(value):
-            return _P_KEYED, CredentialKind.AWS_KEY  # session tokens
-    if traits & _KEY_OAUTH:
-        if _plausible_token(value, 16):
-            return _P_KEYED, CredentialKind.OAUTH_TOKEN
+    if traits & (KEY_AWS | KEY_AWS_SECRET):
+        if _AWS_SECRET.fullmatch(value) and shannon_entropy(value) >= 3.5:
+            return P_KEYED, CredentialKind.AWS_KEY
+        if traits & KEY_AWS and high_entropy(value):
+            return P_KEYED, CredentialKind.AWS_KEY  # session tokens
+    if traits & KEY_OAUTH:
+        if plausible_token(value, 16):
+            return P_KEYED, CredentialKind.OAUTH_TOKEN
         return None
-    if _high_entropy(value):
-        return _P_GENERIC, CredentialKind.GENERIC_SECRET
+    if high_entropy(value):
+        return P_GENERIC, CredentialKind.GENERIC_SECRET
     return None
 
 
 def _skip_markers(text: str, start: int, end: int) -> int:
     """The position after the markers that open ``text[start:end]``."""
     while start < end:
-        m = _MARKER.match(text, start, end)
+        m = MARKER.match(text, start, end)
         if m is None:
             break
         start = m.end()
     return start
 
 
-def _keyed(text: str, lowered: str, out: list[_Candidate]) -> None:
+def find_keyed(text: str, lowered: str, out: list[Candidate]) -> None:
     append = out.append
     key_chars = _KEY_CHARS
     for rule in _KEYED_RULES:
         if rule.literal not in lowered:
             continue
         is_password = rule.family == _FAMILY_PASSWORD
-        flood_priority = _P_KEYED if is_password else _P_GENERIC
+        flood_priority = P_KEYED if is_password else P_GENERIC
         flood_kind = CredentialKind.PASSWORD if is_password else CredentialKind.GENERIC_SECRET
         is_pass = rule.literal == "pass"
         is_pwd = rule.literal == "pwd"
         for count, m in enumerate(rule.pattern.finditer(lowered)):
-            if _flooded(count, m, text, out, flood_priority, flood_kind):
+            if flooded(count, m, text, out, flood_priority, flood_kind):
                 break
             kw_start = m.start()
             rest_start, rest_end = m.span("rest")
@@ -229,8 +229,8 @@ def _keyed(text: str, lowered: str, out: list[_Candidate]) -> None:
                 key_start -= 1
             if text.endswith("://", 0, key_start):
                 continue  # scheme://token:secret@host is the URL detector's job
-            traits = _key_traits(text[key_start:rest_end])
-            if traits & _KEY_EXCLUDED:
+            traits = key_traits(text[key_start:rest_end])
+            if traits & KEY_EXCLUDED:
                 continue
             group = m.lastgroup
             if group is None:  # pragma: no cover - every branch ends in a value group
@@ -266,17 +266,17 @@ def _keyed(text: str, lowered: str, out: list[_Candidate]) -> None:
                 gap = lowered[rest_end:start]
                 spaced = " " in gap or "\t" in gap
                 if _plausible_password(text, value, end, bare, spaced):
-                    append((_P_KEYED, start, end, CredentialKind.PASSWORD))
+                    append((P_KEYED, start, end, CredentialKind.PASSWORD))
                 continue
             if bare and lowered[rest_end:start] in ("=", ":=") and not _CALL.match(value):
                 # KEY=value with nothing around "=" (an env file; code has
                 # spaces there): a symbol-rich key runs to the next space.
                 whole = _SYMBOLIC_BARE.match(text, start)
                 if whole is not None and _symbolic_secret(whole.group()):
-                    append((_P_GENERIC, start, whole.end(), CredentialKind.GENERIC_SECRET))
+                    append((P_GENERIC, start, whole.end(), CredentialKind.GENERIC_SECRET))
                     continue
             verdict = _classify_secret(traits, value, bare)
             if verdict is not None:
                 append((verdict[0], start, end, verdict[1]))
             elif not bare and _symbolic_secret(value):
-                append((_P_GENERIC, start, end, CredentialKind.GENERIC_SECRET))
+                append((P_GENERIC, start, end, CredentialKind.GENERIC_SECRET))

@@ -56,13 +56,13 @@ class Redaction:
 
 # Resolution priorities: a lower number wins an overlap. Specific formats beat
 # context-based guesses; the entropy-based generic detector comes last.
-_P_PRIVATE_KEY = 0
-_P_PREFIXED = 1
-_P_URL = 2
-_P_AUTH_HEADER = 3
-_P_KEYED = 4
-_P_JWT = 5
-_P_GENERIC = 6
+P_PRIVATE_KEY = 0
+P_PREFIXED = 1
+P_URL = 2
+P_AUTH_HEADER = 3
+P_KEYED = 4
+P_JWT = 5
+P_GENERIC = 6
 
 # (priority, start, end, kind)
-_Candidate = tuple[int, int, int, CredentialKind]
+Candidate = tuple[int, int, int, CredentialKind]

@@ -1,6 +1,6 @@
 """The regex registry, the flood guard and the expressions several detectors share.
 
-Every expression of the package is compiled through :func:`_compile`, which
+Every expression of the package is made by :func:`compiled`, which compiles it and
 registers it in ``_PATTERNS`` so a test can check that none has a nested or an
 unbounded quantifier (``docs/credential-gate.md``).
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 
-from app.security.credential_gate.model import CredentialKind, _Candidate
+from app.security.credential_gate.model import Candidate, CredentialKind
 
 _PATTERNS: list[re.Pattern[str]] = []
 
 
-def _compile(source: str) -> re.Pattern[str]:
+def compiled(source: str) -> re.Pattern[str]:
     pattern = re.compile(source)
     _PATTERNS.append(pattern)
     return pattern
@@ -29,8 +29,8 @@ def _compile(source: str) -> re.Pattern[str]:
 _FLOOD_MATCHES = 20_000
 
 
-def _flooded(
-    count: int, m: re.Match[str], text: str, out: list[_Candidate], p: int, kind: CredentialKind
+def flooded(
+    count: int, m: re.Match[str], text: str, out: list[Candidate], p: int, kind: CredentialKind
 ) -> bool:
     """True (after redacting the rest of ``text``) when ``count`` reaches the bound."""
     if count < _FLOOD_MATCHES:
@@ -39,12 +39,12 @@ def _flooded(
     return True
 
 
-_DIGIT = _compile(r"[0-9]")
-_LETTER = _compile(r"[^\W\d_]")
-_SPACE = _compile(r"\s")
+DIGIT = compiled(r"[0-9]")
+LETTER = compiled(r"[^\W\d_]")
+SPACE = compiled(r"\s")
 # A redaction marker: never a secret, skipped by the detectors and the resolution.
-_MARKER = _compile(
+MARKER = compiled(
     r"\[REDACTED:(?:" + "|".join(re.escape(kind.value) for kind in CredentialKind) + r")\]"
 )
 # A percent-encoded printable character (%20 to %7F).
-_PERCENT = _compile(r"%[2-7][0-9A-Fa-f]")
+PERCENT = compiled(r"%[2-7][0-9A-Fa-f]")

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import re
 
-from app.security.credential_gate.model import _P_PRIVATE_KEY, CredentialKind, _Candidate
-from app.security.credential_gate.patterns import _compile, _flooded
+from app.security.credential_gate.model import P_PRIVATE_KEY, Candidate, CredentialKind
+from app.security.credential_gate.patterns import compiled, flooded
 
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
-_PEM_HEADER = _compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-_PEM_FOOTER = _compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_HEADER = compiled(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_FOOTER = compiled(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 # Body of an unterminated block: base64, header lines, JSON-escaped newlines.
-_PEM_BODY = _compile(r"[A-Za-z0-9+/=\s\\:,\-]{0,16384}+")
-_BASE64_RUN = _compile(r"[A-Za-z0-9+/]{16}")
+_PEM_BODY = compiled(r"[A-Za-z0-9+/=\s\\:,\-]{0,16384}+")
+_BASE64_RUN = compiled(r"[A-Za-z0-9+/]{16}")
 _PEM_MAX_BLOCK = 65536
 
 
-def _private_keys(text: str, out: list[_Candidate]) -> None:
+def find_private_keys(text: str, out: list[Candidate]) -> None:
     if _PEM_BEGIN not in text:
         return
     headers: list[re.Match[str]] = []
     for count, m in enumerate(_PEM_HEADER.finditer(text)):
-        if _flooded(count, m, text, out, _P_PRIVATE_KEY, CredentialKind.PRIVATE_KEY):
+        if flooded(count, m, text, out, P_PRIVATE_KEY, CredentialKind.PRIVATE_KEY):
             break
         headers.append(m)
     n = len(text)
@@ -39,7 +39,7 @@ def _private_keys(text: str, out: list[_Candidate]) -> None:
         if next_end != -1 and next_end < limit:
             footer = _PEM_FOOTER.match(text, next_end)
             if footer is not None and _BASE64_RUN.search(text, body_start, next_end):
-                out.append((_P_PRIVATE_KEY, start, footer.end(), CredentialKind.PRIVATE_KEY))
+                out.append((P_PRIVATE_KEY, start, footer.end(), CredentialKind.PRIVATE_KEY))
                 continue
         # Unterminated (truncated) block: the header plus its base64 body.
         if limit - body_start < 40:
@@ -49,4 +49,4 @@ def _private_keys(text: str, out: list[_Candidate]) -> None:
         if _BASE64_RUN.search(text, body_start, end):
             while end > body_start and text[end - 1].isspace():
                 end -= 1
-            out.append((_P_PRIVATE_KEY, start, end, CredentialKind.PRIVATE_KEY))
+            out.append((P_PRIVATE_KEY, start, end, CredentialKind.PRIVATE_KEY))

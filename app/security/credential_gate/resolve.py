@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import bisect
 
-from app.security.credential_gate.model import MARKER_PREFIX, CredentialKind, Finding, _Candidate
-from app.security.credential_gate.patterns import _MARKER, _compile
+from app.security.credential_gate.model import MARKER_PREFIX, Candidate, CredentialKind, Finding
+from app.security.credential_gate.patterns import MARKER, compiled
 
-_ALNUM = _compile(r"[A-Za-z0-9]")
+_ALNUM = compiled(r"[A-Za-z0-9]")
 
 
 def _uncovered(
@@ -30,7 +30,7 @@ def _uncovered(
     return pieces
 
 
-def _resolve(text: str, candidates: list[_Candidate]) -> list[Finding]:
+def resolve_findings(text: str, candidates: list[Candidate]) -> list[Finding]:
     """Pick non-overlapping findings.
 
     Lower priority numbers win; within a priority the leftmost, then longest,
@@ -41,7 +41,7 @@ def _resolve(text: str, candidates: list[_Candidate]) -> list[Finding]:
     """
     covered: list[tuple[int, int]] = []  # markers and accepted findings, sorted, disjoint
     if MARKER_PREFIX in text:
-        covered = [m.span() for m in _MARKER.finditer(text)]
+        covered = [m.span() for m in MARKER.finditer(text)]
     by_priority: dict[int, list[tuple[int, int, CredentialKind]]] = {}
     for priority, start, end, kind in candidates:
         level = by_priority.get(priority)
@@ -78,7 +78,7 @@ def _resolve(text: str, candidates: list[_Candidate]) -> list[Finding]:
     return [Finding(kind, start, end) for start, end, kind in accepted]
 
 
-def _merge(first: list[Finding], normalised: list[Finding]) -> list[Finding]:
+def merge_findings(first: list[Finding], normalised: list[Finding]) -> list[Finding]:
     """Overlapping findings become one; a normalised finding names the kind.
 
     A secret split by an evasion is often partly found by the first scan

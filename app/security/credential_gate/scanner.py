@@ -5,21 +5,21 @@ view around the edits (evasions); and the public ``scan``, ``redact`` and
 
 from __future__ import annotations
 
-from app.security.credential_gate.auth_headers import _auth_headers
-from app.security.credential_gate.evasions import _normalised, _windows
-from app.security.credential_gate.formats import _formats
-from app.security.credential_gate.keyed import _keyed
+from app.security.credential_gate.auth_headers import find_auth_headers
+from app.security.credential_gate.evasions import edit_windows, normalised_view
+from app.security.credential_gate.formats import find_formats
+from app.security.credential_gate.keyed import find_keyed
 from app.security.credential_gate.model import (
+    Candidate,
     CredentialKind,
     Finding,
     Redaction,
-    _Candidate,
     marker,
 )
-from app.security.credential_gate.private_keys import _private_keys
-from app.security.credential_gate.resolve import _merge, _resolve
-from app.security.credential_gate.tokens import _tokens
-from app.security.credential_gate.urls import _database_urls
+from app.security.credential_gate.private_keys import find_private_keys
+from app.security.credential_gate.resolve import merge_findings, resolve_findings
+from app.security.credential_gate.tokens import find_tokens
+from app.security.credential_gate.urls import find_database_urls
 
 
 def _scan_view(text: str) -> list[Finding]:
@@ -28,31 +28,31 @@ def _scan_view(text: str) -> list[Finding]:
     # characters; replacing it first keeps the lower-cased copy aligned.
     lowered = text.replace("\u0130", "i").lower()
     aligned = len(lowered) == len(text)
-    candidates: list[_Candidate] = []
-    _private_keys(text, candidates)
-    _tokens(text, candidates)
-    _database_urls(text, candidates)
-    _formats(text, lowered if aligned else None, candidates)
+    candidates: list[Candidate] = []
+    find_private_keys(text, candidates)
+    find_tokens(text, candidates)
+    find_database_urls(text, candidates)
+    find_formats(text, lowered if aligned else None, candidates)
     if aligned:
-        _auth_headers(text, lowered, candidates)
-        _keyed(text, lowered, candidates)
-    return _resolve(text, candidates)
+        find_auth_headers(text, lowered, candidates)
+        find_keyed(text, lowered, candidates)
+    return resolve_findings(text, candidates)
 
 
 def _scan_formats(text: str) -> list[Finding]:
     """Only the detectors of ``evasions._JOIN_KINDS``: what a joined line may produce."""
-    candidates: list[_Candidate] = []
-    _private_keys(text, candidates)
-    _tokens(text, candidates)
-    return _resolve(text, candidates)
+    candidates: list[Candidate] = []
+    find_private_keys(text, candidates)
+    find_tokens(text, candidates)
+    return resolve_findings(text, candidates)
 
 
 def _evasions(text: str, findings: list[Finding]) -> list[Finding]:
-    view = _normalised(text)
+    view = normalised_view(text)
     if view is None:
         return findings
     extra: list[Finding] = []
-    for lo, hi, joins_only in _windows(view):
+    for lo, hi, joins_only in edit_windows(view):
         scanner = _scan_formats if joins_only else _scan_view
         for f in scanner(view.text[lo:hi]):
             f_start, f_end = f.start + lo, f.end + lo
@@ -65,7 +65,7 @@ def _evasions(text: str, findings: list[Finding]) -> list[Finding]:
         extra.append(Finding(CredentialKind.GENERIC_SECRET, cut, len(text)))
     if not extra:
         return findings
-    return _merge(findings, extra)
+    return merge_findings(findings, extra)
 
 
 def scan(text: str) -> list[Finding]:

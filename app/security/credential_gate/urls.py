@@ -5,12 +5,12 @@ A data-store URL is redacted whole; any other URL loses its password only.
 
 from __future__ import annotations
 
-from app.security.credential_gate.heuristics import _PLACEHOLDER_VALUES, _is_template
-from app.security.credential_gate.model import _P_URL, CredentialKind, _Candidate
-from app.security.credential_gate.patterns import _compile, _flooded
+from app.security.credential_gate.heuristics import PLACEHOLDER_VALUES, is_template
+from app.security.credential_gate.model import P_URL, Candidate, CredentialKind
+from app.security.credential_gate.patterns import compiled, flooded
 
-_URL_USERINFO = _compile(r"://(?P<user>[^\s:/@\"'<>`]{0,128}+):(?P<pw>[^\s/\"'<>`]{1,256})@")
-_URL_TAIL = _compile(r"[^\s\"'<>`)\]}]{0,2048}+")
+_URL_USERINFO = compiled(r"://(?P<user>[^\s:/@\"'<>`]{0,128}+):(?P<pw>[^\s/\"'<>`]{1,256})@")
+_URL_TAIL = compiled(r"[^\s\"'<>`)\]}]{0,2048}+")
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _DB_SCHEMES = frozenset(
     {
@@ -48,14 +48,14 @@ _DB_SCHEMES = frozenset(
 )
 
 
-def _database_urls(text: str, out: list[_Candidate]) -> None:
+def find_database_urls(text: str, out: list[Candidate]) -> None:
     if "://" not in text:
         return
     for count, m in enumerate(_URL_USERINFO.finditer(text)):
-        if _flooded(count, m, text, out, _P_URL, CredentialKind.PASSWORD):
+        if flooded(count, m, text, out, P_URL, CredentialKind.PASSWORD):
             break
         pw = m.group("pw")
-        if _is_template(pw) or len(set(pw)) == 1 or pw.lower() in _PLACEHOLDER_VALUES:
+        if is_template(pw) or len(set(pw)) == 1 or pw.lower() in PLACEHOLDER_VALUES:
             continue  # postgres://user:password@host in documentation
         i = m.start()
         lo = max(0, i - 32)
@@ -69,6 +69,6 @@ def _database_urls(text: str, out: list[_Candidate]) -> None:
             end = tail.end() if tail is not None else m.end()
             while end > m.end() and text[end - 1] in ".,;:":
                 end -= 1
-            out.append((_P_URL, i, end, CredentialKind.DATABASE_URL))
+            out.append((P_URL, i, end, CredentialKind.DATABASE_URL))
         else:
-            out.append((_P_URL, m.start("pw"), m.end("pw"), CredentialKind.PASSWORD))
+            out.append((P_URL, m.start("pw"), m.end("pw"), CredentialKind.PASSWORD))
