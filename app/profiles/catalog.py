@@ -16,10 +16,8 @@ A change to the file takes effect when the worker restarts.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,22 +27,18 @@ from app.capability.model import ProfileTraits
 from app.core.settings import Settings
 from app.profiles.environment import ChildEnv, build_child_env
 from app.profiles.login import Login, load_login
-from app.profiles.profiles import EXAMPLE_PROFILES_PATH, Profile, ProfileError, load_profiles
+from app.profiles.profiles import (
+    EXAMPLE_PROFILES_PATH,
+    Profile,
+    ProfileError,
+    load_profiles,
+    under_etc,
+)
 
 log = logging.getLogger("mission_control.profiles.catalog")
 
-_ETC = Path("/etc")
 #: an absolute path left in a refusal's words (the API names none)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/[^\s'\";,()]+")
-
-
-def under_etc(path: Path) -> bool:
-    """True when ``path`` is in ``/etc``, literally or once symlinks are resolved."""
-    literal = Path(os.path.abspath(path))  # noqa: PTH100 - normalise '..' without resolving
-    candidates = [literal]
-    with contextlib.suppress(OSError):
-        candidates.append(path.resolve())
-    return any(candidate == _ETC or _ETC in candidate.parents for candidate in candidates)
 
 
 @dataclass(frozen=True)

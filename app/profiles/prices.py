@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.profiles.profiles import ProfileError, read_host_file
+from app.profiles.profiles import ProfileError, read_host_file, under_etc
 
 BUNDLED_PRICES_PATH = Path(__file__).with_name("prices.toml")
 MAX_PRICES_FILE_BYTES = 256 * 1024
@@ -82,7 +82,7 @@ def load_prices(path: Path | None) -> PriceTable:
         data = read_host_file(
             path,
             what="price table",
-            require_root_owned=str(path).startswith("/etc/"),
+            require_root_owned=under_etc(path),
             forbidden_mode_bits=0o022,
             max_bytes=MAX_PRICES_FILE_BYTES,
         )

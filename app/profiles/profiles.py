@@ -27,6 +27,7 @@ budget flags are set per run from the agent's capability
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -443,6 +444,19 @@ def _placeholders_in(element: str, index: int) -> set[str]:
 
 
 # --------------------------------------------------------------------------- files
+
+_ETC = Path("/etc")
+
+
+def under_etc(path: Path) -> bool:
+    """True when ``path`` is in ``/etc``, literally or once symlinks are resolved:
+    the one rule for "a host file here must be root-owned" (profiles, their
+    credential files, the price table)."""
+    literal = Path(os.path.abspath(path))  # noqa: PTH100 - normalise '..' without resolving
+    candidates = [literal]
+    with contextlib.suppress(OSError):
+        candidates.append(path.resolve())
+    return any(candidate == _ETC or _ETC in candidate.parents for candidate in candidates)
 
 
 def read_host_file(

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.profiles import catalog
+from app.profiles import catalog, profiles
 from app.profiles.profiles import ProfileError
 from tests.support.api import assert_error_shape
 
@@ -80,7 +80,7 @@ def settings_overrides(
 ) -> dict[str, Any]:
     etc = tmp_path / "etc"
     # this test's /etc: a profiles file there must be root-owned, like the Pi's
-    monkeypatch.setattr(catalog, "_ETC", etc)
+    monkeypatch.setattr(profiles, "_ETC", etc)
     if case == "outside /etc, not root-owned":
         path = _write(tmp_path / "dev", "not root-owned")
     else:
