@@ -40,6 +40,9 @@ class Claim:
     task_status: str
     title: str
     description: str
+    #: the mission whose bounds the run counts against: its task's, or for a review
+    #: task the reviewed work's (docs/missions.md, "Review gate"); a review task is
+    #: no step of it (its own ``mission_step`` and ``tasks.mission_id`` stay empty)
     mission_id: int | None
     mission_step: int | None
     project_id: int | None
@@ -111,7 +114,9 @@ async def _one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> R
 
 _CANDIDATE_SQL = (
     "SELECT c.id, c.task_id, c.agent_id, c.attempt, t.status AS task_status, t.title,"
-    " t.description, t.mission_id, t.mission_step, t.project_id, a.profile, a.model,"
+    " t.description, coalesce(t.mission_id, (SELECT w.mission_id FROM tasks w"
+    "  WHERE w.id = t.reviews_task_id)) AS mission_id, t.mission_step, t.project_id,"
+    " a.profile, a.model,"
     " a.identity_version, a.quota_tokens_per_day, a.quota_cost_usd_per_day,"
     " a.quota_runs_per_day, a.shell_access, a.allowed_tools, t.needs_shell,"
     " t.follows_conversation_id,"

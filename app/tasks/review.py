@@ -8,7 +8,11 @@ opens a review cycle instead (the task stays ``in_progress``, with no run):
   **review task** for that agent, whose prompt holds the work's final result and
   the diff of its workspace as quoted, attributed data (``app/runner/prompt.py``);
   when its run ends, :func:`review_task_ended` parses its verdict fail-closed
-  (:mod:`app.tasks.review_verdict`);
+  (:mod:`app.tasks.review_verdict`). It is no step of the work's mission (no
+  ``mission_id`` of its own: it neither counts as nor completes a step), but its
+  runs spend the mission's bounds like a step's: the worker's claim names the
+  reviewed work's mission (``app/runner/claims.py``), so the same checks, live
+  budget, ledger row and ``fail_if_over_bound`` apply;
 * otherwise (a person reviews, the bound is reached, the verdict could not be
   read, the review run failed) a ``review_waiting`` escalation: "waiting for
   you", answered on the task page (:func:`human_verdict`).
@@ -29,6 +33,7 @@ from app.core.errors import ApiError
 from app.escalations import store as escalations_store
 from app.events.transaction import Tx, transaction
 from app.events.types import EventType
+from app.missions import lifecycle as mission_lifecycle
 from app.security.credential_gate import redact
 from app.security.principal import Scope
 from app.tasks import review_store, store, transitions
@@ -111,10 +116,16 @@ async def _close_waiting(tx: Tx, task_id: int, comment: str) -> None:
 
 async def _approve(tx: Tx, task_id: int) -> dict[str, Any]:
     """The work succeeds, with the consequences of any success (its mission follows
-    through ``transitions.move``)."""
+    through ``transitions.move``).
+
+    A mission the review run just took over a bound is failed first, with the
+    bound named (the worker's own check after a step's run), so the approval
+    cannot complete a mission that overspent."""
     row = await store.task_row_tx(tx.conn, task_id)
     if row is None or not transitions.allowed(TaskStatus(row["status"]), TaskStatus.SUCCEEDED):
         return {}
+    if row["mission_id"] is not None:
+        await mission_lifecycle.fail_if_over_bound(tx, int(row["mission_id"]))
     return await transitions.move(tx, row, TaskStatus.SUCCEEDED, reason="review approved")
 
 
@@ -154,6 +165,8 @@ async def work_succeeded(
     )
     if to_agent:
         assert settings.reviewer_agent_id is not None
+        # no mission_id: not a step; its runs' spend goes to the work's mission
+        # through the worker's claim (app/runner/claims.py)
         spec = TaskCreate(
             title=f"Review: {settings.title}"[:200],
             agent_id=settings.reviewer_agent_id,
