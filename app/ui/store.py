@@ -138,7 +138,7 @@ async def project_choices(db: Database, limit: int = 200) -> list[Row]:
 
 async def mission_tasks(db: Database, mission_id: int, limit: int = 200) -> list[Row]:
     return await db.fetch_all(
-        "SELECT id, title, status, mission_step, agent_id FROM tasks"
+        "SELECT id, title, status, approval, mission_step, agent_id FROM tasks"
         " WHERE mission_id = ? AND deleted_at IS NULL ORDER BY mission_step, id LIMIT ?",
         (mission_id, limit),
     )
