@@ -38,6 +38,7 @@ from pathlib import Path
 here = Path(sys.argv[0]).parent.parent
 prompt = sys.stdin.read()
 if "# The work to review" in prompt:
+    (here / "review_prompt.txt").write_text(prompt)
     spec = json.loads((here / "review.json").read_text())
     emit(spec["reply"], tokens_in=spec["tokens_in"], tokens_out=spec["tokens_out"],
          cost=spec["cost"], error=spec.get("error", False))
@@ -152,6 +153,10 @@ async def test_a_review_runs_spend_lands_on_the_mission(tmp_path: Path) -> None:
     assert mission["status"] == "succeeded"
     assert bench.rows.task_status(bench.step_task()) == "succeeded"
     assert (done, created) == ({1}, 1)
+    # the reviewer is told the mission, not that it runs one of its steps
+    prompt = (tmp_path / "review_prompt.txt").read_text()
+    assert "# Mission\nMission: m\nGoal: Ship the thing" in prompt
+    assert "This is step" not in prompt
 
 
 async def test_a_review_run_is_stopped_at_the_missions_bound(tmp_path: Path) -> None:
