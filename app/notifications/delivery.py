@@ -1,17 +1,22 @@
 """Delivery of notifications off the Pi, through apprise (docs/notifications.md).
 
 Runs only in the notifier process (``missionctl notify run``); the API process
-never imports this module. It sends notifications whose ``webhook_state`` is
-``pending`` to every configured channel:
+never imports this module. A notification sent off the Pi has one delivery per
+channel (``notification_deliveries``), each with its own state (``pending``,
+``sent``, ``failed``), attempts, next attempt and last error:
 
-* one apprise call per channel, in a thread (``asyncio.to_thread``), with
-  apprise's own connect and read timeouts; a channel that has a notification
-  is recorded in ``delivered_to`` and is not sent it again on a retry;
-* a failure is retried with exponential backoff (``webhook_attempts``,
-  ``webhook_next_at``), at most ``max_attempts`` times, then ``failed``;
+* each channel works through its own due deliveries, the channels side by side
+  (a channel that hangs or is down does not hold back the others); one apprise
+  call per delivery, in a thread (``asyncio.to_thread``), with apprise's own
+  connect and read timeouts; a delivery is ``sent`` once and never sent again;
+* a failure is retried with exponential backoff on that channel only, at most
+  ``max_attempts`` times for that channel, then that delivery is ``failed``;
 * a circuit breaker per channel stops attempts to it for a while after
-  repeated failures (F13), so a dead endpoint is not hammered; its state is
-  written to ``notify_channels`` for the UI;
+  repeated failures (F13), so a dead endpoint is not hammered; a channel whose
+  breaker is open is not even asked for its due deliveries; the breaker's
+  state is written to ``notify_channels`` for the UI;
+* the notification's ``webhook_state`` summarises its deliveries (pending,
+  delivered, partial, failed);
 * quiet hours defer every category but ``security``;
 * "send test" requests from the UI are sent here and their outcome recorded;
 * log lines and stored errors name the channel only, never its URL (it holds
@@ -27,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core.circuit import CircuitBreaker
+from aiosqlite import Connection
+
+from app.core.circuit import BreakerState, CircuitBreaker
 from app.core.clock import iso, utcnow
 from app.core.database import Database, Row
 from app.events.types import Category
@@ -72,7 +79,6 @@ class ApprisePort:
     def __init__(self, channels: list[Channel]) -> None:
         import apprise
 
-        self._apprise = apprise
         self._objects: dict[str, Any] = {}
         for channel in channels:
             instance = apprise.Apprise(asset=quiet_asset())
@@ -80,17 +86,22 @@ class ApprisePort:
             self._objects[channel.name] = instance
 
     def send(self, channel: str, title: str, body: str, severity: str) -> str | None:
-        capture = self._apprise.LogCapture(level=logging.WARNING)  # type: ignore[no-untyped-call]
         try:
-            with capture as output:
-                ok = self._objects[channel].notify(
-                    body=body or title, title=title, notify_type=self.TYPES.get(severity, "info")
-                )
-                text = output.getvalue()
+            result = self._objects[channel].notify(
+                body=body or title, title=title, notify_type=self.TYPES.get(severity, "info")
+            )
         except Exception as exc:  # apprise catches its own; anything else is a failure
             return f"not delivered ({type(exc).__name__})"
-        if ok:
+        if result:
             return None
+        # the warnings of this call only, from apprise's result (not its logger:
+        # the channels send side by side, and one's reason must not become another's)
+        text = "\n".join(
+            str(entry.message)
+            for service in getattr(result, "results", ())
+            for entry in service.logs()
+            if entry.level in ("WARNING", "ERROR", "CRITICAL")
+        )
         status = _STATUS.search(text)
         if status:
             return f"the service answered HTTP {status.group(1)}"
@@ -101,6 +112,9 @@ class ApprisePort:
 
 @dataclass
 class DeliveryReport:
+    """What one round did; ``delivered``, ``retried`` and ``failed`` count
+    deliveries (a notification to two channels is two), ``deferred`` too."""
+
     delivered: int = 0
     retried: int = 0
     failed: int = 0
@@ -143,21 +157,19 @@ class Delivery:
         return float(min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts_done - 1)))
 
     async def announce(self, db: Database) -> None:
-        """Write the channel names (never the URLs) for the API and the UI."""
+        """Write the channel names (never the URLs) for the API and the UI, and
+        line the waiting deliveries up with them: a channel that left the file
+        is given up, a new one gets what still waits; with no channel at all,
+        what waited for none stays on the Pi (``none``)."""
         async with db.write() as conn:
             await store.set_channels(conn, [(c.name, c.service) for c in self.channels])
-            if not self.channels:
-                # nothing can send them: they stay on the Pi, and say so
-                await conn.execute(
-                    "UPDATE notifications SET webhook_state = 'none', webhook_next_at = NULL"
-                    " WHERE webhook_state = 'pending'"
-                )
+            await store.reconcile_channels(conn, [c.name for c in self.channels])
 
     async def _send(self, channel: Channel, title: str, body: str, severity: str) -> str | None:
         assert self.port is not None
         return await asyncio.to_thread(self.port.send, channel.name, title, body, severity)
 
-    async def _record(self, db: Database, channel: Channel, error: str | None) -> None:
+    async def _record(self, conn: Connection, channel: Channel, error: str | None) -> None:
         breaker = self.breakers[channel.name]
         if error is None:
             breaker.record_success()
@@ -167,78 +179,92 @@ class Delivery:
                 "notification not delivered", extra={"channel": channel.name, "reason": error}
             )
         snap = breaker.snapshot()
-        async with db.write() as conn:
-            await store.record_channel(
-                conn,
-                channel.name,
-                delivered=error is None,
-                error=error,
-                breaker_state=snap.state.value,
-                consecutive_failures=snap.consecutive_failures,
-                opened_at=snap.opened_at,
-            )
+        await store.record_channel(
+            conn,
+            channel.name,
+            delivered=error is None,
+            error=error,
+            breaker_state=snap.state.value,
+            consecutive_failures=snap.consecutive_failures,
+            opened_at=snap.opened_at,
+        )
 
     async def run_once(self, db: Database) -> DeliveryReport:
         report = DeliveryReport()
         report.tests = await self.run_tests(db)
         if not self.channels:
             return report
-        now = utcnow()
-        rows = await store.due_webhooks(db, iso(now), self.batch)
-        if not rows:
-            return report
         async with db.read() as conn:
             policy, _ = await load_notification_policy(conn)
+        now = utcnow()
+        await asyncio.gather(
+            *(self._run_channel(db, channel, policy, now, report) for channel in self.channels)
+        )
+        return report
+
+    async def _run_channel(
+        self,
+        db: Database,
+        channel: Channel,
+        policy: NotificationPolicy,
+        now: datetime,
+        report: DeliveryReport,
+    ) -> None:
+        """One channel's due deliveries, oldest first, while its breaker lets them."""
+        breaker = self.breakers[channel.name]
+        if breaker.state is BreakerState.OPEN:
+            report.skipped_open_circuit = True
+            return  # its deliveries wait; they take no batch from the other channels
+        rows = await store.due_deliveries(db, channel.name, iso(now), self.batch)
         for row in rows:
+            notification_id = int(row["notification_id"])
             until = _deferred(row, policy, now)
             if until is not None:
                 async with db.write() as conn:
-                    await store.webhook_defer(conn, int(row["id"]), iso(until))
+                    await store.delivery_defer(conn, notification_id, channel.name, iso(until))
+                    await store.settle(conn, notification_id)
                 report.deferred += 1
                 continue
-            await self._deliver(db, row, report)
-        return report
-
-    async def _deliver(self, db: Database, row: Row, report: DeliveryReport) -> None:
-        notification_id = int(row["id"])
-        done = set(filter(None, str(row["delivered_to"]).split(",")))
-        remaining = [c for c in self.channels if c.name not in done]
-        allowed = [c for c in remaining if self.breakers[c.name].allow()]
-        if remaining and not allowed:
-            report.skipped_open_circuit = True
-            return
-        failed = False
-        for channel in allowed:
+            if not breaker.allow():
+                report.skipped_open_circuit = True
+                return
             error = await self._send(
                 channel, str(row["title"]), str(row["body"] or ""), str(row["severity"])
             )
-            await self._record(db, channel, error)
-            if error is None:
-                async with db.write() as conn:
-                    await store.add_delivered_to(conn, notification_id, channel.name)
-            else:
-                failed = True
-        if not failed:
-            if len(allowed) == len(remaining):
-                async with db.write() as conn:
-                    await store.webhook_delivered(conn, notification_id)
-                report.delivered += 1
-            else:
-                report.skipped_open_circuit = True  # the others wait for their breaker
-            return
-        attempts = int(row["webhook_attempts"]) + 1
+            await self._outcome(
+                db, channel, notification_id, int(row["attempts"]) + 1, error, report
+            )
+
+    async def _outcome(
+        self,
+        db: Database,
+        channel: Channel,
+        notification_id: int,
+        attempts: int,
+        error: str | None,
+        report: DeliveryReport,
+    ) -> None:
         async with db.write() as conn:
-            if attempts >= self.max_attempts:
-                await store.webhook_failed(conn, notification_id, attempted=True)
+            await self._record(conn, channel, error)
+            if error is None:
+                await store.delivery_sent(conn, notification_id, channel.name)
+                report.delivered += 1
+            elif attempts >= self.max_attempts:
+                await store.delivery_failed(conn, notification_id, channel.name, error)
                 report.failed += 1
                 log.warning(
                     "notification delivery given up",
-                    extra={"notification": notification_id, "attempts": attempts},
+                    extra={
+                        "notification": notification_id,
+                        "channel": channel.name,
+                        "attempts": attempts,
+                    },
                 )
-                return
-            next_at = iso(utcnow() + timedelta(seconds=self.backoff_s(attempts)))
-            await store.webhook_retry(conn, notification_id, next_at)
-            report.retried += 1
+            else:
+                next_at = iso(utcnow() + timedelta(seconds=self.backoff_s(attempts)))
+                await store.delivery_retry(conn, notification_id, channel.name, next_at, error)
+                report.retried += 1
+            await store.settle(conn, notification_id)
 
     async def run_tests(self, db: Database) -> int:
         """Send the test notifications the UI asked for; record each outcome."""
@@ -251,8 +277,9 @@ class Delivery:
             else:
                 # an owner's explicit test passes an open breaker (it is a trial)
                 error = await self._send(channel, TEST_TITLE, TEST_BODY, "info")
-                await self._record(db, channel, error)
             async with db.write() as conn:
+                if channel is not None:
+                    await self._record(conn, channel, error)
                 await store.finish_test(
                     conn, int(row["id"]), delivered=error is None, outcome=error or "delivered"
                 )

@@ -44,7 +44,8 @@ async def list_notifications(
         category=category.value if category else None,
         include_muted=include_muted,
     )
-    return Page[NotificationView].build([service.notification_view(r) for r in rows], total, page)
+    views = await service.notification_views(ctx.db, rows)
+    return Page[NotificationView].build(views, total, page)
 
 
 @router.get("/summary", response_model=NotificationSummary)

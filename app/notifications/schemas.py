@@ -14,6 +14,19 @@ class ReadAll(BaseModel):
     category: Category | None = None
 
 
+class DeliveryView(BaseModel):
+    """A notification's delivery to one channel (its name, never its URL)."""
+
+    channel: str
+    #: pending (waits for next_attempt_at), sent (once) or failed (given up)
+    state: str
+    attempts: int
+    next_attempt_at: str | None
+    sent_at: str | None
+    #: why the last attempt failed: a short reason, never a URL
+    last_error: str | None
+
+
 class NotificationView(BaseModel):
     id: int
     category: Category
@@ -23,8 +36,15 @@ class NotificationView(BaseModel):
     muted: bool
     read: bool
     read_at: str | None
-    webhook_state: str
-    webhook_attempts: int
+    webhook_state: str = Field(
+        description="sent off the Pi: none (not sent), pending (a channel waits), delivered"
+        " (every channel has it), partial (some have it, the others were given up), failed"
+        " (no channel has it); each channel's delivery is in deliveries"
+    )
+    webhook_attempts: int = Field(description="the most attempts of any one channel")
+    deliveries: list[DeliveryView] = Field(
+        default_factory=list, description="one per channel it is sent to"
+    )
     created_at: str
     link: str | None = Field(
         default=None, description="where to act on it: a page of the web UI (a deep link)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.access.caller import Caller
 from app.core.clock import parse_iso, utcnow
 from app.core.context import AppContext
@@ -14,12 +16,24 @@ from app.notifications.schemas import (
     ChannelsView,
     ChannelTest,
     ChannelView,
+    DeliveryView,
     NotificationSummary,
     NotificationView,
 )
 
 
-def notification_view(row: Row) -> NotificationView:
+def delivery_view(row: Row) -> DeliveryView:
+    return DeliveryView(
+        channel=row["channel"],
+        state=row["state"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_at"],
+        sent_at=row["sent_at"],
+        last_error=row["last_error"],
+    )
+
+
+def notification_view(row: Row, deliveries: Sequence[Row] = ()) -> NotificationView:
     return NotificationView(
         id=row["id"],
         category=Category(row["category"]),
@@ -31,16 +45,24 @@ def notification_view(row: Row) -> NotificationView:
         read_at=row["read_at"],
         webhook_state=row["webhook_state"],
         webhook_attempts=row["webhook_attempts"],
+        deliveries=[delivery_view(d) for d in deliveries],
         created_at=row["created_at"],
         link=row["link"],
     )
+
+
+async def notification_views(db: Database, rows: Sequence[Row]) -> list[NotificationView]:
+    """The views of these notifications, each with its deliveries per channel."""
+    deliveries = await store.deliveries_of(db, [int(r["id"]) for r in rows])
+    return [notification_view(r, deliveries[int(r["id"])]) for r in rows]
 
 
 async def get_notification(ctx: AppContext, notification_id: int) -> NotificationView:
     row = await store.notification_by_id(ctx.db, notification_id)
     if row is None:
         raise ApiError(404, "not_found", "no such notification")
-    return notification_view(row)
+    (view,) = await notification_views(ctx.db, [row])
+    return view
 
 
 async def mark_read(ctx: AppContext, notification_id: int, caller: Caller) -> NotificationView:

@@ -38,12 +38,15 @@ async def insert_notification(
             link,
         ),
     )
-    return int(cursor.lastrowid or 0)
+    notification_id = int(cursor.lastrowid or 0)
+    if webhook:
+        await open_deliveries(conn, notification_id)
+    return notification_id
 
 
 NOTIFICATION_COLUMNS = (
     "id, category, severity, title, body, muted, read_at, webhook_state, webhook_attempts,"
-    " webhook_next_at, delivered_to, created_at, link"
+    " webhook_next_at, created_at, link"
 )
 # A muted notification is hidden by default, but a security one never is, whatever
 # its stored flag says (F6: defence in depth behind the policy model).
@@ -135,57 +138,134 @@ async def muted_unread(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
-# outbound webhook ----------------------------------------------------------------
-async def due_webhooks(db: Database, now: str, limit: int) -> list[Row]:
+# delivery per channel (the notifier writes these, docs/notifications.md) ---------------
+DELIVERY_COLUMNS = "notification_id, channel, state, attempts, next_at, sent_at, last_error"
+
+
+async def open_deliveries(conn: aiosqlite.Connection, notification_id: int) -> None:
+    """One pending delivery per channel the notifier has, due now."""
+    now = now_iso()
+    await conn.execute(
+        "INSERT OR IGNORE INTO notification_deliveries (notification_id, channel, state,"
+        " attempts, next_at, updated_at) SELECT ?, name, 'pending', 0, ?, ? FROM notify_channels"
+        " WHERE configured = 1",
+        (notification_id, now, now),
+    )
+
+
+async def deliveries_of(db: Database, ids: list[int]) -> dict[int, list[Row]]:
+    """The deliveries of these notifications, by notification, in channel order."""
+    found: dict[int, list[Row]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    marks = ", ".join("?" for _ in ids)
+    rows = await db.fetch_all(
+        f"SELECT {DELIVERY_COLUMNS} FROM notification_deliveries"
+        f" WHERE notification_id IN ({marks}) ORDER BY notification_id, channel",
+        ids,
+    )
+    for row in rows:
+        found[int(row["notification_id"])].append(row)
+    return found
+
+
+async def due_deliveries(db: Database, channel: str, now: str, limit: int) -> list[Row]:
+    """One channel's pending deliveries whose next attempt has come, oldest first."""
     return await db.fetch_all(
-        f"SELECT {NOTIFICATION_COLUMNS} FROM notifications"
-        " WHERE webhook_state = 'pending' AND (webhook_next_at IS NULL OR webhook_next_at <= ?)"
-        " ORDER BY webhook_next_at, id LIMIT ?",
-        (now, limit),
+        "SELECT d.notification_id, d.attempts, n.category, n.severity, n.title, n.body"
+        " FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id"
+        " WHERE d.channel = ? AND d.state = 'pending' AND d.next_at <= ?"
+        " ORDER BY d.next_at, d.notification_id LIMIT ?",
+        (channel, now, limit),
     )
 
 
-async def webhook_delivered(conn: aiosqlite.Connection, notification_id: int) -> None:
-    await conn.execute(
-        "UPDATE notifications SET webhook_state = 'delivered', webhook_next_at = NULL,"
-        " webhook_attempts = webhook_attempts + 1 WHERE id = ? AND webhook_state = 'pending'",
-        (notification_id,),
+async def delivery_sent(conn: aiosqlite.Connection, notification_id: int, channel: str) -> bool:
+    """The channel has it: sent once, never again. False if it was no longer pending."""
+    now = now_iso()
+    cursor = await conn.execute(
+        "UPDATE notification_deliveries SET state = 'sent', attempts = attempts + 1,"
+        " next_at = NULL, sent_at = ?, last_error = NULL, updated_at = ?"
+        " WHERE notification_id = ? AND channel = ? AND state = 'pending'",
+        (now, now, notification_id, channel),
     )
+    return cursor.rowcount > 0
 
 
-async def webhook_retry(conn: aiosqlite.Connection, notification_id: int, next_at: str) -> None:
-    await conn.execute(
-        "UPDATE notifications SET webhook_attempts = webhook_attempts + 1, webhook_next_at = ?"
-        " WHERE id = ? AND webhook_state = 'pending'",
-        (next_at, notification_id),
-    )
-
-
-async def webhook_failed(
-    conn: aiosqlite.Connection, notification_id: int, *, attempted: bool
+async def delivery_retry(
+    conn: aiosqlite.Connection, notification_id: int, channel: str, next_at: str, error: str
 ) -> None:
     await conn.execute(
-        "UPDATE notifications SET webhook_state = 'failed', webhook_next_at = NULL,"
-        " webhook_attempts = webhook_attempts + ? WHERE id = ? AND webhook_state = 'pending'",
-        (int(attempted), notification_id),
+        "UPDATE notification_deliveries SET attempts = attempts + 1, next_at = ?,"
+        " last_error = ?, updated_at = ? WHERE notification_id = ? AND channel = ?"
+        " AND state = 'pending'",
+        (next_at, error, now_iso(), notification_id, channel),
     )
 
 
-async def webhook_defer(conn: aiosqlite.Connection, notification_id: int, next_at: str) -> None:
+async def delivery_failed(
+    conn: aiosqlite.Connection, notification_id: int, channel: str, error: str
+) -> None:
+    """Given up on this channel (the others go on)."""
+    await conn.execute(
+        "UPDATE notification_deliveries SET state = 'failed', attempts = attempts + 1,"
+        " next_at = NULL, last_error = ?, updated_at = ? WHERE notification_id = ?"
+        " AND channel = ? AND state = 'pending'",
+        (error, now_iso(), notification_id, channel),
+    )
+
+
+async def delivery_defer(
+    conn: aiosqlite.Connection, notification_id: int, channel: str, next_at: str
+) -> None:
     """Postpone without counting an attempt (quiet hours)."""
     await conn.execute(
-        "UPDATE notifications SET webhook_next_at = ? WHERE id = ? AND webhook_state = 'pending'",
-        (next_at, notification_id),
+        "UPDATE notification_deliveries SET next_at = ?, updated_at = ?"
+        " WHERE notification_id = ? AND channel = ? AND state = 'pending'",
+        (next_at, now_iso(), notification_id, channel),
     )
 
 
-async def add_delivered_to(conn: aiosqlite.Connection, notification_id: int, name: str) -> None:
-    """Record that one channel has the notification (a retry skips it)."""
+# the notification's webhook_* columns summarise its deliveries
+_OF = "FROM notification_deliveries d WHERE d.notification_id = notifications.id"
+_SUMMARY = (
+    "UPDATE notifications SET webhook_state = CASE"
+    f" WHEN EXISTS (SELECT 1 {_OF} AND d.state = 'pending') THEN 'pending'"
+    f" WHEN NOT EXISTS (SELECT 1 {_OF}) THEN 'none'"
+    f" WHEN NOT EXISTS (SELECT 1 {_OF} AND d.state = 'failed') THEN 'delivered'"
+    f" WHEN EXISTS (SELECT 1 {_OF} AND d.state = 'sent') THEN 'partial' ELSE 'failed' END,"
+    f" webhook_attempts = max(webhook_attempts, (SELECT coalesce(max(d.attempts), 0) {_OF})),"
+    f" webhook_next_at = (SELECT min(d.next_at) {_OF} AND d.state = 'pending')"
+)
+
+
+async def settle(conn: aiosqlite.Connection, notification_id: int) -> None:
+    """Bring the notification's summary in line with its channels' deliveries."""
+    await conn.execute(f"{_SUMMARY} WHERE id = ?", (notification_id,))
+
+
+async def reconcile_channels(conn: aiosqlite.Connection, names: list[str]) -> None:
+    """The notifier's channels are exactly ``names`` now: a channel that left its
+    file is given up for what it still waited for, a new one gets what is still
+    waiting, and the waiting notifications' summaries are brought in line."""
+    now = now_iso()
+    marks = ", ".join("?" for _ in names)
     await conn.execute(
-        "UPDATE notifications SET delivered_to = CASE WHEN delivered_to = '' THEN ?"
-        " ELSE delivered_to || ',' || ? END WHERE id = ?",
-        (name, name, notification_id),
+        "UPDATE notification_deliveries SET state = 'failed', next_at = NULL, last_error = ?,"
+        f" updated_at = ? WHERE state = 'pending' AND channel NOT IN ({marks})",
+        (CHANNEL_REMOVED, now, *names),
     )
+    for name in names:
+        await conn.execute(
+            "INSERT OR IGNORE INTO notification_deliveries (notification_id, channel, state,"
+            " attempts, next_at, updated_at) SELECT id, ?, 'pending', 0, ?, ?"
+            " FROM notifications WHERE webhook_state = 'pending'",
+            (name, now, now),
+        )
+    await conn.execute(f"{_SUMMARY} WHERE webhook_state = 'pending'")
+
+
+CHANNEL_REMOVED = "the channel is no longer in the notifier's file"
 
 
 # channels (names and state only; the URLs stay in the notifier's file) ------------

@@ -64,19 +64,24 @@ async def notify(ctx: AppContext, category: Category, title: str = "Title") -> i
 
 
 async def row(ctx: AppContext, notification_id: int) -> dict[str, Any]:
+    """The notification's summary and, under ``channels``, each channel's delivery."""
     found = await ctx.db.fetch_one(
-        "SELECT webhook_state, webhook_attempts, webhook_next_at, delivered_to"
-        " FROM notifications WHERE id = ?",
+        "SELECT webhook_state, webhook_attempts, webhook_next_at FROM notifications WHERE id = ?",
         (notification_id,),
     )
     assert found is not None
-    return dict(found)
+    deliveries = await ctx.db.fetch_all(
+        "SELECT channel, state, attempts, next_at FROM notification_deliveries"
+        " WHERE notification_id = ?",
+        (notification_id,),
+    )
+    return {**dict(found), "channels": {str(d["channel"]): dict(d) for d in deliveries}}
 
 
 async def make_due(ctx: AppContext) -> None:
     async with ctx.db.write() as conn:
         await conn.execute(
-            "UPDATE notifications SET webhook_next_at = ? WHERE webhook_state = 'pending'",
+            "UPDATE notification_deliveries SET next_at = ? WHERE state = 'pending'",
             (iso(utcnow() - timedelta(seconds=1)),),
         )
 
@@ -90,14 +95,17 @@ async def test_a_notification_reaches_every_channel_once(
         first = await notify(ctx, Category.TASK, "Tâche finie")
         assert (await row(ctx, first))["webhook_state"] == "pending"
         report = await delivery.run_once(ctx.db)
-        assert report.delivered == 1
+        assert report.delivered == 2  # one delivery per channel
         for server in (receiver, other):
             (got,) = server.received
             assert got["title"] == "Tâche finie" and got["message"] == "body of Tâche finie"
             assert got["type"] == "warning" and got["path"] == f"/{SECRET_PATH}"
         state = await row(ctx, first)
         assert state["webhook_state"] == "delivered" and state["webhook_attempts"] == 1
-        assert sorted(state["delivered_to"].split(",")) == ["desk", "phone"]
+        assert {c: (d["state"], d["attempts"]) for c, d in state["channels"].items()} == {
+            "desk": ("sent", 1),
+            "phone": ("sent", 1),
+        }
         assert (await delivery.run_once(ctx.db)).delivered == 0  # sent once only
         assert len(receiver.received) == 1
     finally:
@@ -144,6 +152,11 @@ async def test_a_failing_channel_is_retried_with_backoff_then_given_up(
     assert (await delivery.run_once(ctx.db)).failed == 1
     state = await row(ctx, first)
     assert (state["webhook_state"], state["webhook_attempts"]) == ("failed", 3)
+    assert state["webhook_next_at"] is None
+    assert (state["channels"]["phone"]["state"], state["channels"]["phone"]["attempts"]) == (
+        "failed",
+        3,
+    )
     assert delivery.backoff_s(30) == delivery.max_delay_s
     channel = await ctx.db.fetch_one("SELECT last_error FROM notify_channels WHERE name = 'phone'")
     assert channel is not None and channel[0] == "the service answered HTTP 500"
@@ -171,7 +184,7 @@ async def test_a_dead_channel_opens_its_breaker_alone_and_recovers(
         ids = [await notify(ctx, Category.SECURITY, f"alert {i}") for i in range(3)]
         report = await delivery.run_once(ctx.db)
         # two attempts open phone's breaker; the third skips it, desk gets all three
-        assert report.retried == 2 and report.skipped_open_circuit
+        assert report.retried == 2 and report.skipped_open_circuit and report.delivered == 3
         assert healthy.titles() == ["alert 0", "alert 1", "alert 2"]
         view = (await client.get("/api/notifications/channels", headers=admin_headers)).json()
         states = {c["name"]: c for c in view["channels"]}
@@ -220,10 +233,11 @@ async def test_quiet_hours_defer_everything_but_security(
     async with transaction(ctx, "test") as tx:
         await tx.security_alert("Alarm", "someone knocked")
     report = await delivery.run_once(ctx.db)
-    assert report.deferred == 1 and report.delivered == 2
+    assert report.deferred == 1 and report.delivered == 2  # one channel: one each
     assert sorted(receiver.titles()) == ["Alarm", "mission"]
     deferred = await row(ctx, task)
     assert deferred["webhook_state"] == "pending" and deferred["webhook_attempts"] == 0
+    assert deferred["channels"]["phone"]["next_at"] == deferred["webhook_next_at"]
     until = parse_iso(deferred["webhook_next_at"])
     assert until.strftime("%H:%M") == quiet.end and until > now
 

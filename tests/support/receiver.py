@@ -1,7 +1,9 @@
 """A notification receiver on loopback: what apprise's ``json://`` sends lands here.
 
 ``status`` sets the answer (500: the service refuses); ``stop()`` and
-``start()`` take it off and back on the same port (a dead endpoint)."""
+``start()`` take it off and back on the same port (a dead endpoint); clearing
+``hold`` keeps each request waiting for an answer until it is set again (a
+service that hangs)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ class Receiver:
         self.status = 200
         self.received: list[dict[str, Any]] = []
         self.port = port
+        self.hold = threading.Event()
+        self.hold.set()
         self._server: ThreadingHTTPServer | None = None
         self.start()
 
@@ -33,6 +37,7 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length).decode()
+                receiver.hold.wait(30)
                 if receiver.status == 200:
                     receiver.received.append({"path": self.path, **json.loads(body)})
                 self.send_response(receiver.status)
