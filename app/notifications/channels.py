@@ -69,8 +69,8 @@ def _is_loopback(host: str) -> bool:
 
 def silence_libraries() -> None:
     """apprise's and urllib3's own log lines can hold a URL's host, path, topic or
-    token (even at DEBUG): they never reach the journal. apprise's warnings are
-    captured per call and reduced to a reason (``delivery.ApprisePort``)."""
+    token (even at DEBUG): they never reach the journal. The warnings of each
+    call are read from its result and reduced to a reason (``delivery.ApprisePort``)."""
     for name in ("apprise", "urllib3", "requests"):
         logging.getLogger(name).propagate = False
 
