@@ -19,6 +19,7 @@ from app.events.transaction import transaction
 from app.events.types import Category, Severity
 from app.notifications.channels import load_channels
 from app.notifications.delivery import Delivery
+from tests.support.api import login
 from tests.support.receiver import Receiver
 
 
@@ -101,6 +102,7 @@ async def test_what_a_channel_has_is_not_failed_nor_sent_again_because_another_f
     desk: Receiver,
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
+    admin_user: str,
 ) -> None:
     phone.status = 500
     delivery = await delivery_for(
@@ -123,6 +125,12 @@ async def test_what_a_channel_has_is_not_failed_nor_sent_again_because_another_f
     assert by_channel["phone"]["state"] == "failed" and by_channel["phone"]["attempts"] == 3
     assert by_channel["phone"]["last_error"] == "the service answered HTTP 500"
     assert by_channel["phone"]["next_attempt_at"] is None
+    # the notifications page says the same, per channel
+    assert (await login(client, admin_user)).status_code == 200
+    page = (await client.get("/ui/notifications")).text
+    assert 'data-webhook-state="partial"' in page
+    assert '<span data-channel="desk" data-state="sent">desk sent</span>' in page
+    assert "phone not delivered (the service answered HTTP 500)" in page
 
 
 async def test_each_channel_has_its_own_attempts_and_next_attempt(

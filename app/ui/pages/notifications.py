@@ -1,4 +1,5 @@
-"""The notifications pages: the list (unread or all, by category), the policy
+"""The notifications pages: the list (unread or all, by category, each with its
+delivery to every channel: sent, waiting or not delivered and why), the policy
 editor, and the channels page: each channel's name, service kind and delivery
 state (breaker, last delivery, last test) and a "Send test" button. "Send test"
 goes through the JSON API, which only queues the test: the notifier sends it
@@ -48,7 +49,7 @@ async def notifications_page(
         "notifications.html",
         title="Notifications",
         section="notifications",
-        notifications=[notifications_service.notification_view(r) for r in rows],
+        notifications=await notifications_service.notification_views(ctx.db, rows),
         summary=await notifications_service.summary(ctx),
         show=show or "unread",
         category=category.value if category else "",
