@@ -16,13 +16,13 @@ from pydantic import BaseModel, Field
 from app.access.caller import AuthenticatedCaller
 from app.access.dependencies import Authenticated
 from app.auth import lockout, totp
+from app.auth.caller_audit import append_as, record_as
 from app.auth.schemas import StrictModel
 from app.auth.step_up import SecondFactorCode, StepUpProof, consume, step_up
 from app.auth.stepped_up import SteppedUp
 from app.core.context import Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
-from app.security import audit
 from app.security.principal import Principal
 
 router = APIRouter(prefix="/api/auth/totp", tags=["auth"])
@@ -71,7 +71,7 @@ async def begin(caller: SteppedUp, ctx: Ctx) -> TotpEnrolment:
     """Needs a fresh step-up. A new secret, shown once; not active until confirmed."""
     user_id = _user_id(caller.principal)
     enrolment = await totp.begin_enrolment(ctx, user_id, caller.principal.name)
-    await audit.record(ctx.db, actor=caller.actor, action="auth.totp_enrol", client=caller.client)
+    await record_as(ctx.db, caller, "auth.totp_enrol")
     return TotpEnrolment(secret=enrolment.secret, uri=enrolment.uri, qr_svg=enrolment.qr_svg)
 
 
@@ -91,13 +91,7 @@ async def confirm(body: TotpConfirm, caller: AuthenticatedCaller, ctx: Ctx) -> R
     codes = await totp.confirm_enrolment(ctx, user_id, body.code)
     if codes is None:
         lockout.failed(ctx, principal.name, client)
-        await audit.record(
-            ctx.db,
-            actor=caller.actor,
-            action="auth.totp_confirm",
-            client=client,
-            outcome="refused",
-        )
+        await record_as(ctx.db, caller, "auth.totp_confirm", outcome="refused")
         raise ApiError(
             422,
             "invalid_second_factor",
@@ -111,7 +105,7 @@ async def confirm(body: TotpConfirm, caller: AuthenticatedCaller, ctx: Ctx) -> R
                 }
             ],
         )
-    await audit.record(ctx.db, actor=caller.actor, action="auth.totp_confirm", client=client)
+    await record_as(ctx.db, caller, "auth.totp_confirm")
     return RecoveryCodes(recovery_codes=codes)
 
 
@@ -123,11 +117,5 @@ async def disable(body: StepUpProof, caller: AuthenticatedCaller, ctx: Ctx) -> R
     async with ctx.db.write() as conn:
         removed = await totp.remove(conn, user_id)
         await consume(conn, caller.principal)
-        await audit.append(
-            conn,
-            actor=caller.actor,
-            action="auth.totp_disable",
-            client=caller.client,
-            outcome="ok" if removed else "noop",
-        )
+        await append_as(conn, caller, "auth.totp_disable", outcome="ok" if removed else "noop")
     return Response(status_code=204)

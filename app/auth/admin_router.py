@@ -19,7 +19,6 @@ from app.auth.schemas import (
     UserView,
 )
 from app.core.context import Ctx
-from app.core.errors import ApiError
 from app.core.pagination import Page, Pagination
 
 router = APIRouter(prefix="/api", tags=["admin"])
@@ -31,23 +30,13 @@ async def create_token(body: TokenCreate, caller: AdminCaller, ctx: Ctx) -> Toke
 
     The new token belongs to the caller's human: the logged-in user, or the
     owner of the calling token. A token without an owner cannot create one."""
-    owner = caller.principal.human_id
-    if owner is None:
-        raise ApiError(
-            403,
-            "owner_required",
-            "the calling token has no owning user, so the new token would have none: "
-            "create tokens from a logged-in session or with `missionctl token create --owner USER`",
-        )
-    return await service.create_token(
+    return await service.create_token_as(
         ctx.db,
         ctx.server_key,
         name=body.name,
         scope=body.scope,
         expires_days=body.expires_days,
-        actor=caller.actor,
-        client=caller.client,
-        owner_user_id=owner,
+        caller=caller,
     )
 
 
@@ -61,20 +50,15 @@ async def list_tokens(_: AdminAccess, page: Pagination, ctx: Ctx) -> Page[TokenV
 @router.delete("/tokens/{public_id}", status_code=204)
 async def revoke_token(public_id: str, caller: AdminCaller, ctx: Ctx) -> Response:
     """Admin only. Revoke a token at once."""
-    await service.revoke_token(ctx.db, public_id[:32], actor=caller.actor, client=caller.client)
+    await service.revoke_token_as(ctx.db, public_id[:32], caller)
     return Response(status_code=204)
 
 
 @router.post("/users", status_code=201, response_model=UserView)
 async def create_user(body: UserCreate, caller: AdminCaller, ctx: Ctx) -> UserView:
     """Admin only. Create a UI user with a role (read, operate or admin)."""
-    return await service.create_user(
-        ctx.db,
-        username=body.username,
-        password=body.password,
-        role=body.role,
-        actor=caller.actor,
-        client=caller.client,
+    return await service.create_user_as(
+        ctx.db, username=body.username, password=body.password, role=body.role, caller=caller
     )
 
 
@@ -94,12 +78,7 @@ async def update_user(
 ) -> UserView:
     """Admin only. Change a user's role or disable the account."""
     return await service.update_user(
-        ctx.db,
-        user_id=user_id,
-        role=body.role,
-        disabled=body.disabled,
-        actor=caller.actor,
-        client=caller.client,
+        ctx.db, user_id=user_id, role=body.role, disabled=body.disabled, caller=caller
     )
 
 
@@ -108,11 +87,7 @@ async def reset_password(
     username: str, body: PasswordReset, caller: AdminCaller, ctx: Ctx
 ) -> Response:
     """Admin only. Set a user's password; their sessions end."""
-    await service.reset_password(
-        ctx.db,
-        username=username[:64],
-        password=body.new_password,
-        actor=caller.actor,
-        client=caller.client,
+    await service.reset_password_as(
+        ctx.db, username=username[:64], password=body.new_password, caller=caller
     )
     return Response(status_code=204)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 
@@ -11,18 +10,16 @@ from fastapi import APIRouter, Request, Response
 from app.access import credentials
 from app.access.caller import AuthenticatedCaller
 from app.access.dependencies import SESSION_COOKIE, Authenticated, client_address, session_hash
-from app.auth import store, totp
-from app.auth.initial import holds_initial_password, remove_initial_password
+from app.auth import service, store, totp
 from app.auth.lockout import failed, lockout_wait
 from app.auth.schemas import LoginRequest, PasswordChange, SessionInfo
-from app.auth.service import weak_password
 from app.auth.sessions import clear_session_cookie, open_session, set_session_cookie
 from app.auth.step_up import StepUpProof, step_up
 from app.core.context import AppContext, Ctx
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
 from app.security import audit
-from app.security.passwords import PasswordPolicyError, hash_password, verify_password
+from app.security.passwords import verify_password
 from app.security.principal import Scope
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -47,7 +44,13 @@ def login_actor(ctx: AppContext, username: str, known: bool) -> str:
 
 @router.post("/login", response_model=SessionInfo)
 async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> SessionInfo:
-    """Log in with a user name and password; sets an HttpOnly session cookie."""
+    """Log in with a user name and password; sets an HttpOnly session cookie.
+
+    The one auth route without a ``Caller``: before authentication there is no
+    principal, so its audit rows name the attempt explicitly, ``actor`` from
+    :func:`login_actor` (a keyed hash for a name that is no user) and ``client``
+    from the edge's ``client_address``, and the lock-out counts per name and
+    address (``app/auth/lockout.py``)."""
     client = client_address(request)
     keys = ctx.login_throttle.keys(body.username, client)
     user = await store.user_by_name(ctx.db, body.username)
@@ -98,7 +101,8 @@ async def _second_factor(
     ctx: AppContext, body: LoginRequest, username: str, user_id: int, actor: str, client: str
 ) -> None:
     """An enrolled user's login also needs a code (app/auth/totp.py); a wrong one
-    counts against the lock-out like a wrong password."""
+    counts against the lock-out like a wrong password. Still before authentication:
+    ``actor`` and ``client`` are the login's own (no ``Caller`` exists yet)."""
     if not body.code:
         raise ApiError(
             401,
@@ -137,12 +141,7 @@ async def confirm_identity(body: StepUpProof, caller: AuthenticatedCaller, ctx: 
 @router.post("/logout", status_code=204)
 async def logout(caller: AuthenticatedCaller, ctx: Ctx) -> Response:
     """End the current session (cookie callers) and clear the cookie."""
-    session_id = caller.principal.session_id
-    if session_id is not None:
-        async with ctx.db.write() as conn:
-            await store.delete_session(conn, session_id)
-            await audit.append(conn, actor=caller.actor, action="auth.logout", client=caller.client)
-        ctx.usage.forget_session(session_id)
+    await service.log_out(ctx, caller)
     response = Response(status_code=204)
     clear_session_cookie(response)
     return response
@@ -163,32 +162,7 @@ async def change_own_password(
     body: PasswordChange, caller: AuthenticatedCaller, ctx: Ctx
 ) -> Response:
     """Change the logged-in user's password; every session of the user ends."""
-    principal = caller.principal
-    if principal.user_id is None:
-        raise ApiError(400, "not_a_user", "only a logged-in user can change a password")
-    user = await store.user_by_name(ctx.db, principal.name)
-    if user is None or not verify_password(user["password_hash"], body.current_password):
-        raise ApiError(403, "wrong_password", "the current password is wrong")
-    try:
-        new_hash = hash_password(body.new_password)
-    except PasswordPolicyError as exc:
-        raise weak_password(str(exc), "new_password") from None
-    generated = await asyncio.to_thread(
-        holds_initial_password, ctx.settings.state_dir, body.current_password
-    )
-    async with ctx.db.write() as conn:
-        await store.set_password(conn, principal.user_id, new_hash)
-        await store.delete_user_sessions(conn, principal.user_id)
-        await audit.append(
-            conn,
-            actor=caller.actor,
-            action="user.password_changed",
-            target=f"user:{principal.name}",
-            client=caller.client,
-            summary={"initial_password_file_removed": True} if generated else None,
-        )
-    if generated:  # the first-run password is no longer in use: its file goes too
-        await asyncio.to_thread(remove_initial_password, ctx.settings.state_dir)
+    await service.change_own_password(ctx, caller, body)
     response = Response(status_code=204)
     clear_session_cookie(response)
     return response

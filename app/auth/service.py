@@ -1,16 +1,31 @@
-"""Token and user operations shared by the HTTP API and the CLI; each is audited."""
+"""Token, user and own-session operations of the HTTP API and the CLI; each is audited.
+
+A route hands its one ``caller: Caller`` (``app/access/caller.py``) to the functions
+that take it, as every domain's service does. The CLI (``missionctl token`` and
+``user``, the first run) and test fixtures act without a principal, so
+``create_token``, ``revoke_token``, ``create_user`` and ``reset_password`` take the
+``actor`` and ``client`` strings (such as ``cli:root`` and ``cli``) and the
+caller-taking functions (``..._as``) wrap them: the audit row is the same either
+way (docs/CONTRIBUTING-domain.md, "Transactions"). Logging in is not here: before
+authentication there is no principal (``app/auth/router.py``, ``login``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
+from app.access.caller import Caller
 from app.auth import store
-from app.auth.schemas import TokenCreated, TokenView, UserView
+from app.auth.caller_audit import append_as
+from app.auth.initial import holds_initial_password, remove_initial_password
+from app.auth.schemas import PasswordChange, TokenCreated, TokenView, UserView
 from app.core.clock import in_future
+from app.core.context import AppContext
 from app.core.database import Database, Row
 from app.core.errors import ApiError
 from app.security import audit
-from app.security.passwords import RULES, PasswordPolicyError, hash_password
+from app.security.passwords import RULES, PasswordPolicyError, hash_password, verify_password
 from app.security.principal import Scope
 from app.security.tokens import generate_token
 
@@ -100,6 +115,38 @@ async def create_token(
     return TokenCreated(**token_view(row).model_dump(), token=new.plaintext)
 
 
+async def create_token_as(
+    db: Database,
+    key: bytes,
+    *,
+    name: str,
+    scope: Scope,
+    expires_days: int | None,
+    caller: Caller,
+) -> TokenCreated:
+    """A token made over HTTP belongs to the caller's human: the logged-in user, or
+    the owner of the calling token. A token without an owner cannot make one (403
+    ``owner_required``): the new one would have none."""
+    owner = caller.principal.human_id
+    if owner is None:
+        raise ApiError(
+            403,
+            "owner_required",
+            "the calling token has no owning user, so the new token would have none: "
+            "create tokens from a logged-in session or with `missionctl token create --owner USER`",
+        )
+    return await create_token(
+        db,
+        key,
+        name=name,
+        scope=scope,
+        expires_days=expires_days,
+        actor=caller.actor,
+        client=caller.client,
+        owner_user_id=owner,
+    )
+
+
 async def revoke_token(db: Database, public_id: str, *, actor: str, client: str) -> None:
     async with db.write() as conn:
         if not await store.revoke_token(conn, public_id):
@@ -107,6 +154,10 @@ async def revoke_token(db: Database, public_id: str, *, actor: str, client: str)
         await audit.append(
             conn, actor=actor, action="token.revoked", target=f"token:{public_id}", client=client
         )
+
+
+async def revoke_token_as(db: Database, public_id: str, caller: Caller) -> None:
+    await revoke_token(db, public_id, actor=caller.actor, client=caller.client)
 
 
 async def create_user(
@@ -134,6 +185,19 @@ async def create_user(
     return user_view(row)
 
 
+async def create_user_as(
+    db: Database, *, username: str, password: str, role: Scope, caller: Caller
+) -> UserView:
+    return await create_user(
+        db,
+        username=username,
+        password=password,
+        role=role,
+        actor=caller.actor,
+        client=caller.client,
+    )
+
+
 async def reset_password(
     db: Database, *, username: str, password: str, actor: str, client: str
 ) -> None:
@@ -156,15 +220,21 @@ async def reset_password(
         )
 
 
+async def reset_password_as(db: Database, *, username: str, password: str, caller: Caller) -> None:
+    await reset_password(
+        db, username=username, password=password, actor=caller.actor, client=caller.client
+    )
+
+
 async def update_user(
     db: Database,
     *,
     user_id: int,
     role: Scope | None,
     disabled: bool | None,
-    actor: str,
-    client: str,
+    caller: Caller,
 ) -> UserView:
+    """An admin changes a user's role or disables the account (no CLI command does)."""
     async with db.write() as conn:
         async with conn.execute("SELECT username, role FROM users WHERE id = ?", (user_id,)) as cur:
             existing = await cur.fetchone()
@@ -175,14 +245,58 @@ async def update_user(
             raise ApiError(409, "last_admin", "the last active admin cannot be demoted or disabled")
         if disabled:
             await store.delete_user_sessions(conn, user_id)
-        await audit.append(
+        await append_as(
             conn,
-            actor=actor,
-            action="user.updated",
+            caller,
+            "user.updated",
             target=f"user:{existing['username']}",
-            client=client,
             summary={"role": role.value if role else None, "disabled": disabled},
         )
     row = await store.user_by_id(db, user_id)
     assert row is not None
     return user_view(row)
+
+
+# --- the caller's own session and password ------------------------------------------
+
+
+async def log_out(ctx: AppContext, caller: Caller) -> None:
+    """End the caller's session (a cookie caller; a token has none to end)."""
+    session_id = caller.principal.session_id
+    if session_id is None:
+        return
+    async with ctx.db.write() as conn:
+        await store.delete_session(conn, session_id)
+        await append_as(conn, caller, "auth.logout")
+    ctx.usage.forget_session(session_id)
+
+
+async def change_own_password(ctx: AppContext, caller: Caller, body: PasswordChange) -> None:
+    """The logged-in user's new password; every session of the user ends. When the
+    old one was the first run's generated password, its file goes too
+    (``app/auth/initial.py``)."""
+    principal = caller.principal
+    if principal.user_id is None:
+        raise ApiError(400, "not_a_user", "only a logged-in user can change a password")
+    user = await store.user_by_name(ctx.db, principal.name)
+    if user is None or not verify_password(user["password_hash"], body.current_password):
+        raise ApiError(403, "wrong_password", "the current password is wrong")
+    try:
+        new_hash = hash_password(body.new_password)
+    except PasswordPolicyError as exc:
+        raise weak_password(str(exc), "new_password") from None
+    generated = await asyncio.to_thread(
+        holds_initial_password, ctx.settings.state_dir, body.current_password
+    )
+    async with ctx.db.write() as conn:
+        await store.set_password(conn, principal.user_id, new_hash)
+        await store.delete_user_sessions(conn, principal.user_id)
+        await append_as(
+            conn,
+            caller,
+            "user.password_changed",
+            target=f"user:{principal.name}",
+            summary={"initial_password_file_removed": True} if generated else None,
+        )
+    if generated:  # the first-run password is no longer in use: its file goes too
+        await asyncio.to_thread(remove_initial_password, ctx.settings.state_dir)

@@ -35,12 +35,12 @@ from pydantic import StringConstraints
 
 from app.access.caller import Caller
 from app.auth import lockout, store, totp
+from app.auth.caller_audit import append_as, record_as
 from app.auth.schemas import Password, StrictModel
 from app.core.clock import now_iso, parse_iso, utcnow
 from app.core.context import AppContext
 from app.core.errors import ApiError
 from app.core.ratelimit import RateLimiter
-from app.security import audit
 from app.security.passwords import verify_password
 from app.security.principal import Principal
 
@@ -72,20 +72,12 @@ async def step_up(ctx: AppContext, caller: Caller, proof: StepUpProof) -> None:
     itself is fine, so never 401), 429 locked out, 403 for a token."""
     principal, client = caller.principal, caller.client
     if principal.kind != "session" or principal.session_id is None or principal.user_id is None:
-        await audit.record(
-            ctx.db, actor=caller.actor, action="auth.step_up", client=client, outcome="refused"
-        )
+        await record_as(ctx.db, caller, "auth.step_up", outcome="refused")
         raise _not_a_session()
     username = principal.name
     wait = await lockout.lockout_wait(ctx, username, True, client)
     if wait > 0:
-        await audit.record(
-            ctx.db,
-            actor=caller.actor,
-            action="auth.step_up_locked",
-            client=client,
-            outcome="refused",
-        )
+        await record_as(ctx.db, caller, "auth.step_up_locked", outcome="refused")
         raise ApiError(
             429,
             "login_locked",
@@ -131,24 +123,13 @@ async def step_up(ctx: AppContext, caller: Caller, proof: StepUpProof) -> None:
         await conn.execute(
             "UPDATE sessions SET step_up_at = ? WHERE id = ?", (now_iso(), principal.session_id)
         )
-        await audit.append(
-            conn,
-            actor=caller.actor,
-            action="auth.step_up",
-            client=client,
-            summary={"with": how},
-        )
+        await append_as(conn, caller, "auth.step_up", summary={"with": how})
 
 
 async def _failed(ctx: AppContext, caller: Caller, what: str) -> None:
     lockout.failed(ctx, caller.principal.name, caller.client)
-    await audit.record(
-        ctx.db,
-        actor=caller.actor,
-        action="auth.step_up_failed",
-        client=caller.client,
-        outcome="refused",
-        summary={"wrong": what},
+    await record_as(
+        ctx.db, caller, "auth.step_up_failed", outcome="refused", summary={"wrong": what}
     )
 
 
@@ -170,12 +151,11 @@ async def require_fresh(ctx: AppContext, caller: Caller, *, action: str, target:
     principal = caller.principal
     if await is_fresh(ctx, principal):
         return
-    await audit.record(
+    await record_as(
         ctx.db,
-        actor=caller.actor,
-        action=action,
+        caller,
+        action,
         target=target,
-        client=caller.client,
         outcome="refused",
         summary={"reason": "step_up_required"},
     )
