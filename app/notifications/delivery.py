@@ -190,33 +190,44 @@ class Delivery:
         )
 
     async def run_once(self, db: Database) -> DeliveryReport:
+        """One round of everything: the tests, then every channel side by side
+        (the notifier runs the channels in loops of their own, ``run_channel``)."""
         report = DeliveryReport()
         report.tests = await self.run_tests(db)
-        if not self.channels:
-            return report
-        async with db.read() as conn:
-            policy, _ = await load_notification_policy(conn)
-        now = utcnow()
-        await asyncio.gather(
-            *(self._run_channel(db, channel, policy, now, report) for channel in self.channels)
+        # every channel's round ends before this one does, even when one fails: a
+        # round still sending when the next starts could send a delivery twice
+        outcomes = await asyncio.gather(
+            *(self.run_channel(db, channel, report) for channel in self.channels),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return report
 
-    async def _run_channel(
+    async def run_channel(
         self,
         db: Database,
         channel: Channel,
-        policy: NotificationPolicy,
-        now: datetime,
-        report: DeliveryReport,
-    ) -> None:
-        """One channel's due deliveries, oldest first, while its breaker lets them."""
+        report: DeliveryReport | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> DeliveryReport:
+        """One channel's due deliveries, oldest first, while its breaker lets them
+        (and until ``stop`` is set, between two deliveries)."""
+        report = report if report is not None else DeliveryReport()
         breaker = self.breakers[channel.name]
         if breaker.state is BreakerState.OPEN:
             report.skipped_open_circuit = True
-            return  # its deliveries wait; they take no batch from the other channels
+            return report  # its deliveries wait; they take no batch from the other channels
+        now = utcnow()
         rows = await store.due_deliveries(db, channel.name, iso(now), self.batch)
+        if not rows:
+            return report
+        async with db.read() as conn:
+            policy, _ = await load_notification_policy(conn)
         for row in rows:
+            if stop is not None and stop.is_set():
+                break
             notification_id = int(row["notification_id"])
             until = _deferred(row, policy, now)
             if until is not None:
@@ -227,13 +238,14 @@ class Delivery:
                 continue
             if not breaker.allow():
                 report.skipped_open_circuit = True
-                return
+                break
             error = await self._send(
                 channel, str(row["title"]), str(row["body"] or ""), str(row["severity"])
             )
             await self._outcome(
                 db, channel, notification_id, int(row["attempts"]) + 1, error, report
             )
+        return report
 
     async def _outcome(
         self,

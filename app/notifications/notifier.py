@@ -2,8 +2,9 @@
 
 The only process that sends notifications off the Pi. It reads the channels
 file (root-owned, readable through the notifier's group only), writes the
-channel names for the UI, then polls the database for pending notifications and
-"send test" requests and delivers them through apprise. Under systemd it is
+channel names for the UI, then polls the database for "send test" requests and,
+in one loop per channel, for that channel's due deliveries, and sends them
+through apprise (a channel that hangs or is down holds back no other). Under systemd it is
 ``Type=notify`` with a watchdog that pings only while the database answers; its
 unit may reach only the channels' hosts and the resolver.
 """
@@ -23,10 +24,13 @@ from app.core.migrations import MigrationError, migrate
 from app.core.settings import Settings
 from app.core.systemd import Notifier, watchdog_interval_s, watchdog_loop
 from app.notifications import store
-from app.notifications.channels import ChannelsError, load_channels
+from app.notifications.channels import Channel, ChannelsError, load_channels
 from app.notifications.delivery import Delivery
 
 log = logging.getLogger("mission_control.notifications")
+
+#: how long a stop waits for the channels' sends under way (systemd's stop timeout is longer)
+STOP_GRACE_S = 10.0
 
 
 def build_delivery(settings: Settings) -> Delivery:
@@ -46,6 +50,7 @@ async def serve(settings: Settings, delivery: Delivery, stop: asyncio.Event) -> 
     await db.open()
     notifier = Notifier()
     helpers: list[asyncio.Task[None]] = []
+    channels: list[asyncio.Task[None]] = []
     try:
         await delivery.announce(db)
         started = now_iso()
@@ -59,22 +64,42 @@ async def serve(settings: Settings, delivery: Delivery, stop: asyncio.Event) -> 
         names = ", ".join(c.name for c in delivery.channels) or "none"
         notifier.ready(f"notifier: channels {names}")
         log.info("notifier started", extra={"channels": names})
+        # one loop per channel: a channel that hangs or fails holds back no other
+        channels = [
+            asyncio.create_task(_channel_loop(db, delivery, channel, stop, settings.notify_poll_s))
+            for channel in delivery.channels
+        ]
         while not stop.is_set():
             try:
                 async with db.write() as conn:
                     await store.beat(conn, os.getpid(), started, len(delivery.channels))
-                await delivery.run_once(db)
+                await delivery.run_tests(db)
             except Exception:
                 log.exception("notifier loop error; backing off")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.notify_poll_s)
+        if channels:
+            # a send under way is let finish and recorded (not sent again at the next start)
+            await asyncio.wait(channels, timeout=STOP_GRACE_S)
     finally:
         notifier.stopping()
-        for helper in helpers:
+        for helper in [*helpers, *channels]:
             helper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await helper
         await db.close()
+
+
+async def _channel_loop(
+    db: Database, delivery: Delivery, channel: Channel, stop: asyncio.Event, poll_s: float
+) -> None:
+    while not stop.is_set():
+        try:
+            await delivery.run_channel(db, channel, stop=stop)
+        except Exception:
+            log.exception("notifier loop error; backing off", extra={"channel": channel.name})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_s)
 
 
 def run_notifier(settings: Settings) -> int:

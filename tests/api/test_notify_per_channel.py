@@ -15,12 +15,19 @@ import httpx
 import pytest
 
 from app.core.context import AppContext
+from app.core.settings import Settings
 from app.events.transaction import transaction
 from app.events.types import Category, Severity
 from app.notifications.channels import load_channels
 from app.notifications.delivery import Delivery
+from app.notifications.notifier import serve
 from tests.support.api import login
 from tests.support.receiver import Receiver
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"notify_poll_s": 0.05}
 
 
 @pytest.fixture
@@ -183,3 +190,34 @@ async def test_a_channel_that_hangs_does_not_delay_the_others(
         phone.hold.set()
         await run
     assert phone.titles() == ["alarm"]
+
+
+async def until(what: str, check: Any, timeout_s: float = 3.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+async def test_the_notifier_keeps_sending_to_a_channel_while_another_hangs(
+    ctx: AppContext, settings: Settings, tmp_path: Path, phone: Receiver, desk: Receiver
+) -> None:
+    phone.hold.clear()  # the phone's service hangs on the first alert
+    delivery = await delivery_for(ctx, tmp_path, phone, desk)
+    stop = asyncio.Event()
+    notifier = asyncio.create_task(serve(settings, delivery, stop))
+    try:
+        await notify(ctx, "first")
+        await until("the desk gets the first", lambda: desk.titles() == ["first"])
+        await notify(ctx, "second")
+        # the phone's round has not ended, the desk's own loop goes on
+        await until("the desk gets the second", lambda: desk.titles() == ["first", "second"])
+        assert phone.received == []
+        phone.hold.set()
+        await until("the phone gets both", lambda: sorted(phone.titles()) == ["first", "second"])
+    finally:
+        phone.hold.set()
+        stop.set()
+        await notifier
+    assert desk.titles() == ["first", "second"] and sorted(phone.titles()) == ["first", "second"]
