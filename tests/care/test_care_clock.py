@@ -214,19 +214,17 @@ async def test_the_in_memory_idle_timeout_runs_on_the_monotonic_clock(
 async def test_a_worker_never_sweeps_its_own_live_run_as_stale(tmp_path: Path) -> None:
     """After NTP steps the clock forward, a live run's last heartbeat stamp looks old
     until its next renewal; the worker that runs it must not fail it meanwhile."""
-    from tests.support.worker import Rows, make_settings, running_worker
+    from tests.support.worker import Rows, claimed_run, make_settings, running_worker
 
     settings = make_settings(tmp_path, stale_run_minutes=30)
     rows = Rows(settings.database_path)
     agent = rows.agent()
-    task, _ = rows.task(agent, queue=False, status="in_progress")
-    before_the_jump = iso(datetime.now(UTC) - timedelta(hours=2))
+    task, _ = rows.task(agent)
+    before_the_jump = datetime.now(UTC) - timedelta(hours=2)
     async with running_worker(settings) as worker:
-        conversation = rows.execute(
-            "INSERT INTO conversations (task_id, agent_id, status, lease_owner, heartbeat_at,"
-            " attempt, started_at, created_at, updated_at)"
-            " VALUES (?, ?, 'IN_PROGRESS', ?, ?, 1, ?, ?, ?)",
-            (task, agent, worker.id, *[before_the_jump] * 4),
+        # the worker claimed the task's run; its last heartbeat stamp is before the jump
+        conversation = await claimed_run(
+            settings.database_path, task, agent, worker.id, at=before_the_jump
         )
         worker._running[conversation] = asyncio.Event()  # it is running it
         assert await worker.sweep_stale() == []

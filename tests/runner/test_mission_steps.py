@@ -102,10 +102,12 @@ async def test_a_refused_step_is_escalated_once_and_left_for_a_person(tmp_path: 
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     write_profiles(tmp_path, {"demo": profile(DEMO_ARGV)})
-    agent = rows.agent(status="paused")
+    agent = rows.agent()
     mission = rows.mission(
         status="approved", steps=[{"title": "Wait", "agent_id": agent, "instructions": ""}]
     )
+    # paused after the approval (a proposal naming a paused agent is refused)
+    rows.execute("UPDATE agents SET status = 'paused' WHERE id = ?", (agent,))
     async with running_worker(settings) as worker:
         await drive(worker)
         await drive(worker)

@@ -33,14 +33,9 @@ async def test_a_dependent_task_gets_the_upstream_result_as_redacted_data(
     write_profiles(tmp_path, {"echo": script_profile(write_agent(tmp_path, "echo", ECHO))})
     builder = rows.agent("builder", profile="echo")
     tester = rows.agent("tester", profile="echo")
-    upstream, _ = rows.task(builder, "Build the parser", status="succeeded", queue=False)
-    rows.execute(
-        "INSERT INTO conversations (task_id, agent_id, status, transcript, finished_at,"
-        " created_at, updated_at) VALUES (?, ?, 'SUCCEEDED', ?, '2026-12-07T06:00:00Z',"
-        " '2026-12-07T06:00:00Z', '2026-12-07T06:00:00Z')",
-        (upstream, builder, UPSTREAM),
-    )
-    other, _ = rows.task(builder, "Unrelated", status="succeeded", queue=False)
+    upstream, _ = rows.task(builder, "Build the parser")
+    rows.end_run(upstream, transcript=UPSTREAM)  # another worker ran it
+    other, _ = rows.task(builder, "Unrelated", status="succeeded")
     _, conversation = rows.task(tester, "Test the parser", depends_on=(upstream,))
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()

@@ -99,7 +99,7 @@ async def run_claude(
             "Please do it.",
             needs_shell=needs_shell,
             mission_id=mission_id,
-            mission_step=0 if mission_id is not None else None,
+            mission_step=1 if mission_id is not None else None,
         )
         async with running_worker(settings) as worker:
             assert worker.sandbox is not None and worker.sandbox.enforced
@@ -292,11 +292,7 @@ async def test_a_follow_up_resumes_the_session(tmp_path: Path) -> None:
             assert first is not None
             session = rows.conversation(first)["session_id"]
             assert session and len(session) == 36
-            reply, _ = rows.task(agent, "Follow-up: Summarise", "Now shorter, please.", queue=False)
-            rows.execute(
-                "UPDATE tasks SET follows_conversation_id = ? WHERE id = ?", (first, reply)
-            )
-            second = rows.queue(reply, agent)
+            _, second = rows.follow_up(first, "Now shorter, please.")
             outcome = await worker.run_once()
     assert outcome.status == "SUCCEEDED", outcome
     row = rows.conversation(second)
@@ -314,15 +310,10 @@ async def test_a_follow_up_without_a_kept_session_fails_clearly(tmp_path: Path) 
     with ModelServer([text("first answer")]) as server:
         write_profiles(tmp_path, {"claude": claude_profile(tmp_path, server)})
         agent = rows.agent(profile="claude", model=MODEL, tools=("read_files",))
-        earlier, first = rows.task(agent, "Summarise", status="succeeded", queue=False)
-        first = rows.queue(earlier, agent)
-        rows.execute(
-            "UPDATE conversations SET status = 'SUCCEEDED', session_id = ? WHERE id = ?",
-            ("0b0b0b0b-1111-2222-3333-444455556666", first),
-        )
-        reply, _ = rows.task(agent, "Follow-up", "More.", queue=False)
-        rows.execute("UPDATE tasks SET follows_conversation_id = ? WHERE id = ?", (first, reply))
-        rows.queue(reply, agent)
+        earlier, _ = rows.task(agent, "Summarise")
+        # another worker ran it: its session was never kept on this Pi
+        first = rows.end_run(earlier, session_id="0b0b0b0b-1111-2222-3333-444455556666")
+        rows.follow_up(first, "More.")
         async with running_worker(settings) as worker:
             outcome = await worker.run_once()
     assert outcome.status == "FAILED" and not outcome.ran, outcome

@@ -123,7 +123,7 @@ async def run_codex(
             "Please do it.",
             needs_shell=needs_shell,
             mission_id=mission_id,
-            mission_step=0 if mission_id is not None else None,
+            mission_step=1 if mission_id is not None else None,
         )
         async with running_worker(settings) as worker:
             assert worker.sandbox is not None and worker.sandbox.enforced

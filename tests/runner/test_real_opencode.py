@@ -115,7 +115,7 @@ async def run_opencode(
             "Please do it.",
             needs_shell=needs_shell,
             mission_id=mission_id,
-            mission_step=0 if mission_id is not None else None,
+            mission_step=1 if mission_id is not None else None,
         )
         for name, content in (plant or {}).items():
             target = workspace(tmp_path) / name

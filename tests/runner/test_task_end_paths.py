@@ -46,13 +46,16 @@ async def test_dependents_queued_are_task_ids_whichever_path_ends_the_task(
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="ok")
-    # tasks without a run first, so task ids and conversation ids cannot coincide
+    # tasks without a run first (they wait for a blocked one), so task ids and
+    # conversation ids cannot coincide
+    on_hold, _ = rows.task(agent, "on hold", status="blocked")
     for i in range(5):
-        rows.task(agent, f"earlier {i}", status="cancelled", queue=False)
+        rows.task(agent, f"earlier {i}", depends_on=(on_hold,))
     by_worker, run = rows.task(agent, "ended by the worker")
-    after_worker, _ = rows.task(agent, "waits for the worker", depends_on=(by_worker,), queue=False)
-    by_api, _ = rows.task(agent, "ended by a person", status="in_progress", queue=False)
-    after_api, _ = rows.task(agent, "waits for the person", depends_on=(by_api,), queue=False)
+    after_worker, _ = rows.task(agent, "waits for the worker", depends_on=(by_worker,))
+    # its run claimed by another worker: the person ends it meanwhile
+    by_api, _ = rows.task(agent, "ended by a person", status="in_progress")
+    after_api, _ = rows.task(agent, "waits for the person", depends_on=(by_api,))
 
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
@@ -103,7 +106,7 @@ async def test_a_dependent_waiting_for_a_person_gets_no_run_when_the_worker_ends
     agent = rows.agent(profile="ok")
     root, run = rows.task(agent, "prepare")
     held, _ = rows.task(
-        agent, "run a shell", depends_on=(root,), queue=False, needs_shell=True, approval="pending"
+        agent, "run a shell", depends_on=(root,), needs_shell=True, approval="pending"
     )
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()

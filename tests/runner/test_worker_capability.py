@@ -163,7 +163,7 @@ async def test_a_run_is_stopped_within_a_turn_of_the_mission_bound(tmp_path: Pat
     write_profiles(tmp_path, {"demo": demo_profile()})
     agent = rows.agent()
     mission = rows.mission(cost=0.30, spent_cost=0.10)
-    _, conversation = rows.task(agent, "Spend", TURNS, mission_id=mission, mission_step=0)
+    _, conversation = rows.task(agent, "Spend", TURNS, mission_id=mission, mission_step=1)
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
     assert outcome is not None and outcome.status == "FAILED", outcome

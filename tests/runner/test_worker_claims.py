@@ -90,16 +90,19 @@ async def test_only_runnable_conversations_are_claimed(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     active = rows.agent("active", profile="journal")
-    paused = rows.agent("paused", profile="journal", status="paused")
+    paused = rows.agent("paused", profile="journal")
     deleted_agent = rows.agent("gone", profile="journal")
-    rows.execute("UPDATE agents SET deleted_at = ? WHERE id = ?", (now_iso(), deleted_agent))
-
+    # their agents are paused and deleted after the tasks were made (pre-flight
+    # refuses a task for an agent that is not active)
     _, of_paused = rows.task(paused, "of-paused")
     _, of_deleted_agent = rows.task(deleted_agent, "of-deleted-agent")
-    deleted_task, of_deleted_task = rows.task(active, "of-deleted-task")
-    rows.execute("UPDATE tasks SET deleted_at = ? WHERE id = ?", (now_iso(), deleted_task))
-    _, of_cancelled_task = rows.task(active, "of-cancelled-task", status="cancelled")
-    _, of_blocked_task = rows.task(active, "of-blocked-task", status="blocked")
+    rows.execute("UPDATE agents SET status = 'paused' WHERE id = ?", (paused,))
+    rows.execute("UPDATE agents SET deleted_at = ? WHERE id = ?", (now_iso(), deleted_agent))
+    # a deleted, cancelled or blocked task keeps no queued run in the domain: these
+    # rows test the claim's own filter
+    _, of_deleted_task = rows.raw_task_row(active, "of-deleted-task", deleted=True)
+    _, of_cancelled_task = rows.raw_task_row(active, "of-cancelled-task", status="cancelled")
+    _, of_blocked_task = rows.raw_task_row(active, "of-blocked-task", status="blocked")
     _, runnable = rows.task(active, "runnable")
 
     async with running_worker(settings) as worker:
@@ -124,9 +127,11 @@ async def test_the_oldest_queued_conversation_is_claimed_first(tmp_path: Path) -
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="journal")
-    tasks = [rows.task(agent, f"t{i}", queue=False)[0] for i in range(3)]
-    for task in reversed(tasks):  # queued in reverse task order
-        rows.queue(task, agent)
+    # blocked at once (no run), then unblocked in reverse task order: their runs are
+    # queued in that order
+    tasks = [rows.task(agent, f"t{i}", status="blocked")[0] for i in range(3)]
+    for task in reversed(tasks):
+        rows.queue(task)
     async with running_worker(settings) as worker:
         while await worker.run_once() is not None:
             pass
@@ -140,8 +145,8 @@ async def test_a_failed_task_blocks_its_waiting_dependents(tmp_path: Path) -> No
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="fail")
     root, _ = rows.task(agent, "root")
-    child, _ = rows.task(agent, "child", depends_on=(root,), queue=False)
-    grandchild, _ = rows.task(agent, "grandchild", depends_on=(child,), queue=False)
+    child, _ = rows.task(agent, "child", depends_on=(root,))
+    grandchild, _ = rows.task(agent, "grandchild", depends_on=(child,))
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
         assert outcome is not None and outcome.status == "FAILED"

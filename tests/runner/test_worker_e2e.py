@@ -18,7 +18,7 @@ async def test_demo_agent_end_to_end(tmp_path: Path) -> None:
     rows = Rows(settings.database_path)
     agent = rows.agent(identity="You are a careful tester.")
     first, conversation = rows.task(agent, "Summarise the backlog", "three items are open")
-    second, none = rows.task(agent, "Follow up", depends_on=(first,), queue=False)
+    second, none = rows.task(agent, "Follow up", depends_on=(first,))
     assert none is None and conversation is not None
 
     async with running_worker(settings) as worker:
@@ -59,8 +59,8 @@ async def test_demo_agent_end_to_end(tmp_path: Path) -> None:
     changes = [json.loads(e["payload"]) for e in rows.events("task.status_changed")]
     assert {"from": "queued", "to": "in_progress"} in changes
     assert {"from": "in_progress", "to": "succeeded"} in changes
-    queued = rows.events("conversation.queued")[0]
-    assert json.loads(queued["payload"])["task_id"] == second
+    queued = [json.loads(e["payload"])["task_id"] for e in rows.events("conversation.queued")]
+    assert queued == [first, second]  # at its creation, and when its dependency succeeded
     actions = [r[0] for r in rows.all("SELECT action FROM audit_log ORDER BY id")]
     assert actions.count("conversation.started") == 2
     assert actions.count("conversation.finished") == 2

@@ -122,7 +122,11 @@ async def test_the_prompt_handed_to_the_agent_is_gated(tmp_path: Path) -> None:
     project = rows.project(documents=(("env", f"DATABASE_URL={DB_URL}"),))
     # a memory entry longer than its bound, with a key across the cut
     rows.memory(agent, "x" * 1970 + f" ANTHROPIC_API_KEY={ANTHROPIC}")
-    rows.task(agent, f"use {GITHUB}", f"aws_secret_access_key = {AWS_SECRET}", project_id=project)
+    # pre-flight refuses a task whose text holds a credential: a row written around it
+    # (an older one, or a path pre-flight missed) must still not reach the agent
+    rows.raw_task_row(
+        agent, f"use {GITHUB}", f"aws_secret_access_key = {AWS_SECRET}", project_id=project
+    )
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
     assert outcome is not None and outcome.status == "SUCCEEDED"

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from app.core.clock import now_iso
+from app.core.clock import now_iso, utcnow
 from tests.support.processes import alive, kill_all, read_pids, wait_gone
 from tests.support.worker import (
     DEMO_ARGV,
+    ELSEWHERE,
     Rows,
     add_mission_spend,
+    claimed_run,
     make_settings,
     profile,
     running_worker,
@@ -59,19 +61,19 @@ async def test_quota_reached_refuses_the_run(
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="marker", **quota)  # type: ignore[arg-type]
+    # the task first: pre-flight refuses a new task once the quota is used up
+    task, conversation = rows.task(agent, "over quota")
+    if earlier_runs:  # runs already started today: one run, interrupted and run again
+        earlier, _ = rows.task(agent, "earlier")
+        path = settings.database_path
+        await claimed_run(path, earlier, agent, ELSEWHERE, at=utcnow(), attempt=earlier_runs)
+        rows.end_run(earlier)
     today = now_iso()
     rows.execute(
         "INSERT INTO usage_ledger (agent_id, day, tokens, cost_usd, created_at)"
         " VALUES (?, ?, ?, ?, ?)",
         (agent, today[:10], ledger[0], ledger[1], today),
     )
-    for _ in range(earlier_runs):  # runs already started today
-        _, old = rows.task(agent, "earlier")
-        rows.execute(
-            "UPDATE conversations SET status = 'SUCCEEDED', started_at = ? WHERE id = ?",
-            (today, old),
-        )
-    task, conversation = rows.task(agent, "over quota")
 
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
@@ -105,7 +107,7 @@ async def test_under_quota_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spent", "which"),
-    [({"spent_cost": 10.0}, "cost"), ({"spent_tokens": 500_000}, "tokens")],
+    [({"cost": 10.0}, "cost"), ({"tokens": 500_000}, "tokens")],
 )
 async def test_mission_bound_reached_refuses_the_run(
     tmp_path: Path, spent: dict[str, float], which: str
@@ -114,8 +116,10 @@ async def test_mission_bound_reached_refuses_the_run(
     settings = make_settings(tmp_path)
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="marker")
-    mission = rows.mission(cost=10.0, tokens=500_000, **spent)  # type: ignore[arg-type]
+    mission = rows.mission(cost=10.0, tokens=500_000)
+    # the task first: pre-flight refuses a new task of a mission at its bound
     task, conversation = rows.task(agent, mission_id=mission, mission_step=1)
+    rows.spend(mission, **spent)  # type: ignore[arg-type]
     async with running_worker(settings) as worker:
         outcome = await worker.run_once()
     assert outcome is not None and not outcome.ran
@@ -134,12 +138,12 @@ async def test_mission_bound_counts_the_usage_ledger(tmp_path: Path) -> None:
     rows = Rows(settings.database_path)
     agent = rows.agent(profile="marker")
     mission = rows.mission(cost=1.0)
-    rows.execute(
+    _, conversation = rows.task(agent, mission_id=mission, mission_step=1)
+    rows.execute(  # after the task: pre-flight counts the ledger too
         "INSERT INTO usage_ledger (agent_id, mission_id, day, tokens, cost_usd, created_at)"
         " VALUES (?, ?, '2000-01-01', 1, 1.5, ?)",
         (agent, mission, now_iso()),
     )
-    _, conversation = rows.task(agent, mission_id=mission, mission_step=1)
     async with running_worker(settings) as worker:
         await worker.run_once()
     assert rows.conversation(conversation)["reason"] == "mission_bound:cost"

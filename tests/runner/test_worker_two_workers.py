@@ -40,7 +40,11 @@ def test_two_worker_processes_run_each_conversation_exactly_once(tmp_path: Path)
     write_profiles(tmp_path, {"journal": script_profile(script)})
     rows = Rows(tmp_path / "mc.db")
     agent = rows.agent(profile="journal")
-    tasks = [rows.task(agent, f"job-{i:02d}", queue=False)[0] for i in range(JOBS)]
+    # every job waits for one task whose run another worker holds; when it succeeds,
+    # the jobs' runs are queued at once (one transaction)
+    gate, _ = rows.task(agent, "gate", status="in_progress")
+    for i in range(JOBS):
+        rows.task(agent, f"job-{i:02d}", depends_on=(gate,))
 
     workers = [worker_process(tmp_path, "--name", name) for name in ("a", "b")]
     try:
@@ -50,15 +54,7 @@ def test_two_worker_processes_run_each_conversation_exactly_once(tmp_path: Path)
             timeout=30,
             what="both workers to start",
         )
-        with rows.connect() as conn:
-            conn.execute("BEGIN")
-            for task in tasks:
-                conn.execute(
-                    "INSERT INTO conversations (task_id, agent_id, status, created_at,"
-                    " updated_at) VALUES (?, ?, 'QUEUED', 'x', 'x')",
-                    (task, agent),
-                )
-            conn.execute("COMMIT")
+        rows.end_run(gate)
         started = time.monotonic()
         wait_for(
             lambda: (
@@ -79,7 +75,9 @@ def test_two_worker_processes_run_each_conversation_exactly_once(tmp_path: Path)
     lines = [line.split() for line in journal.read_text().splitlines()]
     runs = Counter(title for title, _ in lines)
     assert runs == Counter({f"job-{i:02d}": 1 for i in range(JOBS)}), runs
-    statuses = rows.all("SELECT status, attempt, lease_owner FROM conversations")
+    statuses = rows.all(
+        "SELECT status, attempt, lease_owner FROM conversations WHERE task_id != ?", (gate,)
+    )
     assert len(statuses) == JOBS
     assert {(s["status"], s["attempt"]) for s in statuses} == {("SUCCEEDED", 1)}
     per_worker = Counter(s["lease_owner"] for s in statuses)

@@ -1,17 +1,20 @@
 """Shared helpers of the worker tests (no tests here).
 
-The starting rows (agents, missions, tasks, their queued runs) are created with
-plain SQL, without pre-flight; what happens to them afterwards goes through the
-domains, as in production: a person cancelling a task through the task service
-(:func:`cancel_task`), other runs adding to a mission's spending through the
-missions domain (:func:`add_mission_spend`), a run another worker claimed and
-left (:func:`claimed_run`). Agents run from a profiles file written by the test,
-fake agents are small Python scripts, and the worker runs in-process with short
-intervals unless a test needs a real ``missionctl worker`` process.
+Tasks, missions and their runs are made and moved by the domains, with the calls
+the API and the worker make (docs/architecture.md, "One owner per state"): a
+task through the task service (pre-flight, its run queued when it is ready), a
+mission proposed and approved through the missions domain, a run claimed and
+ended through the conversations domain and ``app/tasks/transitions.py``. Only
+agents, their memory and projects are plain SQL rows (:class:`Rows`), and a few
+states no domain ever makes are written raw by :meth:`Rows.raw_task_row`, which
+says why. Agents run from a profiles file written by the test, fake agents are
+small Python scripts, and the worker runs in-process with short intervals
+unless a test needs a real ``missionctl worker`` process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -19,27 +22,47 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
-import aiosqlite
-
+from app.access.caller import Caller
+from app.auth import service as auth_service
 from app.conversations import lifecycle as runs
-from app.core.clock import now_iso
+from app.conversations.lifecycle import RunRecord
+from app.conversations.schemas import FollowUp
+from app.core.clock import now_iso, utcnow
+from app.core.context import AppContext
+from app.core.database import Database
+from app.core.errors import ApiError
 from app.core.migrations import migrate
 from app.core.settings import Settings
-from app.events.transaction import Tx, transaction
+from app.events.transaction import transaction
+from app.missions import approval as mission_approval
 from app.missions import lifecycle as missions
+from app.missions import service as missions_service
+from app.missions.schemas import (
+    MissionApproval,
+    MissionBounds,
+    MissionCreate,
+    MissionDecision,
+    MissionStep,
+)
 from app.runner.worker import Worker, WorkerOptions
+from app.security.principal import Principal, Scope
+from app.tasks import follow_up, transitions
 from app.tasks import service as tasks_service
-from app.tasks import transitions
-from tests.support.api import caller
+from app.tasks.schemas import TaskCreate, TaskStatus
+from app.wiring import build_context
+from tests.support.api import ADMIN_PASSWORD, caller
 from tests.support.cli import cli_env
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,11 +167,28 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+#: the worker that claims and ends runs in a test's setup (not the test's worker)
+ELSEWHERE = "elsewhere:w"
+
+_MISSION_STATUSES = frozenset({"proposed", "approved", "running", "rejected", "cancelled"})
+
+
 class Rows:
-    """Synchronous SQL on the test database: setup and assertions."""
+    """The test database: setup through the domains (agents, memory and projects as
+    plain rows) and synchronous SQL for assertions."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # the test's settings (make_settings), with mission ceilings an operator
+        # raised so that a test may ask for any bound
+        self.settings = make_settings(
+            path.parent,
+            database_path=path,
+            mission_max_cost_usd=1000.0,
+            mission_max_tokens=10**9,
+            mission_max_steps=100,
+            mission_max_step_minutes=600,
+        )
         migrate(path, path.parent / "backups")
 
     @contextmanager
@@ -255,24 +295,54 @@ class Rows:
         goal: str = "Ship the thing",
         steps: list[dict[str, Any]] | None = None,
     ) -> int:
-        now = now_iso()
-        return self.execute(
-            "INSERT INTO missions (title, goal, steps, status, proposed_by, bound_cost_usd,"
-            " bound_steps, bound_step_minutes, bound_tokens, spent_cost_usd, spent_tokens,"
-            " created_at, updated_at) VALUES ('m', ?, ?, ?, 'test', ?, 10, ?, ?, ?, ?, ?, ?)",
-            (
-                goal,
-                json.dumps(steps or [{"title": "step one", "agent_id": 1, "instructions": ""}]),
-                status,
-                cost,
-                step_minutes,
-                tokens,
-                spent_cost,
-                spent_tokens,
-                now,
-                now,
-            ),
+        """A mission as the missions domain makes one: proposed by alice
+        (``propose_mission``), approved by bob (``approve_mission``, the two-person
+        rule), rejected or cancelled by alice. ``running`` is ``approved``: the first
+        task the test creates for it starts it (``lifecycle.task_created``), as in
+        the domain. ``spent_*``: other runs' usage, added through the domain
+        (:meth:`spend`); a mission already at a bound refuses new tasks (pre-flight),
+        so a test that needs one creates its task first and spends afterwards."""
+        if status not in _MISSION_STATUSES:
+            raise ValueError(f"a test mission starts {sorted(_MISSION_STATUSES)}, not {status}")
+        spec = MissionCreate(
+            title="m",
+            goal=goal,
+            steps=[
+                MissionStep.model_validate(step)
+                for step in steps or [{"title": "step one", "agent_id": 1, "instructions": ""}]
+            ],
+            bounds=MissionBounds(cost_usd=cost, steps=10, step_minutes=step_minutes, tokens=tokens),
         )
+
+        async def make(ctx: AppContext) -> int:
+            alice, bob = await _people(ctx)
+            view = await missions_service.propose_mission(ctx, spec, alice)
+            if status in ("approved", "running"):
+                _, held = await mission_approval.approve_mission(
+                    ctx, view.id, MissionApproval(), bob
+                )
+                assert not held, "two admins: the approval takes effect at once"
+            elif status == "rejected":
+                await missions_service.reject_mission(ctx, view.id, MissionDecision(), alice)
+            elif status == "cancelled":
+                await missions_service.cancel_mission(ctx, view.id, MissionDecision(), alice)
+            return view.id
+
+        mission_id = self._run(make)
+        if spent_cost or spent_tokens:
+            self.spend(mission_id, tokens=spent_tokens, cost=spent_cost)
+        return mission_id
+
+    def spend(self, mission_id: int, *, tokens: int = 0, cost: float = 0.0) -> None:
+        """Other runs' usage grows the mission's spending (the missions domain's call)."""
+
+        async def add(ctx: AppContext) -> None:
+            async with transaction(ctx, "worker:other", "test") as tx:
+                await missions.add_spend(
+                    tx.conn, mission_id, tokens=tokens, cost_usd=cost, at=now_iso()
+                )
+
+        self._run(add)
 
     def task(
         self,
@@ -285,45 +355,169 @@ class Rows:
         project_id: int | None = None,
         status: str = "queued",
         depends_on: tuple[int, ...] = (),
-        queue: bool = True,
         needs_shell: bool = False,
         approval: str = "",
     ) -> tuple[int, int | None]:
-        """A task and (unless ``queue`` is false) its QUEUED conversation;
-        ``approval="pending"``: it waits for a person (app/tasks/approval.py)."""
+        """A task as the API makes one (``tasks_service.submit_task``: pre-flight, its
+        run queued when it is ready), asked for by alice, an admin in the web UI.
+        ``approval="pending"``: asked for by an operator instead, so a task whose
+        run would get a shell waits for a person (app/tasks/approval.py).
+
+        ``status`` other than queued is reached through the domain's moves: blocked
+        and cancelled as a person's status change (``change_task_status``),
+        in_progress as a run another worker claimed (:func:`claimed_run`), succeeded
+        and failed as that run's end (:meth:`end_run`).
+
+        Returns the task id and its run: the QUEUED or IN_PROGRESS conversation, the
+        run that ended it (succeeded, failed), or None (it waits for a dependency or
+        a person, or its run was cancelled)."""
+        spec = TaskCreate(
+            title=title,
+            description=description,
+            agent_id=agent_id,
+            mission_id=mission_id,
+            mission_step=mission_step,
+            project_id=project_id,
+            depends_on=list(depends_on),
+            needs_shell=needs_shell,
+        )
+        who = caller("alice", "test", scope=Scope.OPERATE if approval == "pending" else Scope.ADMIN)
+
+        async def make(ctx: AppContext) -> tuple[int, int | None]:
+            try:
+                view, _ = await tasks_service.submit_task(ctx, spec, who)
+            except ApiError as exc:
+                raise AssertionError(f"{exc.code}: {exc.message} {exc.details}") from None
+            if view.approval != approval:
+                raise AssertionError(f"the task's approval is {view.approval!r}, not {approval!r}")
+            return view.id, view.active_conversation_id
+
+        task_id, run = self._run(make)
+        if status in ("blocked", "cancelled"):
+            self.move(task_id, status)
+            run = None
+        elif status == "in_progress":
+            run = self._run(lambda ctx: _claim(ctx, task_id, ELSEWHERE, at=None, attempt=1))
+        elif status in ("succeeded", "failed"):
+            run = self.end_run(task_id, succeeded=status == "succeeded")
+        elif status != "queued":
+            raise ValueError(f"no way to a {status} task")
+        return task_id, run
+
+    def move(self, task_id: int, status: str) -> None:
+        """A person changes the task's status (the API's call, ``change_task_status``):
+        blocked or cancelled (its run is cancelled), queued again (a run is queued)."""
+
+        async def change(ctx: AppContext) -> None:
+            await tasks_service.change_task_status(
+                ctx, task_id, TaskStatus(status), actor="user:alice", client="test"
+            )
+
+        self._run(change)
+
+    def queue(self, task_id: int) -> int:
+        """The run of a blocked task: a person moves it back to queued, which queues
+        its run through the one gate (``transitions.queue_if_ready``). Returns it."""
+        self.move(task_id, "queued")
+        run = self.value(
+            "SELECT id FROM conversations WHERE task_id = ? AND status = 'QUEUED'", (task_id,)
+        )
+        assert run is not None, f"task {task_id} got no run (a dependency? a person?)"
+        return int(run)
+
+    def end_run(
+        self,
+        task_id: int,
+        *,
+        succeeded: bool = True,
+        transcript: str = "",
+        session_id: str | None = None,
+        owner: str = ELSEWHERE,
+    ) -> int:
+        """The task's run ended by another worker, as the worker ends one: claimed
+        (unless it already runs), the task started, the run finished through the
+        conversations domain with ``transcript`` (and the CLI's ``session_id``), and
+        the task ended through ``transitions.run_ended`` with every consequence
+        (dependents queued or blocked, the mission, the review gate). Returns the
+        run's id."""
+        record = RunRecord(
+            transcript=transcript,
+            truncated=False,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=0.0,
+            exit_code=0 if succeeded else 1,
+            session_id=session_id,
+        )
+
+        async def end(ctx: AppContext) -> int:
+            if await _run_of(ctx, task_id, "IN_PROGRESS") is None:
+                await _claim(ctx, task_id, owner, at=None, attempt=1)
+            running = await _run_of(ctx, task_id, "IN_PROGRESS")
+            assert running is not None
+            run, lease_owner = running
+            assert lease_owner is not None
+            reason = None if succeeded else "failed"
+            async with transaction(ctx, f"worker:{lease_owner}", "test") as tx:
+                assert await runs.finish(
+                    tx.conn,
+                    run,
+                    lease_owner,
+                    status="SUCCEEDED" if succeeded else "FAILED",
+                    reason=reason,
+                    record=record,
+                )
+                await transitions.run_ended(tx, task_id, succeeded=succeeded, reason=reason)
+            return run
+
+        return self._run(end)
+
+    def follow_up(self, conversation_id: int, text: str) -> tuple[int, int | None]:
+        """alice replies to a finished run (``follow_up.follow_up``, the run page's
+        reply): a task that resumes the run's CLI session. Returns it and its run."""
+
+        async def reply(ctx: AppContext) -> tuple[int, int | None]:
+            view = await follow_up.follow_up(
+                ctx, conversation_id, FollowUp(text=text), caller("alice", "test")
+            )
+            return view.id, view.active_conversation_id
+
+        return self._run(reply)
+
+    def raw_task_row(
+        self,
+        agent_id: int,
+        title: str = "task",
+        description: str = "",
+        *,
+        project_id: int | None = None,
+        status: str = "queued",
+        deleted: bool = False,
+    ) -> tuple[int, int]:
+        """A task row and a QUEUED run written with plain SQL, around the task domain.
+
+        Only for a state the domain never makes, which the worker must still
+        survive: a cancelled, blocked or deleted task whose run is still QUEUED (the
+        domain cancels the run with the move: the claim query's own filter is what is
+        tested), or a task whose text holds a credential (pre-flight refuses one: the
+        prompt gate is the defence behind it). Everything else uses :meth:`task`."""
         now = now_iso()
         task_id = self.execute(
-            "INSERT INTO tasks (title, description, agent_id, mission_id, mission_step,"
-            " project_id, status, needs_shell, approval, created_by, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?)",
-            (
-                title,
-                description,
-                agent_id,
-                mission_id,
-                mission_step,
-                project_id,
-                status,
-                int(needs_shell),
-                approval,
-                now,
-                now,
-            ),
+            "INSERT INTO tasks (title, description, agent_id, project_id, status, created_by,"
+            " created_at, updated_at, deleted_at) VALUES (?, ?, ?, ?, ?, 'test', ?, ?, ?)",
+            (title, description, agent_id, project_id, status, now, now, now if deleted else None),
         )
-        for dep in depends_on:
-            self.execute(
-                "INSERT INTO task_dependencies (task_id, depends_on) VALUES (?, ?)", (task_id, dep)
-            )
-        conversation_id = self.queue(task_id, agent_id) if queue else None
-        return task_id, conversation_id
-
-    def queue(self, task_id: int, agent_id: int) -> int:
-        now = now_iso()
-        return self.execute(
+        conversation_id = self.execute(
             "INSERT INTO conversations (task_id, agent_id, status, created_at, updated_at)"
             " VALUES (?, ?, 'QUEUED', ?, ?)",
             (task_id, agent_id, now, now),
         )
+        return task_id, conversation_id
+
+    def _run(self, action: Callable[[AppContext], Awaitable[T]]) -> T:
+        """Run a domain call on its own context and event loop, in a thread: the
+        helpers stay synchronous in sync and async tests alike."""
+        return _in_thread(_with_context(self.settings, action))
 
     # --- reading -------------------------------------------------------------
 
@@ -375,22 +569,99 @@ async def claimed_run(
     path: Path, task_id: int, agent_id: int, owner: str, *, at: datetime, attempt: int = 1
 ) -> int:
     """A run that worker ``owner`` claimed at ``at`` (its lease and heartbeat from
-    then) and never ended: queued by the task domain (a re-queue when ``attempt`` > 1),
-    claimed through the conversations domain, its task started. Returns its id."""
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("BEGIN IMMEDIATE")
-        tx = Tx(conn, f"worker:{owner}", "test")
-        if attempt > 1:
-            conversation_id = await runs.requeue(conn, task_id, agent_id, attempt - 1)
+    then) and never ended: the run the task domain queued for the task, claimed
+    through the conversations domain, its task started. With ``attempt`` > 1 the
+    earlier claims were interrupted and the run queued again, as recovery does.
+    Returns its id."""
+    settings = make_settings(path.parent, database_path=path)
+    run = await _with_context(
+        settings, lambda ctx: _claim(ctx, task_id, owner, at=at, attempt=attempt)
+    )
+    row = await _with_context(
+        settings,
+        lambda ctx: ctx.db.fetch_one("SELECT agent_id FROM conversations WHERE id = ?", (run,)),
+    )
+    assert row is not None and int(row[0]) == agent_id, "the run is another agent's"
+    return run
+
+
+# --- the domain calls behind the helpers -------------------------------------------
+
+
+async def _with_context(settings: Settings, action: Callable[[AppContext], Awaitable[T]]) -> T:
+    """``action`` on a context of its own (as every process builds one), closed after."""
+    db = Database(settings.database_path, readers=1, busy_timeout_ms=10_000)
+    await db.open()
+    try:
+        return await action(build_context(settings, db, b""))
+    finally:
+        await db.close()
+
+
+def _in_thread(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` on an event loop of its own in a thread: callable from a sync test
+    and from within an async test's running loop alike."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+async def _people(ctx: AppContext) -> tuple[Caller, Caller]:
+    """alice and bob, two admins logged in to the web UI (users made by the auth
+    domain): one proposes, the other approves (the two-person rule)."""
+    callers: list[Caller] = []
+    for name in ("alice", "bob"):
+        row = await ctx.db.fetch_one("SELECT id FROM users WHERE username = ?", (name,))
+        if row is not None:
+            user_id = int(row[0])
         else:
-            conversation_id = await transitions.queue_run(tx, task_id, agent_id)
-        with mock.patch.object(runs, "utcnow", return_value=at):
-            assert await runs.claim(conn, conversation_id, owner, 60.0)
+            user = await auth_service.create_user(
+                ctx.db,
+                username=name,
+                password=ADMIN_PASSWORD,
+                role=Scope.ADMIN,
+                actor="test",
+                client="test",
+            )
+            user_id = user.id
+        principal = Principal(
+            kind="session", scope=Scope.ADMIN, name=name, user_id=user_id, session_id=user_id
+        )
+        callers.append(Caller(principal, "test"))
+    return callers[0], callers[1]
+
+
+async def _run_of(ctx: AppContext, task_id: int, status: str) -> tuple[int, str | None] | None:
+    """The task's run in ``status`` (QUEUED or IN_PROGRESS: at most one), with its
+    lease owner."""
+    row = await ctx.db.fetch_one(
+        "SELECT id, lease_owner FROM conversations WHERE task_id = ? AND status = ?",
+        (task_id, status),
+    )
+    return None if row is None else (int(row[0]), row[1])
+
+
+async def _claim(
+    ctx: AppContext, task_id: int, owner: str, *, at: datetime | None, attempt: int
+) -> int:
+    """Worker ``owner`` claims the task's queued run (at ``at``: its lease and
+    heartbeat from then) and starts the task, as the worker does; ``attempt`` > 1:
+    the earlier claims were interrupted, failed and re-queued, as recovery does."""
+    queued = await _run_of(ctx, task_id, "QUEUED")
+    assert queued is not None, f"task {task_id} has no queued run"
+    run = queued[0]
+    async with transaction(ctx, f"worker:{owner}", "test") as tx:
+        row = await ctx.db.fetch_one("SELECT agent_id FROM tasks WHERE id = ?", (task_id,))
+        assert row is not None
+        for earlier in range(1, attempt):
+            assert await runs.claim(tx.conn, run, owner, 60.0)
+            await transitions.start(tx, task_id)
+            reason = "worker restarted during the run"
+            assert await runs.fail_in_progress(tx.conn, run, reason, owner=owner)
+            run = await runs.requeue(tx.conn, task_id, int(row[0]), earlier)
+        with mock.patch.object(runs, "utcnow", return_value=at or utcnow()):
+            assert await runs.claim(tx.conn, run, owner, 60.0)
         await transitions.start(tx, task_id)
-        await conn.execute("COMMIT")
-    return conversation_id
+    return run
 
 
 @asynccontextmanager
