@@ -99,6 +99,18 @@ async def awaiting_approval(conn: aiosqlite.Connection, task_id: int) -> bool:
     return row is not None and row[0] == "pending"
 
 
+async def held_for_approval(db: Database, limit: int) -> tuple[list[Row], int]:
+    """Open shell tasks that wait for a person's approval, newest first (at most
+    ``limit``), and how many there are."""
+    where = f"FROM tasks t WHERE {_LIVE} AND t.approval = 'pending' AND t.status = 'queued'"
+    rows = await db.fetch_all(
+        f"SELECT t.id, t.title, t.created_by, t.created_at {where} ORDER BY t.id DESC LIMIT ?",
+        (limit,),
+    )
+    total = await db.fetch_all(f"SELECT count(*) {where}")
+    return rows, int(total[0][0])
+
+
 async def insert_dependencies(conn: aiosqlite.Connection, task_id: int, deps: list[int]) -> None:
     await conn.executemany(
         "INSERT INTO task_dependencies (task_id, depends_on) VALUES (?, ?)",

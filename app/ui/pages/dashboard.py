@@ -15,6 +15,7 @@ from app.events.stream import list_events
 from app.health.details import health_report
 from app.notifications import service as notifications_service
 from app.notifications import store as notifications_store
+from app.tasks import store as tasks_store
 from app.tasks.waiting import waiting_items
 from app.ui import store
 from app.ui.auth import UiSession
@@ -42,6 +43,7 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
     tokens, cost, runs_today = await store.spend_today(ctx.db, now)
     events, _ = await list_events(ctx.db, principal.scope, PageParams(limit=FEED_ROWS, offset=0))
     health = await health_report(ctx)
+    held, held_total = await tasks_store.held_for_approval(ctx.db, DASHBOARD_ROWS)
     return await ui_page(
         request,
         principal,
@@ -60,6 +62,8 @@ async def dashboard(request: Request, principal: UiSession, ctx: Ctx) -> HTMLRes
         spend={"tokens": tokens, "cost_usd": cost, "runs": runs_today},
         task_counts=await store.task_counts(ctx.db),
         waiting_for_you=await waiting_items(ctx.db),
+        held_tasks=held,
+        held_total=held_total,
         events=[event_view(r) for r in events],
         last_event_id=int(events[0]["id"]) if events else 0,
         health=health,
