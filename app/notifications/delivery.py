@@ -159,8 +159,9 @@ class Delivery:
     async def announce(self, db: Database) -> None:
         """Write the channel names (never the URLs) for the API and the UI, and
         line the waiting deliveries up with them: a channel that left the file
-        is given up, a new one gets what still waits; with no channel at all,
-        what waited for none stays on the Pi (``none``)."""
+        is given up, a new one gets what still waits; a notification that waits
+        for no channel (none was ever configured for it) stays on the Pi
+        (``none``)."""
         async with db.write() as conn:
             await store.set_channels(conn, [(c.name, c.service) for c in self.channels])
             await store.reconcile_channels(conn, [c.name for c in self.channels])

@@ -221,3 +221,41 @@ async def test_the_notifier_keeps_sending_to_a_channel_while_another_hangs(
         stop.set()
         await notifier
     assert desk.titles() == ["first", "second"] and sorted(phone.titles()) == ["first", "second"]
+
+
+async def test_a_new_channels_file_gives_up_a_removed_channel_and_serves_a_new_one(
+    ctx: AppContext,
+    tmp_path: Path,
+    phone: Receiver,
+    desk: Receiver,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    phone.stop()
+    delivery = await delivery_for(ctx, tmp_path, phone, desk, base_delay_s=0.01)
+    nid = await notify(ctx, "alarm")
+    await delivery.run_once(ctx.db)
+    assert (await view(client, admin_headers, nid))["webhook_state"] == "pending"
+    tablet = Receiver()
+    try:
+        # the notifier restarts with the phone replaced by a tablet
+        path = tmp_path / "notify.toml"
+        path.write_text(
+            f'[[channel]]\nname = "desk"\nurl = "{desk.url}"\n'
+            f'[[channel]]\nname = "tablet"\nurl = "{tablet.url}"\n'
+        )
+        restarted = Delivery(load_channels(path))
+        await restarted.announce(ctx.db)
+        await restarted.run_once(ctx.db)
+        assert tablet.titles() == ["alarm"] and desk.titles() == ["alarm"]
+    finally:
+        tablet.stop()
+    done = await view(client, admin_headers, nid)
+    by_channel = {d["channel"]: d for d in done["deliveries"]}
+    assert {c: d["state"] for c, d in by_channel.items()} == {
+        "desk": "sent",
+        "phone": "failed",
+        "tablet": "sent",
+    }
+    assert by_channel["phone"]["last_error"] == "the channel is no longer in the notifier's file"
+    assert done["webhook_state"] == "partial"
