@@ -219,6 +219,8 @@ class Rows:
         return None if row is None else row[0]
 
     # --- setup ---------------------------------------------------------------
+    # agents, their memory and projects are plain rows; tasks, missions and runs are
+    # made and moved by their domains (below)
 
     def agent(
         self,
@@ -574,15 +576,10 @@ async def claimed_run(
     earlier claims were interrupted and the run queued again, as recovery does.
     Returns its id."""
     settings = make_settings(path.parent, database_path=path)
-    run = await _with_context(
-        settings, lambda ctx: _claim(ctx, task_id, owner, at=at, attempt=attempt)
-    )
-    row = await _with_context(
+    return await _with_context(
         settings,
-        lambda ctx: ctx.db.fetch_one("SELECT agent_id FROM conversations WHERE id = ?", (run,)),
+        lambda ctx: _claim(ctx, task_id, owner, at=at, attempt=attempt, agent_id=agent_id),
     )
-    assert row is not None and int(row[0]) == agent_id, "the run is another agent's"
-    return run
 
 
 # --- the domain calls behind the helpers -------------------------------------------
@@ -641,23 +638,32 @@ async def _run_of(ctx: AppContext, task_id: int, status: str) -> tuple[int, str 
 
 
 async def _claim(
-    ctx: AppContext, task_id: int, owner: str, *, at: datetime | None, attempt: int
+    ctx: AppContext,
+    task_id: int,
+    owner: str,
+    *,
+    at: datetime | None,
+    attempt: int,
+    agent_id: int | None = None,
 ) -> int:
     """Worker ``owner`` claims the task's queued run (at ``at``: its lease and
     heartbeat from then) and starts the task, as the worker does; ``attempt`` > 1:
-    the earlier claims were interrupted, failed and re-queued, as recovery does."""
-    queued = await _run_of(ctx, task_id, "QUEUED")
-    assert queued is not None, f"task {task_id} has no queued run"
-    run = queued[0]
+    the earlier claims were interrupted, failed and re-queued, as recovery does.
+    ``agent_id``: the agent the test expects the run to be for."""
+    row = await ctx.db.fetch_one(
+        "SELECT id, agent_id FROM conversations WHERE task_id = ? AND status = 'QUEUED'",
+        (task_id,),
+    )
+    assert row is not None, f"task {task_id} has no queued run"
+    run, agent = int(row[0]), int(row[1])
+    assert agent_id in (None, agent), f"the run is agent {agent}'s, not agent {agent_id}'s"
     async with transaction(ctx, f"worker:{owner}", "test") as tx:
-        row = await ctx.db.fetch_one("SELECT agent_id FROM tasks WHERE id = ?", (task_id,))
-        assert row is not None
         for earlier in range(1, attempt):
             assert await runs.claim(tx.conn, run, owner, 60.0)
             await transitions.start(tx, task_id)
             reason = "worker restarted during the run"
             assert await runs.fail_in_progress(tx.conn, run, reason, owner=owner)
-            run = await runs.requeue(tx.conn, task_id, int(row[0]), earlier)
+            run = await runs.requeue(tx.conn, task_id, agent, earlier)
         with mock.patch.object(runs, "utcnow", return_value=at or utcnow()):
             assert await runs.claim(tx.conn, run, owner, 60.0)
         await transitions.start(tx, task_id)
